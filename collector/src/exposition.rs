@@ -1,0 +1,192 @@
+//! `/metrics`, rendered from the store's current state at scrape time.
+//!
+//! Series per host are bounded: 14 host series, 2 per filesystem and 6 per
+//! interface, with filesystems and interfaces capped by
+//! [`ExpositionConfig`] (defaults 6 and 2: at most 38 series per host).
+//! Long lists stay in the inventory API, never in labels.
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, TextEncoder};
+
+use crate::config::ExpositionConfig;
+use crate::store::HostState;
+use crate::telemetry::Telemetry;
+
+/// A host is up while its last report is younger than this many intervals.
+pub const UP_INTERVALS: i64 = 3;
+
+struct Family {
+    mf: MetricFamily,
+}
+
+impl Family {
+    fn new(name: &str, help: &str, kind: MetricType) -> Self {
+        let mut mf = MetricFamily::default();
+        mf.set_name(name.to_owned());
+        mf.set_help(help.to_owned());
+        mf.set_field_type(kind);
+        Self { mf }
+    }
+
+    fn gauge(name: &str, help: &str) -> Self {
+        Self::new(name, help, MetricType::GAUGE)
+    }
+
+    fn counter(name: &str, help: &str) -> Self {
+        Self::new(name, help, MetricType::COUNTER)
+    }
+
+    fn push(&mut self, labels: &[(&str, &str)], value: f64) {
+        let mut m = Metric::from_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).to_owned());
+                    l.set_value((*v).to_owned());
+                    l
+                })
+                .collect(),
+        );
+        if self.mf.get_field_type() == MetricType::COUNTER {
+            let mut c = Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        } else {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+        self.mf.mut_metric().push(m);
+    }
+
+    fn push_opt<T: Into<f64>>(&mut self, labels: &[(&str, &str)], value: Option<T>) {
+        if let Some(v) = value {
+            self.push(labels, v.into());
+        }
+    }
+}
+
+/// Scrape-time inputs that do not come from host state.
+pub struct CollectorFacts {
+    pub now_ms: i64,
+    pub store_size_bytes: u64,
+}
+
+/// Renders the text exposition format for all hosts plus the collector's own metrics.
+pub fn render(hosts: &[HostState], facts: &CollectorFacts, cfg: &ExpositionConfig, telemetry: &Telemetry) -> String {
+    let mut up = Family::gauge("campanile_host_up", "1 if the host reported within the last 3 of its intervals, else 0.");
+    let mut last = Family::gauge(
+        "campanile_host_last_report_timestamp_seconds",
+        "When the collector committed the host's last report (collector clock).",
+    );
+    let mut info = Family::gauge(
+        "campanile_host_info",
+        "Host software facts from the inventory; always 1. Empty label = not collected.",
+    );
+    let mut cpu = Family::gauge("campanile_host_cpu_usage_ratio", "CPU busy share over the agent's last interval.");
+    let mut load1 = Family::gauge("campanile_host_load1", "1-minute load average.");
+    let mut load5 = Family::gauge("campanile_host_load5", "5-minute load average.");
+    let mut load15 = Family::gauge("campanile_host_load15", "15-minute load average.");
+    let mut mem_total = Family::gauge("campanile_host_memory_total_bytes", "Physical memory.");
+    let mut mem_avail = Family::gauge("campanile_host_memory_available_bytes", "Memory available for new work.");
+    let mut swap_total = Family::gauge("campanile_host_swap_total_bytes", "Swap space.");
+    let mut swap_free = Family::gauge("campanile_host_swap_free_bytes", "Free swap space.");
+    let mut uptime = Family::gauge("campanile_host_uptime_seconds", "Host uptime at its last report.");
+    let mut procs = Family::gauge("campanile_host_processes", "Processes at the last report.");
+    let mut failed = Family::gauge(
+        "campanile_host_systemd_units_failed",
+        "Failed systemd units (absent where systemd does not run).",
+    );
+    let mut fs_size = Family::gauge("campanile_filesystem_size_bytes", "Filesystem size.");
+    let mut fs_avail = Family::gauge("campanile_filesystem_avail_bytes", "Filesystem space available to unprivileged users.");
+    let mut rx = Family::counter("campanile_network_receive_bytes_total", "Bytes received since boot.");
+    let mut tx = Family::counter("campanile_network_transmit_bytes_total", "Bytes sent since boot.");
+    let mut rx_err = Family::counter("campanile_network_receive_errors_total", "Receive errors since boot.");
+    let mut tx_err = Family::counter("campanile_network_transmit_errors_total", "Transmit errors since boot.");
+    let mut rx_drop = Family::counter("campanile_network_receive_drop_total", "Received packets dropped since boot.");
+    let mut tx_drop = Family::counter("campanile_network_transmit_drop_total", "Outgoing packets dropped since boot.");
+
+    for h in hosts {
+        let l: [(&str, &str); 2] = [("host", &h.host_id), ("site", &h.site)];
+        let window_ms = UP_INTERVALS * i64::from(h.interval_secs.max(1)) * 1000;
+        let is_up = facts.now_ms - h.last_report_ms < window_ms;
+        up.push(&l, if is_up { 1.0 } else { 0.0 });
+        last.push(&l, h.last_report_ms as f64 / 1000.0);
+        let s = |v: &Option<String>| v.clone().unwrap_or_default();
+        let (hostname, os, os_version, kernel, arch) = (s(&h.hostname), s(&h.os_name), s(&h.os_version), s(&h.kernel), s(&h.arch));
+        info.push(
+            &[
+                l[0],
+                l[1],
+                ("hostname", &hostname),
+                ("os", &os),
+                ("os_version", &os_version),
+                ("kernel", &kernel),
+                ("arch", &arch),
+                ("agent_version", &h.agent_version),
+            ],
+            1.0,
+        );
+        let Some(health) = &h.health else { continue };
+        cpu.push_opt(&l, health.cpu_usage_ratio);
+        load1.push_opt(&l, health.load1);
+        load5.push_opt(&l, health.load5);
+        load15.push_opt(&l, health.load15);
+        let b = |v: Option<u64>| v.map(|x| x as f64);
+        mem_total.push_opt(&l, b(health.memory_total_bytes));
+        mem_avail.push_opt(&l, b(health.memory_available_bytes));
+        swap_total.push_opt(&l, b(health.swap_total_bytes));
+        swap_free.push_opt(&l, b(health.swap_free_bytes));
+        uptime.push_opt(&l, b(health.uptime_seconds));
+        procs.push_opt(&l, health.process_count);
+        failed.push_opt(&l, health.failed_units.as_ref().map(|f| f.count));
+        // The same mount point twice (bind mounts) would make duplicate series.
+        let mut seen = std::collections::HashSet::new();
+        for fs in health
+            .filesystems
+            .iter()
+            .filter(|f| seen.insert(f.mount_point.as_str()))
+            .take(cfg.max_filesystems_per_host)
+        {
+            let fl = [l[0], l[1], ("mountpoint", fs.mount_point.as_str()), ("fstype", fs.fs_type.as_str())];
+            fs_size.push(&fl, fs.size_bytes as f64);
+            fs_avail.push(&fl, fs.available_bytes as f64);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for i in health
+            .interfaces
+            .iter()
+            .filter(|i| seen.insert(i.name.as_str()))
+            .take(cfg.max_interfaces_per_host)
+        {
+            let il = [l[0], l[1], ("interface", i.name.as_str())];
+            rx.push(&il, i.rx_bytes as f64);
+            tx.push(&il, i.tx_bytes as f64);
+            rx_err.push_opt(&il, b(i.rx_errors));
+            tx_err.push_opt(&il, b(i.tx_errors));
+            rx_drop.push_opt(&il, b(i.rx_dropped));
+            tx_drop.push_opt(&il, b(i.tx_dropped));
+        }
+    }
+
+    let mut hosts_known = Family::gauge("campanile_hosts", "Hosts the collector has ever received a report from.");
+    hosts_known.push(&[], hosts.len() as f64);
+    let mut store_size = Family::gauge("campanile_store_size_bytes", "Size of the SQLite store (database and WAL).");
+    store_size.push(&[], facts.store_size_bytes as f64);
+
+    let mut families: Vec<MetricFamily> = [
+        up, last, info, cpu, load1, load5, load15, mem_total, mem_avail, swap_total, swap_free, uptime, procs, failed, fs_size,
+        fs_avail, rx, tx, rx_err, tx_err, rx_drop, tx_drop, hosts_known, store_size,
+    ]
+    .into_iter()
+    .map(|f| f.mf)
+    .filter(|mf| !mf.get_metric().is_empty())
+    .collect();
+    families.extend(telemetry.registry.gather());
+    let mut out = Vec::with_capacity(64 * 1024);
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("text encoding into a Vec cannot fail");
+    String::from_utf8(out).expect("text exposition is UTF-8")
+}

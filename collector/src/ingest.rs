@@ -1,0 +1,113 @@
+//! The gRPC service agents call: identity from the certificate, validation,
+//! then one store transaction; the ack goes out only after the commit.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use campanile_proto::INVALID_SEQ_METADATA;
+use campanile_proto::v1::ingest_server::Ingest;
+use campanile_proto::v1::{DeliverRequest, DeliverResponse, Directives};
+use tonic::{Request, Response, Status};
+
+use crate::config::Limits;
+use crate::store::Store;
+use crate::telemetry::Telemetry;
+use crate::tls::PeerInfo;
+use crate::validate::{self, Refusal};
+
+pub struct IngestService {
+    store: Arc<Store>,
+    limits: Limits,
+    telemetry: Arc<Telemetry>,
+}
+
+impl IngestService {
+    pub fn new(store: Arc<Store>, limits: Limits, telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            store,
+            limits,
+            telemetry,
+        }
+    }
+
+    fn reject(&self, reason: &str) {
+        self.telemetry.requests_rejected.with_label_values(&[reason]).inc();
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    async fn deliver(&self, request: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
+        let started = Instant::now();
+        let peer = request.extensions().get::<PeerInfo>().cloned();
+        let Some(peer) = peer else {
+            // Only reachable if the server is wired without our TLS acceptor.
+            self.reject("unauthenticated");
+            return Err(Status::unauthenticated("no verified client certificate"));
+        };
+        let identity = match peer.identity {
+            Ok(id) => id,
+            Err(reason) => {
+                self.reject("unauthenticated");
+                tracing::warn!(peer = %peer.remote_addr, %reason, "certificate carries no usable identity");
+                return Err(Status::unauthenticated(format!("client certificate: {reason}")));
+            }
+        };
+        let body = request.into_inner();
+        let now = now_ms();
+        if let Err(refusal) = validate::request(&body, &identity, &self.limits, now) {
+            self.reject(refusal.reason_label());
+            tracing::warn!(host = %identity.host_id, peer = %peer.remote_addr, reason = %refusal, "report refused");
+            return Err(match &refusal {
+                Refusal::WrongHost { .. } => Status::permission_denied(refusal.to_string()),
+                Refusal::Invalid { seq, .. } => {
+                    let mut s = Status::invalid_argument(refusal.to_string());
+                    if let Ok(v) = seq.to_string().parse() {
+                        s.metadata_mut().insert(INVALID_SEQ_METADATA, v);
+                    }
+                    s
+                }
+                _ => Status::invalid_argument(refusal.to_string()),
+            });
+        }
+        let store = self.store.clone();
+        let id = identity.clone();
+        let result = tokio::task::spawn_blocking(move || store.ingest(&id, &body.reports, now)).await;
+        let outcome = match result {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                self.reject("store_error");
+                tracing::error!(host = %identity.host_id, error = %e, "store commit failed");
+                return Err(Status::unavailable("collector cannot store reports now; retry later"));
+            }
+            Err(e) => {
+                self.reject("store_error");
+                tracing::error!(host = %identity.host_id, error = %e, "store task failed");
+                return Err(Status::internal("store task failed"));
+            }
+        };
+        self.telemetry.reports_accepted.inc_by(outcome.accepted as u64);
+        self.telemetry.reports_duplicate.inc_by(outcome.duplicates as u64);
+        self.telemetry.ingest_duration.observe(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            host = %identity.host_id,
+            accepted = outcome.accepted,
+            duplicates = outcome.duplicates,
+            committed_seq = outcome.committed_seq,
+            "reports committed"
+        );
+        Ok(Response::new(DeliverResponse {
+            committed_seq: outcome.committed_seq,
+            directives: Some(Directives {
+                interval_secs: 0,
+                send_full_inventory: outcome.need_full_inventory,
+            }),
+        }))
+    }
+}

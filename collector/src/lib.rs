@@ -1,0 +1,184 @@
+//! Campanile collector: verifies agents by their certificates, validates and
+//! stores their reports in SQLite, and serves the territory's state as
+//! Prometheus metrics.
+//!
+//! [`start`] runs everything in the current tokio runtime and returns a
+//! handle; the binary and the end-to-end tests drive the same code.
+
+pub mod config;
+pub mod exposition;
+pub mod http;
+pub mod ingest;
+pub mod inventory_diff;
+pub mod pki;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use campanile_proto::v1::ingest_server::IngestServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::CollectorConfig;
+use store::Store;
+use telemetry::Telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{what} server failed: {message}")]
+    Serve { what: &'static str, message: String },
+}
+
+/// A running collector. Dropping it does not stop it: call [`Running::shutdown`].
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub store: Arc<Store>,
+    pub telemetry: Arc<Telemetry>,
+    shutdown: watch::Sender<bool>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: JoinHandle<std::io::Result<()>>,
+    accept: JoinHandle<()>,
+}
+
+/// Opens the store, binds both ports and starts serving.
+pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
+    let telemetry = Arc::new(Telemetry::new());
+    let path = cfg.store_path.clone();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || Store::open(&path))
+            .await
+            .map_err(|e| CollectorError::Serve {
+                what: "store",
+                message: e.to_string(),
+            })??,
+    );
+    let tls_cfg = tls::server_config(&cfg.ca_cert_path, &cfg.cert_path, &cfg.key_path)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
+
+    let grpc_listener = TcpListener::bind(cfg.grpc_listen)
+        .await
+        .map_err(|source| CollectorError::Bind {
+            addr: cfg.grpc_listen,
+            what: "gRPC",
+            source,
+        })?;
+    let http_listener = TcpListener::bind(cfg.http_listen)
+        .await
+        .map_err(|source| CollectorError::Bind {
+            addr: cfg.http_listen,
+            what: "HTTP",
+            source,
+        })?;
+    let grpc_addr = grpc_listener.local_addr().map_err(|source| CollectorError::Bind {
+        addr: cfg.grpc_listen,
+        what: "gRPC",
+        source,
+    })?;
+    let http_addr = http_listener.local_addr().map_err(|source| CollectorError::Bind {
+        addr: cfg.http_listen,
+        what: "HTTP",
+        source,
+    })?;
+
+    let (shutdown, rx) = watch::channel(false);
+    let (incoming, accept) = tls::incoming(
+        grpc_listener,
+        acceptor,
+        Duration::from_secs(cfg.handshake_timeout_secs),
+        telemetry.clone(),
+    );
+    let service = IngestServer::new(ingest::IngestService::new(store.clone(), cfg.limits.clone(), telemetry.clone()))
+        .max_decoding_message_size(cfg.max_message_bytes);
+    let mut grpc_rx = rx.clone();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(60)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = grpc_rx.wait_for(|stop| *stop).await;
+            }),
+    );
+    let app = http::router(http::HttpState {
+        store: store.clone(),
+        telemetry: telemetry.clone(),
+        exposition: cfg.exposition.clone(),
+    });
+    let mut http_rx = rx;
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %cfg.store_path.display(), "collector started");
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        store,
+        telemetry,
+        shutdown,
+        grpc,
+        http,
+        accept,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests (and their commits) finish,
+    /// then returns.
+    pub async fn shutdown(self) -> Result<(), CollectorError> {
+        let _ = self.shutdown.send(true);
+        self.accept.abort();
+        let grpc = self.grpc.await;
+        let http = self.http.await;
+        match grpc {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(CollectorError::Serve {
+                    what: "gRPC",
+                    message: e.to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(CollectorError::Serve {
+                    what: "gRPC",
+                    message: e.to_string(),
+                });
+            }
+        }
+        match http {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(CollectorError::Serve {
+                what: "HTTP",
+                message: e.to_string(),
+            }),
+            Err(e) => Err(CollectorError::Serve {
+                what: "HTTP",
+                message: e.to_string(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The collector's state in one SQLite file (WAL): hosts, their latest
+//! health, current inventory and its change history. Prometheus keeps the
+//! time series; this keeps current state.
+//!
+//! One writer connection and one reader connection, each behind a mutex, so
+//! a `/metrics` scrape never waits for an ingest commit (WAL readers do not
+//! block the writer). Callers run these blocking calls on
+//! `tokio::task::spawn_blocking`.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use campanile_proto::identity::HostIdentity;
+use campanile_proto::v1::{AgentStats, Health, Inventory, Report};
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::inventory_diff::{self, Change};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("store {path}: schema migration failed: {source}")]
+    Migration {
+        path: PathBuf,
+        source: rusqlite_migration::Error,
+    },
+    #[error("store {path}: stored {what} for host {host} does not decode: {source}")]
+    Corrupt {
+        path: PathBuf,
+        host: String,
+        what: &'static str,
+        source: prost::DecodeError,
+    },
+}
+
+/// What one ingest transaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Highest sequence number committed for the epoch of the last report.
+    pub committed_seq: u64,
+    pub accepted: usize,
+    pub duplicates: usize,
+    /// The collector does not hold the inventory whose hash the agent sent.
+    pub need_full_inventory: bool,
+}
+
+/// Current state of one host, as `/metrics` needs it.
+#[derive(Debug, Clone)]
+pub struct HostState {
+    pub host_id: String,
+    pub site: String,
+    pub first_seen_ms: i64,
+    pub last_report_ms: i64,
+    pub last_collected_ms: i64,
+    pub interval_secs: u32,
+    pub agent_version: String,
+    pub hostname: Option<String>,
+    pub os_name: Option<String>,
+    pub os_version: Option<String>,
+    pub kernel: Option<String>,
+    pub arch: Option<String>,
+    pub health: Option<Health>,
+    pub agent_stats: Option<AgentStats>,
+}
+
+/// One line of a host's inventory history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryChange {
+    pub changed_ms: i64,
+    pub field: String,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+}
+
+/// A host's current inventory as last received.
+#[derive(Debug, Clone)]
+pub struct StoredInventory {
+    pub inventory: Inventory,
+    pub sha256: Vec<u8>,
+    pub updated_ms: i64,
+}
+
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let sql = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let mut writer = Connection::open(path).map_err(sql)?;
+        // FULL: an ack promises the report survives a power cut, and group
+        // commit (many reports per transaction) pays the fsync once.
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(sql)?;
+        schema::migrations()
+            .to_latest(&mut writer)
+            .map_err(|source| StoreError::Migration {
+                path: path.to_owned(),
+                source,
+            })?;
+        let reader = Connection::open(path).map_err(sql)?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+            .map_err(sql)?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Commits a batch of already-validated reports of one host in one
+    /// transaction. Reports whose (epoch, seq) is not newer than what is
+    /// stored are duplicates: counted and skipped.
+    pub fn ingest(&self, identity: &HostIdentity, reports: &[Report], received_ms: i64) -> Result<IngestOutcome, StoreError> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let mut out = IngestOutcome::default();
+        let mut cursor: Option<(u64, u64, Option<Vec<u8>>)> = tx
+            .query_row(
+                "SELECT epoch, last_seq, inventory_sha256 FROM hosts WHERE host_id = ?1",
+                [&identity.host_id],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let mut last_hash_sent: Option<&[u8]> = None;
+        for report in reports {
+            if let Some((epoch, last_seq, _)) = &cursor {
+                if *epoch == report.epoch && report.seq <= *last_seq {
+                    out.duplicates += 1;
+                    continue;
+                }
+            }
+            let stored_hash = cursor.as_ref().and_then(|c| c.2.clone());
+            let health = report.health.as_ref().map(Message::encode_to_vec);
+            let stats = report.agent_stats.as_ref().map(Message::encode_to_vec);
+            tx.execute(
+                "INSERT INTO hosts (host_id, site, first_seen_ms, last_report_ms, last_collected_ms,
+                                    interval_secs, epoch, last_seq, agent_version, health, agent_stats)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT(host_id) DO UPDATE SET
+                    site = excluded.site, last_report_ms = excluded.last_report_ms,
+                    last_collected_ms = excluded.last_collected_ms,
+                    interval_secs = excluded.interval_secs, epoch = excluded.epoch,
+                    last_seq = excluded.last_seq, agent_version = excluded.agent_version,
+                    health = excluded.health, agent_stats = excluded.agent_stats",
+                params![
+                    identity.host_id,
+                    identity.site,
+                    received_ms,
+                    report.collected_at_ms,
+                    report.interval_secs,
+                    report.epoch as i64,
+                    report.seq as i64,
+                    report.agent_version,
+                    health,
+                    stats,
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+            let mut new_hash = stored_hash;
+            if let Some(inv) = &report.inventory {
+                self.store_inventory(&tx, &identity.host_id, inv, &report.inventory_sha256, received_ms)?;
+                new_hash = Some(report.inventory_sha256.clone());
+            }
+            last_hash_sent = Some(&report.inventory_sha256);
+            cursor = Some((report.epoch, report.seq, new_hash));
+            out.accepted += 1;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        if let Some((_, seq, stored)) = &cursor {
+            out.committed_seq = *seq;
+            out.need_full_inventory = match (last_hash_sent, stored) {
+                (Some(sent), Some(have)) => sent != have.as_slice(),
+                (Some(_), None) => true,
+                // Only duplicates: ask again only if we never had an inventory.
+                (None, have) => have.is_none(),
+            };
+        }
+        Ok(out)
+    }
+
+    fn store_inventory(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        host_id: &str,
+        inv: &Inventory,
+        sha256: &[u8],
+        received_ms: i64,
+    ) -> Result<(), StoreError> {
+        let old: Option<Vec<u8>> = tx
+            .query_row("SELECT inventory FROM hosts WHERE host_id = ?1", [host_id], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let old = match old {
+            Some(bytes) => Some(Inventory::decode(bytes.as_slice()).map_err(|source| StoreError::Corrupt {
+                path: self.path.clone(),
+                host: host_id.to_owned(),
+                what: "inventory",
+                source,
+            })?),
+            None => None,
+        };
+        let changes: Vec<Change> = match &old {
+            Some(old) => inventory_diff::diff(old, inv),
+            None => vec![Change {
+                field: "inventory".into(),
+                old: None,
+                new: Some("first inventory received".into()),
+            }],
+        };
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT INTO inventory_changes (host_id, changed_ms, field, old_value, new_value)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| self.err(e))?;
+        for c in &changes {
+            ins.execute(params![host_id, received_ms, c.field, c.old, c.new])
+                .map_err(|e| self.err(e))?;
+        }
+        tx.execute(
+            "UPDATE hosts SET inventory = ?2, inventory_sha256 = ?3, inventory_updated_ms = ?4,
+                hostname = ?5, os_name = ?6, os_version = ?7, kernel = ?8, arch = ?9
+             WHERE host_id = ?1",
+            params![
+                host_id,
+                inv.encode_to_vec(),
+                sha256,
+                received_ms,
+                inv.hostname,
+                inv.os_name,
+                inv.os_version,
+                inv.kernel_version,
+                inv.arch,
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every host's current state, ordered by host id.
+    pub fn host_states(&self) -> Result<Vec<HostState>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT host_id, site, first_seen_ms, last_report_ms, last_collected_ms, interval_secs,
+                        agent_version, hostname, os_name, os_version, kernel, arch, health, agent_stats
+                 FROM hosts ORDER BY host_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    HostState {
+                        host_id: r.get(0)?,
+                        site: r.get(1)?,
+                        first_seen_ms: r.get(2)?,
+                        last_report_ms: r.get(3)?,
+                        last_collected_ms: r.get(4)?,
+                        interval_secs: r.get(5)?,
+                        agent_version: r.get(6)?,
+                        hostname: r.get(7)?,
+                        os_name: r.get(8)?,
+                        os_version: r.get(9)?,
+                        kernel: r.get(10)?,
+                        arch: r.get(11)?,
+                        health: None,
+                        agent_stats: None,
+                    },
+                    r.get::<_, Option<Vec<u8>>>(12)?,
+                    r.get::<_, Option<Vec<u8>>>(13)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut state, health, stats) = row.map_err(|e| self.err(e))?;
+            state.health = self.decode(&state.host_id, "health", health)?;
+            state.agent_stats = self.decode(&state.host_id, "agent stats", stats)?;
+            out.push(state);
+        }
+        Ok(out)
+    }
+
+    fn decode<M: Message + Default>(&self, host: &str, what: &'static str, bytes: Option<Vec<u8>>) -> Result<Option<M>, StoreError> {
+        bytes
+            .map(|b| M::decode(b.as_slice()))
+            .transpose()
+            .map_err(|source| StoreError::Corrupt {
+                path: self.path.clone(),
+                host: host.to_owned(),
+                what,
+                source,
+            })
+    }
+
+    /// A host's current inventory, if one was ever received.
+    pub fn inventory(&self, host_id: &str) -> Result<Option<StoredInventory>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>)> = conn
+            .query_row(
+                "SELECT inventory, inventory_sha256, inventory_updated_ms FROM hosts WHERE host_id = ?1",
+                [host_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((Some(bytes), Some(sha256), Some(updated_ms))) = row else {
+            return Ok(None);
+        };
+        let inventory = self.decode(host_id, "inventory", Some(bytes))?.unwrap_or_default();
+        Ok(Some(StoredInventory {
+            inventory,
+            sha256,
+            updated_ms,
+        }))
+    }
+
+    /// A host's inventory history, oldest first.
+    pub fn inventory_changes(&self, host_id: &str) -> Result<Vec<InventoryChange>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT changed_ms, field, old_value, new_value FROM inventory_changes
+                 WHERE host_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([host_id], |r| {
+                Ok(InventoryChange {
+                    changed_ms: r.get(0)?,
+                    field: r.get(1)?,
+                    old_value: r.get(2)?,
+                    new_value: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Bytes on disk: the database file plus its WAL.
+    pub fn size_bytes(&self) -> u64 {
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        [self.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}

@@ -1,0 +1,101 @@
+//! The collector's own metrics: what it accepted, refused and how fast.
+//! Long-lived (counters), unlike the host series rendered at scrape time.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+pub struct Telemetry {
+    pub registry: Registry,
+    pub reports_accepted: IntCounter,
+    pub reports_duplicate: IntCounter,
+    pub requests_rejected: IntCounterVec,
+    pub handshake_failures: IntCounterVec,
+    pub ingest_duration: Histogram,
+}
+
+/// Reasons a request is refused; pre-registered so every series exists from
+/// the start (a rate over a series that appears late misses its first hit).
+pub const REJECT_REASONS: &[&str] = &[
+    "wrong_host",
+    "invalid_report",
+    "bad_request",
+    "unauthenticated",
+    "store_error",
+];
+pub const HANDSHAKE_REASONS: &[&str] = &[
+    "no_client_certificate",
+    "certificate_expired",
+    "unknown_issuer",
+    "invalid_certificate",
+    "tls_error",
+    "io_error",
+    "timeout",
+];
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reports_accepted = IntCounter::new(
+            "campanile_ingest_reports_accepted_total",
+            "Reports committed to the store.",
+        )
+        .expect("valid metric");
+        let reports_duplicate = IntCounter::new(
+            "campanile_ingest_reports_duplicate_total",
+            "Reports acknowledged but dropped as already stored (same host, epoch and seq).",
+        )
+        .expect("valid metric");
+        let requests_rejected = IntCounterVec::new(
+            Opts::new(
+                "campanile_ingest_requests_rejected_total",
+                "Deliver requests refused, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "campanile_tls_handshake_failures_total",
+                "TLS handshakes on the gRPC port that failed, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let ingest_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "campanile_ingest_duration_seconds",
+                "Time to validate and commit one Deliver request.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+        )
+        .expect("valid metric");
+        for r in REJECT_REASONS {
+            requests_rejected.with_label_values(&[r]);
+        }
+        for r in HANDSHAKE_REASONS {
+            handshake_failures.with_label_values(&[r]);
+        }
+        for c in [
+            Box::new(reports_accepted.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reports_duplicate.clone()),
+            Box::new(requests_rejected.clone()),
+            Box::new(handshake_failures.clone()),
+            Box::new(ingest_duration.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Self {
+            registry,
+            reports_accepted,
+            reports_duplicate,
+            requests_rejected,
+            handshake_failures,
+            ingest_duration,
+        }
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,267 @@
+//! Checks a delivered batch before anything is stored. Every refusal says
+//! which report and why, so a technician can act on the agent's log line.
+
+use campanile_proto::identity::HostIdentity;
+use campanile_proto::v1::{DeliverRequest, Health, Inventory, Report};
+
+use crate::config::Limits;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("report seq={seq} claims host {claimed:?} but the certificate is for {actual:?}")]
+    WrongHost { seq: u64, claimed: String, actual: String },
+    #[error("empty request: no reports")]
+    Empty,
+    #[error("{count} reports in one request; at most {max} are accepted")]
+    TooManyReports { count: usize, max: usize },
+    #[error("report seq={seq}: {reason}")]
+    Invalid { seq: u64, reason: String },
+}
+
+impl Refusal {
+    /// The `reason` label of the rejection counter.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            Refusal::WrongHost { .. } => "wrong_host",
+            Refusal::Empty | Refusal::TooManyReports { .. } => "bad_request",
+            Refusal::Invalid { .. } => "invalid_report",
+        }
+    }
+}
+
+/// Validates a whole request for the host of `identity` at collector time `now_ms`.
+pub fn request(req: &DeliverRequest, identity: &HostIdentity, limits: &Limits, now_ms: i64) -> Result<(), Refusal> {
+    if req.reports.is_empty() {
+        return Err(Refusal::Empty);
+    }
+    if req.reports.len() > limits.max_reports_per_request {
+        return Err(Refusal::TooManyReports {
+            count: req.reports.len(),
+            max: limits.max_reports_per_request,
+        });
+    }
+    // Identity first: a report for another host is refused whatever else it holds.
+    for r in &req.reports {
+        if r.host_id != identity.host_id {
+            return Err(Refusal::WrongHost {
+                seq: r.seq,
+                claimed: r.host_id.clone(),
+                actual: identity.host_id.clone(),
+            });
+        }
+    }
+    let mut prev: Option<(u64, u64)> = None;
+    for r in &req.reports {
+        report(r, limits, now_ms).map_err(|reason| Refusal::Invalid { seq: r.seq, reason })?;
+        if let Some((epoch, seq)) = prev {
+            if epoch == r.epoch && r.seq <= seq {
+                return Err(Refusal::Invalid {
+                    seq: r.seq,
+                    reason: format!("sequence numbers must increase within a request ({seq} then {})", r.seq),
+                });
+            }
+        }
+        prev = Some((r.epoch, r.seq));
+    }
+    Ok(())
+}
+
+fn report(r: &Report, limits: &Limits, now_ms: i64) -> Result<(), String> {
+    if r.seq == 0 {
+        return Err("seq must start at 1".into());
+    }
+    if r.collected_at_ms <= 0 {
+        return Err(format!("collected_at_ms {} is not a valid time", r.collected_at_ms));
+    }
+    let skew_ms = i64::try_from(limits.max_future_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if r.collected_at_ms > now_ms.saturating_add(skew_ms) {
+        return Err(format!(
+            "collected_at_ms {} is {} s in the future (limit {} s): check the agent's clock",
+            r.collected_at_ms,
+            (r.collected_at_ms - now_ms) / 1000,
+            limits.max_future_skew_secs
+        ));
+    }
+    if r.interval_secs == 0 || r.interval_secs > 86_400 {
+        return Err(format!("interval_secs {} is outside 1..=86400", r.interval_secs));
+    }
+    text("agent_version", &r.agent_version, limits)?;
+    if r.inventory_sha256.len() != 32 {
+        return Err(format!("inventory_sha256 has {} bytes, expected 32", r.inventory_sha256.len()));
+    }
+    if let Some(h) = &r.health {
+        health(h, limits)?;
+    }
+    if let Some(inv) = &r.inventory {
+        inventory(inv, limits)?;
+    }
+    Ok(())
+}
+
+fn health(h: &Health, limits: &Limits) -> Result<(), String> {
+    if let Some(c) = h.cpu_usage_ratio {
+        if !(0.0..=1.0).contains(&c) {
+            return Err(format!("cpu_usage_ratio {c} is not between 0 and 1"));
+        }
+    }
+    for (name, v) in [("load1", h.load1), ("load5", h.load5), ("load15", h.load15)] {
+        if let Some(v) = v {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("{name} {v} is not a finite non-negative number"));
+            }
+        }
+    }
+    not_above("memory_available_bytes", h.memory_available_bytes, "memory_total_bytes", h.memory_total_bytes)?;
+    not_above("swap_free_bytes", h.swap_free_bytes, "swap_total_bytes", h.swap_total_bytes)?;
+    if h.filesystems.len() > limits.max_filesystems {
+        return Err(format!("{} filesystems; at most {}", h.filesystems.len(), limits.max_filesystems));
+    }
+    for fs in &h.filesystems {
+        text("filesystem mount_point", &fs.mount_point, limits)?;
+        text("filesystem device", &fs.device, limits)?;
+        text("filesystem fs_type", &fs.fs_type, limits)?;
+        if fs.available_bytes > fs.size_bytes {
+            return Err(format!(
+                "filesystem {:?}: available {} > size {}",
+                fs.mount_point, fs.available_bytes, fs.size_bytes
+            ));
+        }
+    }
+    if h.interfaces.len() > limits.max_interfaces {
+        return Err(format!("{} interfaces; at most {}", h.interfaces.len(), limits.max_interfaces));
+    }
+    for i in &h.interfaces {
+        text("interface name", &i.name, limits)?;
+    }
+    if let Some(f) = &h.failed_units {
+        if f.names.len() > 16 {
+            return Err(format!("{} failed unit names; at most 16", f.names.len()));
+        }
+        for n in &f.names {
+            text("failed unit name", n, limits)?;
+        }
+    }
+    Ok(())
+}
+
+fn inventory(inv: &Inventory, limits: &Limits) -> Result<(), String> {
+    for (name, v) in [
+        ("hostname", &inv.hostname),
+        ("machine_id", &inv.machine_id),
+        ("os_name", &inv.os_name),
+        ("os_version", &inv.os_version),
+        ("kernel_version", &inv.kernel_version),
+        ("arch", &inv.arch),
+        ("cpu_model", &inv.cpu_model),
+    ] {
+        if let Some(v) = v {
+            text(name, v, limits)?;
+        }
+    }
+    if let Some(p) = &inv.packages {
+        if p.items.len() > limits.max_packages {
+            return Err(format!("{} packages; at most {}", p.items.len(), limits.max_packages));
+        }
+        for pkg in &p.items {
+            text("package name", &pkg.name, limits)?;
+            text("package version", &pkg.version, limits)?;
+        }
+    }
+    if let Some(d) = &inv.disks {
+        if d.items.len() > limits.max_disks {
+            return Err(format!("{} disks; at most {}", d.items.len(), limits.max_disks));
+        }
+    }
+    if let Some(n) = &inv.nics {
+        if n.items.len() > limits.max_nics {
+            return Err(format!("{} nics; at most {}", n.items.len(), limits.max_nics));
+        }
+    }
+    Ok(())
+}
+
+fn not_above(a: &str, av: Option<u64>, b: &str, bv: Option<u64>) -> Result<(), String> {
+    match (av, bv) {
+        (Some(x), Some(y)) if x > y => Err(format!("{a} {x} > {b} {y}")),
+        _ => Ok(()),
+    }
+}
+
+fn text(name: &str, v: &str, limits: &Limits) -> Result<(), String> {
+    if v.len() > limits.max_string_bytes {
+        return Err(format!("{name} is {} bytes long; at most {}", v.len(), limits.max_string_bytes));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use campanile_proto::v1::Filesystem;
+
+    fn ok_report() -> Report {
+        Report {
+            host_id: "pc-1".into(),
+            epoch: 7,
+            seq: 1,
+            collected_at_ms: 1_700_000_000_000,
+            interval_secs: 60,
+            agent_version: "0.1.0".into(),
+            inventory_sha256: vec![0; 32],
+            health: Some(Health::default()),
+            ..Default::default()
+        }
+    }
+
+    fn check(r: Report) -> Result<(), Refusal> {
+        let id = HostIdentity::new("pc-1", "s").unwrap();
+        request(&DeliverRequest { reports: vec![r] }, &id, &Limits::default(), 1_700_000_000_000)
+    }
+
+    #[test]
+    fn accepts_a_plain_report() {
+        check(ok_report()).unwrap();
+    }
+
+    #[test]
+    fn rejects_report_for_another_host() {
+        let r = Report {
+            host_id: "pc-2".into(),
+            ..ok_report()
+        };
+        assert!(matches!(check(r), Err(Refusal::WrongHost { .. })));
+    }
+
+    #[test]
+    fn rejects_impossible_values_with_the_reason() {
+        let mut nan = ok_report();
+        nan.health.as_mut().unwrap().load1 = Some(f64::NAN);
+        let mut neg_cpu = ok_report();
+        neg_cpu.health.as_mut().unwrap().cpu_usage_ratio = Some(-0.5);
+        let mut fs = ok_report();
+        fs.health.as_mut().unwrap().filesystems.push(Filesystem {
+            mount_point: "/".into(),
+            size_bytes: 10,
+            available_bytes: 11,
+            ..Default::default()
+        });
+        let mut mem = ok_report();
+        let h = mem.health.as_mut().unwrap();
+        (h.memory_total_bytes, h.memory_available_bytes) = (Some(1), Some(2));
+        let future = Report {
+            collected_at_ms: 1_700_000_000_000 + 3_600_000,
+            ..ok_report()
+        };
+        for (r, needle) in [
+            (nan, "load1"),
+            (neg_cpu, "cpu_usage_ratio"),
+            (fs, "available 11 > size 10"),
+            (mem, "memory_available_bytes"),
+            (future, "future"),
+        ] {
+            let e = check(r).unwrap_err();
+            assert!(e.to_string().contains(needle), "{e} lacks {needle}");
+            assert_eq!(e.reason_label(), "invalid_report");
+        }
+    }
+}

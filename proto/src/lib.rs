@@ -1,0 +1,41 @@
+//! The Campanile wire contract, `campanile.v1`, and the conventions that
+//! agent and collector must share: how a host's identity is written in its
+//! certificate ([`identity`]) and how an inventory is hashed ([`inventory_sha256`]).
+
+pub mod identity;
+
+/// Generated from `proto/campanile/v1/report.proto`; every message and field
+/// is documented there.
+pub mod v1 {
+    #![allow(clippy::all)]
+    tonic::include_proto!("campanile.v1");
+}
+
+use prost::Message;
+
+/// Metadata key on an INVALID_ARGUMENT status that names the refused report.
+pub const INVALID_SEQ_METADATA: &str = "campanile-invalid-seq";
+
+/// SHA-256 of the protobuf encoding of an inventory. Computed by the agent
+/// only; the collector stores what it is given (see `Report.inventory_sha256`).
+pub fn inventory_sha256(inventory: &v1::Inventory) -> [u8; 32] {
+    let bytes = inventory.encode_to_vec();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Lower-case hex, for hashes in logs, JSON and the store.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(feature = "serde")]
+fn serde_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex(bytes))
+}
