@@ -1,0 +1,86 @@
+//! What the machine is: OS, CPU, memory, disks, NICs, DMI, packages.
+//! The package list is re-read only when its database changed on disk.
+
+use campanile_proto::v1::{Inventory, Nic, NicList, PackageList};
+use sysinfo::{Networks, System};
+
+use crate::config::CollectConfig;
+use crate::platform;
+
+#[derive(Default)]
+pub struct InventoryCache {
+    packages: Option<((u64, u64), Option<PackageList>)>,
+}
+
+impl InventoryCache {
+    pub fn collect(&mut self, cfg: &CollectConfig, sys: Option<&mut System>) -> Inventory {
+        let ok = |r: Result<String, _>| r.ok().map(|s: String| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let mut inv = Inventory {
+            hostname: ok(System::host_name()),
+            machine_id: platform::machine_id(),
+            os_name: ok(System::name()),
+            os_version: ok(System::os_version()),
+            kernel_version: ok(System::kernel_version()),
+            arch: Some(System::cpu_arch()).filter(|a| !a.is_empty() && a != "unknown"),
+            cpu_cores: System::physical_core_count().ok().and_then(|n| u32::try_from(n).ok()),
+            disks: platform::disks(),
+            nics: nics(cfg),
+            dmi: platform::dmi(),
+            packages: if cfg.packages { self.packages() } else { None },
+            agent_version: crate::AGENT_VERSION.to_owned(),
+            ..Default::default()
+        };
+        if let Some(sys) = sys {
+            if sys.cpus().is_empty() {
+                sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
+            }
+            let cpus = sys.cpus();
+            inv.cpu_model = cpus
+                .first()
+                .map(|c| c.brand().trim().to_owned())
+                .filter(|b| !b.is_empty());
+            inv.cpu_threads = u32::try_from(cpus.len()).ok().filter(|n| *n > 0);
+            sys.refresh_memory();
+            inv.memory_total_bytes = Some(sys.total_memory()).filter(|m| *m > 0);
+        }
+        inv
+    }
+
+    fn packages(&mut self) -> Option<PackageList> {
+        let stamp = platform::package_db_stamp();
+        if let (Some(stamp), Some((cached, list))) = (stamp, &self.packages) {
+            if *cached == stamp {
+                return list.clone();
+            }
+        }
+        let list = platform::packages();
+        if let Some(stamp) = stamp {
+            self.packages = Some((stamp, list.clone()));
+        }
+        list
+    }
+}
+
+fn nics(cfg: &CollectConfig) -> Option<NicList> {
+    let nets = Networks::new_with_refreshed_list().ok()?;
+    let mut items: Vec<Nic> = nets
+        .iter()
+        .filter(|(name, _)| cfg.include_virtual_interfaces || !platform::is_virtual_interface(&name.to_string_lossy()))
+        .map(|(name, d)| {
+            let mac = d.mac_address().to_string();
+            let mut addresses: Vec<String> = d
+                .ip_networks()
+                .iter()
+                .map(|n| format!("{}/{}", n.addr, n.prefix))
+                .collect();
+            addresses.sort();
+            Nic {
+                name: name.to_string_lossy().into_owned(),
+                mac: (mac != "00:00:00:00:00:00").then_some(mac),
+                addresses,
+            }
+        })
+        .collect();
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(NicList { items })
+}

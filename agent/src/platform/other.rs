@@ -1,0 +1,32 @@
+//! Platforms without their own sources yet (Windows, macOS, BSD): everything
+//! here is "not collected"; sysinfo fills what it covers in the collectors.
+
+use campanile_proto::v1::{DiskList, Dmi, FailedUnits, NetInterface, PackageList};
+
+pub fn machine_id() -> Option<String> {
+    None
+}
+pub fn dmi() -> Option<Dmi> {
+    None
+}
+pub fn packages() -> Option<PackageList> {
+    None
+}
+pub fn package_db_stamp() -> Option<(u64, u64)> {
+    None
+}
+pub fn disks() -> Option<DiskList> {
+    None
+}
+pub fn interfaces(_include_virtual: bool) -> Option<Vec<NetInterface>> {
+    None
+}
+pub fn is_virtual_interface(name: &str) -> bool {
+    name.to_ascii_lowercase().contains("loopback")
+}
+pub fn process_count() -> Option<u32> {
+    None
+}
+pub fn failed_units() -> Option<FailedUnits> {
+    None
+}

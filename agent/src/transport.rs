@@ -1,0 +1,171 @@
+//! The mTLS gRPC client: one lazily connected channel that reconnects by
+//! itself, and exponential backoff with full jitter between failed sends so
+//! a territory of agents coming back after an outage does not arrive at once.
+
+use std::time::Duration;
+
+use campanile_proto::INVALID_SEQ_METADATA;
+use campanile_proto::v1::ingest_client::IngestClient;
+use campanile_proto::v1::{DeliverRequest, DeliverResponse, Report};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::config::CollectorEndpoint;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("collector endpoint {endpoint}: {message}")]
+    Endpoint { endpoint: String, message: String },
+}
+
+/// How a Deliver call ended, as the send loop needs to act on it.
+#[derive(Debug)]
+pub enum SendError {
+    /// The collector refused one report as invalid: drop it, send the rest.
+    InvalidReport { seq: u64, message: String },
+    /// The whole request was refused and will never be accepted as is
+    /// (wrong host in certificate, malformed request).
+    Refused { code: tonic::Code, message: String },
+    /// Network, TLS, timeout, collector busy: retry later.
+    Retry { message: String },
+}
+
+pub struct Transport {
+    client: IngestClient<Channel>,
+    endpoint: String,
+}
+
+impl Transport {
+    pub fn new(cfg: &CollectorEndpoint) -> Result<Self, TransportError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|source| TransportError::Read {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&cfg.ca_cert_path)?))
+            .identity(Identity::from_pem(read(&cfg.cert_path)?, read(&cfg.key_path)?))
+            .domain_name(cfg.server_name.clone());
+        let err = |e: tonic::transport::Error| TransportError::Endpoint {
+            endpoint: cfg.endpoint.clone(),
+            message: format!("{e}: {}", source_chain(&e)),
+        };
+        let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
+            .map_err(err)?
+            .tls_config(tls)
+            .map_err(err)?
+            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
+            .timeout(Duration::from_secs(cfg.request_timeout_secs))
+            .http2_keep_alive_interval(Duration::from_secs(60))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .tcp_nodelay(true);
+        Ok(Self {
+            client: IngestClient::new(endpoint.connect_lazy()),
+            endpoint: cfg.endpoint.clone(),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub async fn deliver(&mut self, reports: Vec<Report>) -> Result<DeliverResponse, SendError> {
+        match self.client.deliver(DeliverRequest { reports }).await {
+            Ok(resp) => Ok(resp.into_inner()),
+            Err(status) => Err(classify(&status)),
+        }
+    }
+}
+
+fn classify(status: &tonic::Status) -> SendError {
+    use tonic::Code;
+    let message = format!("{}: {}", status.code(), status.message());
+    match status.code() {
+        Code::InvalidArgument => {
+            let seq = status
+                .metadata()
+                .get(INVALID_SEQ_METADATA)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse().ok());
+            match seq {
+                Some(seq) => SendError::InvalidReport { seq, message },
+                None => SendError::Refused {
+                    code: status.code(),
+                    message,
+                },
+            }
+        }
+        Code::PermissionDenied | Code::Unauthenticated | Code::OutOfRange | Code::ResourceExhausted => {
+            SendError::Refused {
+                code: status.code(),
+                message,
+            }
+        }
+        _ => SendError::Retry {
+            message: format!("{message}{}", source_suffix(status)),
+        },
+    }
+}
+
+fn source_suffix(status: &tonic::Status) -> String {
+    use std::error::Error;
+    status.source().map(|s| format!(" ({})", source_chain(s))).unwrap_or_default()
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Exponential backoff with full jitter: each wait is uniform in
+/// [0, min(cap, base * 2^attempt)].
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Self { base, cap, attempt: 0 }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX))
+            .min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(fastrand::u64(0..=ms))
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_but_never_exceeds_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        for _ in 0..50 {
+            assert!(b.next_delay() <= Duration::from_secs(5));
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}
