@@ -100,6 +100,11 @@ impl Agent {
         self.queue.len()
     }
 
+    /// Copies of the queued reports, oldest first.
+    pub fn queued(&self) -> Vec<Report> {
+        self.queue.batch(usize::MAX)
+    }
+
     /// Collects one report and queues it.
     pub fn collect(&mut self) {
         let health = self.collector.health();

@@ -1,1 +1,301 @@
+//! Test support for Campanile's end-to-end tests: a throwaway PKI, a
+//! collector on 127.0.0.1:0, agents pointed at it, and real peers
+//! (promtool, Prometheus) started and stopped by the tests.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use campanile_agent::AgentConfig;
+use campanile_collector::pki::{self, Ca};
+use campanile_collector::{CollectorConfig, Running};
+use campanile_proto::identity::HostIdentity;
+use tempfile::TempDir;
+
+/// Installs the ring provider once per test process (reqwest and tonic
+/// need a process default).
+pub fn init_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A CA, a server certificate for localhost/127.0.0.1/::1, and a directory
+/// for agent certificates.
+pub struct TestPki {
+    pub dir: TempDir,
+    pub ca: Ca,
+}
+
+impl TestPki {
+    pub fn new() -> Result<Self> {
+        init_crypto();
+        let dir = tempfile::tempdir()?;
+        pki::init(
+            dir.path(),
+            &["localhost".into()],
+            &["127.0.0.1".parse()?, "::1".parse()?],
+            30,
+            30,
+        )?;
+        let ca = Ca::load(dir.path())?;
+        Ok(Self { dir, ca })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Issues a valid agent certificate; returns (cert, key) paths.
+    pub fn agent(&self, host_id: &str, site: &str) -> Result<(PathBuf, PathBuf)> {
+        let issued = self.ca.issue_agent(&HostIdentity::new(host_id, site)?, 30)?;
+        Ok(pki::write_issued(&self.path().join("agents"), host_id, &issued)?)
+    }
+
+    /// Collector config on ephemeral loopback ports with the store at `db`.
+    pub fn collector_config(&self, db: &Path) -> Result<CollectorConfig> {
+        let text = format!(
+            r#"
+            [grpc]
+            listen_addr = "127.0.0.1:0"
+            max_message_bytes = 1048576
+            [http]
+            listen_addr = "127.0.0.1:0"
+            [tls]
+            ca_cert_path = "{d}/ca.pem"
+            cert_path = "{d}/server.pem"
+            key_path = "{d}/server.key"
+            [store]
+            path = "{db}"
+            "#,
+            d = self.path().display(),
+            db = db.display()
+        );
+        Ok(CollectorConfig::parse(&text, Path::new("/test/collector.toml"))?)
+    }
+
+    /// Agent config with a fresh certificate for `host_id` at `site`.
+    pub fn agent_config(&self, host_id: &str, site: &str, grpc: SocketAddr, interval_secs: u32) -> Result<AgentConfig> {
+        let (cert, key) = self.agent(host_id, site)?;
+        self.agent_config_with(host_id, grpc, interval_secs, &self.path().join("ca.pem"), &cert, &key)
+    }
+
+    pub fn agent_config_with(
+        &self,
+        host_id: &str,
+        grpc: SocketAddr,
+        interval_secs: u32,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<AgentConfig> {
+        let text = format!(
+            r#"
+            [identity]
+            host_id = "{host_id}"
+            [collector]
+            endpoint = "https://127.0.0.1:{port}"
+            server_name = "localhost"
+            ca_cert_path = "{ca}"
+            cert_path = "{cert}"
+            key_path = "{key}"
+            connect_timeout_secs = 5
+            request_timeout_secs = 10
+            [collect]
+            interval_secs = {interval_secs}
+            systemd_units = false
+            "#,
+            port = grpc.port(),
+            ca = ca.display(),
+            cert = cert.display(),
+            key = key.display(),
+        );
+        Ok(AgentConfig::parse(&text, Path::new("/test/agent.toml"))?)
+    }
+}
+
+/// A collector started on ephemeral ports, with the store in its own tempdir.
+pub struct TestCollector {
+    pub running: Running,
+    pub db: PathBuf,
+    _dir: Option<TempDir>,
+}
+
+impl TestCollector {
+    pub async fn start(pki: &TestPki) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("campanile.db");
+        let mut c = Self::start_at(pki, &db).await?;
+        c._dir = Some(dir);
+        Ok(c)
+    }
+
+    /// Starts on an existing store file (restart tests).
+    pub async fn start_at(pki: &TestPki, db: &Path) -> Result<Self> {
+        let running = campanile_collector::start(pki.collector_config(db)?).await?;
+        Ok(Self {
+            running,
+            db: db.to_owned(),
+            _dir: None,
+        })
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.running.http_addr)
+    }
+
+    pub async fn metrics(&self) -> Result<String> {
+        http_get(&self.metrics_url()).await
+    }
+
+    /// Stops the collector and keeps the store's tempdir alive for the caller.
+    pub async fn stop(self) -> Result<Option<TempDir>> {
+        self.running.shutdown().await?;
+        Ok(self._dir)
+    }
+}
+
+pub async fn http_get(url: &str) -> Result<String> {
+    let resp = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+    let status = resp.status();
+    let body = resp.text().await?;
+    if !status.is_success() {
+        bail!("GET {url}: {status}: {body}");
+    }
+    Ok(body)
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of the series whose text form (name and labels, as rendered)
+/// equals `series`, e.g. `campanile_host_up{host="a",site="s"}`.
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(s, _)| *s == series)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// Series that appear more than once in an exposition.
+pub fn duplicate_series(exposition: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_owned()))
+        .filter(|s| !seen.insert(s.clone()))
+        .collect()
+}
+
+/// Finds a tool that `make test` installs (Debian's prometheus package).
+pub fn require_tool(name: &str) -> Result<PathBuf> {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("{name} not found on PATH: run `make test`, which installs Debian's prometheus package")
+}
+
+/// Runs `promtool check metrics` on an exposition; returns its complaints.
+pub fn promtool_check_metrics(exposition: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new(require_tool("promtool")?)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().context("stdin")?.write_all(exposition.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "promtool check metrics failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound then released; the race is acceptable for
+/// a peer that cannot be told to bind port 0 and report it).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A real Prometheus server scraping `target` (host:port) every second.
+pub struct TestPrometheus {
+    pub url: String,
+    _child: ChildGuard,
+    _dir: TempDir,
+}
+
+impl TestPrometheus {
+    pub fn start(target: SocketAddr) -> Result<Self> {
+        let bin = require_tool("prometheus")?;
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: campanile\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )?;
+        let port = free_port()?;
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting prometheus")?;
+        Ok(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            _child: ChildGuard(child),
+            _dir: dir,
+        })
+    }
+
+    /// Instant query; returns the raw JSON body.
+    pub async fn query(&self, promql: &str) -> Result<String> {
+        let client = reqwest::Client::new();
+        let resp = client
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", promql)])
+            .send()
+            .await?;
+        Ok(resp.text().await?)
+    }
+}
