@@ -200,7 +200,9 @@ pub fn incoming(
 fn handshake_failure_reason(e: &io::Error) -> &'static str {
     match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
         Some(rustls::Error::NoCertificatesPresented) => "no_client_certificate",
-        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)) => "certificate_expired",
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. },
+        )) => "certificate_expired",
         Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => "unknown_issuer",
         Some(rustls::Error::InvalidCertificate(_)) => "invalid_certificate",
         Some(_) => "tls_error",
