@@ -148,7 +148,8 @@ impl AgentConfig {
             field,
             reason,
         };
-        identity::validate_id("host", &raw.identity.host_id).map_err(|e| invalid("identity.host_id", e.to_string()))?;
+        identity::validate_id("host", &raw.identity.host_id)
+            .map_err(|e| invalid("identity.host_id", e.to_string()))?;
         let endpoint = raw.collector.endpoint.trim().to_owned();
         // tonic would silently skip TLS for http://; the identity depends on it.
         let Some(rest) = endpoint.strip_prefix("https://") else {
@@ -157,14 +158,21 @@ impl AgentConfig {
                 format!("{endpoint:?} must start with https:// (plain http is refused)"),
             ));
         };
-        let host = host_of(rest).ok_or_else(|| invalid("collector.endpoint", format!("{endpoint:?} has no host")))?;
+        let host = host_of(rest)
+            .ok_or_else(|| invalid("collector.endpoint", format!("{endpoint:?} has no host")))?;
         let server_name = raw.collector.server_name.unwrap_or(host);
         let c = &raw.collect;
         if c.interval_secs == 0 || c.interval_secs > 86_400 {
-            return Err(invalid("collect.interval_secs", "must be between 1 and 86400".into()));
+            return Err(invalid(
+                "collect.interval_secs",
+                "must be between 1 and 86400".into(),
+            ));
         }
         if raw.queue.max_reports == 0 || raw.queue.max_batch == 0 {
-            return Err(invalid("queue", "max_reports and max_batch must be positive".into()));
+            return Err(invalid(
+                "queue",
+                "max_reports and max_batch must be positive".into(),
+            ));
         }
         if raw.collector.request_timeout_secs == 0 || raw.collector.connect_timeout_secs == 0 {
             return Err(invalid("collector", "timeouts must be positive".into()));
@@ -224,7 +232,11 @@ mod tests {
 
     #[test]
     fn derives_server_name_from_endpoint_host() {
-        let c = AgentConfig::parse(&cfg("https://collector.cst.example:9470"), Path::new("/etc/c/a.toml")).unwrap();
+        let c = AgentConfig::parse(
+            &cfg("https://collector.cst.example:9470"),
+            Path::new("/etc/c/a.toml"),
+        )
+        .unwrap();
         assert_eq!(c.collector.server_name, "collector.cst.example");
         assert_eq!(c.collector.cert_path, Path::new("/etc/c/agent.pem"));
         let c = AgentConfig::parse(&cfg("https://[::1]:9470"), Path::new("a.toml")).unwrap();

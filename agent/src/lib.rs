@@ -47,7 +47,13 @@ pub fn collect_once(host_id: &str, cfg: &CollectConfig) -> Report {
     std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(250)));
     let health = collector.health();
     let inventory = collector.inventory();
-    ReportBuilder::new(host_id.to_owned()).build(now_ms(), cfg.interval_secs, health, inventory, None)
+    ReportBuilder::new(host_id.to_owned()).build(
+        now_ms(),
+        cfg.interval_secs,
+        health,
+        inventory,
+        None,
+    )
 }
 
 /// What happened to the queue in one send attempt.
@@ -82,7 +88,10 @@ impl Agent {
             builder: ReportBuilder::new(cfg.host_id.clone()),
             queue: ReportQueue::new(cfg.queue.max_reports),
             // Cap at one interval: a new report is waiting by then anyway.
-            backoff: Backoff::new(Duration::from_millis(500), interval.max(Duration::from_secs(1))),
+            backoff: Backoff::new(
+                Duration::from_millis(500),
+                interval.max(Duration::from_secs(1)),
+            ),
             collector,
             transport,
             interval,
@@ -119,14 +128,19 @@ impl Agent {
                 .map_or(0, |t| u64::try_from((now_ms() - t) / 1000).unwrap_or(0)),
         };
         let secs = u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX);
-        let report = self.builder.build(now_ms(), secs, health, inventory, Some(stats));
+        let report = self
+            .builder
+            .build(now_ms(), secs, health, inventory, Some(stats));
         self.enqueue(report);
     }
 
     /// Queues a report built elsewhere (tests, the fleet simulator).
     pub fn enqueue(&mut self, report: Report) {
         if let Some(dropped) = self.queue.push(report) {
-            tracing::warn!(dropped_total = self.queue.dropped_total(), "queue full: oldest report dropped");
+            tracing::warn!(
+                dropped_total = self.queue.dropped_total(),
+                "queue full: oldest report dropped"
+            );
             if dropped.had_full_inventory {
                 self.builder.resend_full_inventory();
             }
@@ -148,12 +162,21 @@ impl Agent {
                             tracing::info!("collector asked for the full inventory");
                             self.builder.resend_full_inventory();
                         }
-                        if d.interval_secs > 0 && u64::from(d.interval_secs) != self.interval.as_secs() {
-                            tracing::info!(interval_secs = d.interval_secs, "collector set the collection interval");
+                        if d.interval_secs > 0
+                            && u64::from(d.interval_secs) != self.interval.as_secs()
+                        {
+                            tracing::info!(
+                                interval_secs = d.interval_secs,
+                                "collector set the collection interval"
+                            );
                             self.interval = Duration::from_secs(u64::from(d.interval_secs));
                         }
                     }
-                    tracing::debug!(count, committed_seq = ack.committed_seq, "reports acknowledged");
+                    tracing::debug!(
+                        count,
+                        committed_seq = ack.committed_seq,
+                        "reports acknowledged"
+                    );
                     if self.queue.len() >= count && self.queue.batch(1)[0].seq == first_seq {
                         // The ack did not cover our batch (should not happen):
                         // do not spin; retry later.
@@ -162,7 +185,11 @@ impl Agent {
                 }
                 Err(SendError::InvalidReport { seq, message }) => {
                     self.invalid_dropped_total += 1;
-                    if self.queue.remove(epoch, seq).is_some_and(|r| r.inventory.is_some()) {
+                    if self
+                        .queue
+                        .remove(epoch, seq)
+                        .is_some_and(|r| r.inventory.is_some())
+                    {
                         self.builder.resend_full_inventory();
                     }
                     tracing::error!(seq, %message, "collector refused a report as invalid; dropped");

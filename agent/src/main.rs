@@ -9,7 +9,11 @@ use campanile_agent::config::{AgentConfig, CollectConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "campanile-agent", version, about = "Campanile agent: reports host health and inventory")]
+#[command(
+    name = "campanile-agent",
+    version,
+    about = "Campanile agent: reports host health and inventory"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -44,7 +48,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("campanile-agent: {e:#}");
-            if e.downcast_ref::<campanile_agent::config::ConfigError>().is_some() {
+            if e.downcast_ref::<campanile_agent::config::ConfigError>()
+                .is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -57,10 +63,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::CheckConfig { config } => {
             let cfg = AgentConfig::load(&config)?;
-            for p in [&cfg.collector.ca_cert_path, &cfg.collector.cert_path, &cfg.collector.key_path] {
-                std::fs::metadata(p).with_context(|| format!("{}: cannot read {}", config.display(), p.display()))?;
+            for p in [
+                &cfg.collector.ca_cert_path,
+                &cfg.collector.cert_path,
+                &cfg.collector.key_path,
+            ] {
+                std::fs::metadata(p).with_context(|| {
+                    format!("{}: cannot read {}", config.display(), p.display())
+                })?;
             }
-            println!("{}: ok (host {}, collector {})", config.display(), cfg.host_id, cfg.collector.endpoint);
+            println!(
+                "{}: ok (host {}, collector {})",
+                config.display(),
+                cfg.host_id,
+                cfg.collector.endpoint
+            );
             Ok(())
         }
         Cmd::Once { config } => {

@@ -53,7 +53,10 @@ impl ReportQueue {
     /// Removes one report (refused as invalid); true if it carried the
     /// full inventory.
     pub fn remove(&mut self, epoch: u64, seq: u64) -> Option<Report> {
-        let pos = self.items.iter().position(|r| r.epoch == epoch && r.seq == seq)?;
+        let pos = self
+            .items
+            .iter()
+            .position(|r| r.epoch == epoch && r.seq == seq)?;
         self.items.remove(pos)
     }
 

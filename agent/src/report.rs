@@ -84,8 +84,16 @@ mod tests {
             hostname: Some("pc-2".into()),
             ..Default::default()
         };
-        assert!(b.build(3, 60, Health::default(), changed.clone(), None).inventory.is_some());
+        assert!(
+            b.build(3, 60, Health::default(), changed.clone(), None)
+                .inventory
+                .is_some()
+        );
         b.resend_full_inventory();
-        assert!(b.build(4, 60, Health::default(), changed, None).inventory.is_some());
+        assert!(
+            b.build(4, 60, Health::default(), changed, None)
+                .inventory
+                .is_some()
+        );
     }
 }

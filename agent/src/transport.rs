@@ -49,7 +49,10 @@ impl Transport {
         };
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(read(&cfg.ca_cert_path)?))
-            .identity(Identity::from_pem(read(&cfg.cert_path)?, read(&cfg.key_path)?))
+            .identity(Identity::from_pem(
+                read(&cfg.cert_path)?,
+                read(&cfg.key_path)?,
+            ))
             .domain_name(cfg.server_name.clone());
         let err = |e: tonic::transport::Error| TransportError::Endpoint {
             endpoint: cfg.endpoint.clone(),
@@ -100,12 +103,13 @@ fn classify(status: &tonic::Status) -> SendError {
                 },
             }
         }
-        Code::PermissionDenied | Code::Unauthenticated | Code::OutOfRange | Code::ResourceExhausted => {
-            SendError::Refused {
-                code: status.code(),
-                message,
-            }
-        }
+        Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::OutOfRange
+        | Code::ResourceExhausted => SendError::Refused {
+            code: status.code(),
+            message,
+        },
         _ => SendError::Retry {
             message: format!("{message}{}", source_suffix(status)),
         },
@@ -114,7 +118,10 @@ fn classify(status: &tonic::Status) -> SendError {
 
 fn source_suffix(status: &tonic::Status) -> String {
     use std::error::Error;
-    status.source().map(|s| format!(" ({})", source_chain(s))).unwrap_or_default()
+    status
+        .source()
+        .map(|s| format!(" ({})", source_chain(s)))
+        .unwrap_or_default()
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
@@ -137,7 +144,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, attempt: 0 }
+        Self {
+            base,
+            cap,
+            attempt: 0,
+        }
     }
 
     pub fn next_delay(&mut self) -> Duration {

@@ -181,13 +181,22 @@ impl CollectorConfig {
         let grpc_listen = addr("grpc.listen_addr", &raw.grpc.listen_addr)?;
         let http_listen = addr("http.listen_addr", &raw.http.listen_addr)?;
         if raw.grpc.max_message_bytes < 64 * 1024 {
-            return Err(invalid("grpc.max_message_bytes", "must be at least 65536".into()));
+            return Err(invalid(
+                "grpc.max_message_bytes",
+                "must be at least 65536".into(),
+            ));
         }
         if raw.grpc.handshake_timeout_secs == 0 {
-            return Err(invalid("grpc.handshake_timeout_secs", "must be positive".into()));
+            return Err(invalid(
+                "grpc.handshake_timeout_secs",
+                "must be positive".into(),
+            ));
         }
         if raw.limits.max_reports_per_request == 0 {
-            return Err(invalid("limits.max_reports_per_request", "must be positive".into()));
+            return Err(invalid(
+                "limits.max_reports_per_request",
+                "must be positive".into(),
+            ));
         }
         Ok(Self {
             grpc_listen,
@@ -221,7 +230,8 @@ mod tests {
 
     #[test]
     fn resolves_relative_paths_against_the_config_directory() {
-        let c = CollectorConfig::parse(MINIMAL, Path::new("/etc/campanile/collector.toml")).unwrap();
+        let c =
+            CollectorConfig::parse(MINIMAL, Path::new("/etc/campanile/collector.toml")).unwrap();
         assert_eq!(c.store_path, Path::new("/etc/campanile/campanile.db"));
         assert_eq!(c.ca_cert_path, Path::new("/etc/campanile/pki/ca.pem"));
         assert_eq!(c.http_listen.port(), 9471);

@@ -74,8 +74,16 @@ pub struct CollectorFacts {
 }
 
 /// Renders the text exposition format for all hosts plus the collector's own metrics.
-pub fn render(hosts: &[HostState], facts: &CollectorFacts, cfg: &ExpositionConfig, telemetry: &Telemetry) -> String {
-    let mut up = Family::gauge("campanile_host_up", "1 if the host reported within the last 3 of its intervals, else 0.");
+pub fn render(
+    hosts: &[HostState],
+    facts: &CollectorFacts,
+    cfg: &ExpositionConfig,
+    telemetry: &Telemetry,
+) -> String {
+    let mut up = Family::gauge(
+        "campanile_host_up",
+        "1 if the host reported within the last 3 of its intervals, else 0.",
+    );
     let mut last = Family::gauge(
         "campanile_host_last_report_timestamp_seconds",
         "When the collector committed the host's last report (collector clock).",
@@ -84,28 +92,58 @@ pub fn render(hosts: &[HostState], facts: &CollectorFacts, cfg: &ExpositionConfi
         "campanile_host_info",
         "Host software facts from the inventory; always 1. Empty label = not collected.",
     );
-    let mut cpu = Family::gauge("campanile_host_cpu_usage_ratio", "CPU busy share over the agent's last interval.");
+    let mut cpu = Family::gauge(
+        "campanile_host_cpu_usage_ratio",
+        "CPU busy share over the agent's last interval.",
+    );
     let mut load1 = Family::gauge("campanile_host_load1", "1-minute load average.");
     let mut load5 = Family::gauge("campanile_host_load5", "5-minute load average.");
     let mut load15 = Family::gauge("campanile_host_load15", "15-minute load average.");
     let mut mem_total = Family::gauge("campanile_host_memory_total_bytes", "Physical memory.");
-    let mut mem_avail = Family::gauge("campanile_host_memory_available_bytes", "Memory available for new work.");
+    let mut mem_avail = Family::gauge(
+        "campanile_host_memory_available_bytes",
+        "Memory available for new work.",
+    );
     let mut swap_total = Family::gauge("campanile_host_swap_total_bytes", "Swap space.");
     let mut swap_free = Family::gauge("campanile_host_swap_free_bytes", "Free swap space.");
-    let mut uptime = Family::gauge("campanile_host_uptime_seconds", "Host uptime at its last report.");
+    let mut uptime = Family::gauge(
+        "campanile_host_uptime_seconds",
+        "Host uptime at its last report.",
+    );
     let mut procs = Family::gauge("campanile_host_processes", "Processes at the last report.");
     let mut failed = Family::gauge(
         "campanile_host_systemd_units_failed",
         "Failed systemd units (absent where systemd does not run).",
     );
     let mut fs_size = Family::gauge("campanile_filesystem_size_bytes", "Filesystem size.");
-    let mut fs_avail = Family::gauge("campanile_filesystem_avail_bytes", "Filesystem space available to unprivileged users.");
-    let mut rx = Family::counter("campanile_network_receive_bytes_total", "Bytes received since boot.");
-    let mut tx = Family::counter("campanile_network_transmit_bytes_total", "Bytes sent since boot.");
-    let mut rx_err = Family::counter("campanile_network_receive_errors_total", "Receive errors since boot.");
-    let mut tx_err = Family::counter("campanile_network_transmit_errors_total", "Transmit errors since boot.");
-    let mut rx_drop = Family::counter("campanile_network_receive_drop_total", "Received packets dropped since boot.");
-    let mut tx_drop = Family::counter("campanile_network_transmit_drop_total", "Outgoing packets dropped since boot.");
+    let mut fs_avail = Family::gauge(
+        "campanile_filesystem_avail_bytes",
+        "Filesystem space available to unprivileged users.",
+    );
+    let mut rx = Family::counter(
+        "campanile_network_receive_bytes_total",
+        "Bytes received since boot.",
+    );
+    let mut tx = Family::counter(
+        "campanile_network_transmit_bytes_total",
+        "Bytes sent since boot.",
+    );
+    let mut rx_err = Family::counter(
+        "campanile_network_receive_errors_total",
+        "Receive errors since boot.",
+    );
+    let mut tx_err = Family::counter(
+        "campanile_network_transmit_errors_total",
+        "Transmit errors since boot.",
+    );
+    let mut rx_drop = Family::counter(
+        "campanile_network_receive_drop_total",
+        "Received packets dropped since boot.",
+    );
+    let mut tx_drop = Family::counter(
+        "campanile_network_transmit_drop_total",
+        "Outgoing packets dropped since boot.",
+    );
 
     for h in hosts {
         let l: [(&str, &str); 2] = [("host", &h.host_id), ("site", &h.site)];
@@ -114,7 +152,13 @@ pub fn render(hosts: &[HostState], facts: &CollectorFacts, cfg: &ExpositionConfi
         up.push(&l, if is_up { 1.0 } else { 0.0 });
         last.push(&l, h.last_report_ms as f64 / 1000.0);
         let s = |v: &Option<String>| v.clone().unwrap_or_default();
-        let (hostname, os, os_version, kernel, arch) = (s(&h.hostname), s(&h.os_name), s(&h.os_version), s(&h.kernel), s(&h.arch));
+        let (hostname, os, os_version, kernel, arch) = (
+            s(&h.hostname),
+            s(&h.os_name),
+            s(&h.os_version),
+            s(&h.kernel),
+            s(&h.arch),
+        );
         info.push(
             &[
                 l[0],
@@ -149,7 +193,12 @@ pub fn render(hosts: &[HostState], facts: &CollectorFacts, cfg: &ExpositionConfi
             .filter(|f| seen.insert(f.mount_point.as_str()))
             .take(cfg.max_filesystems_per_host)
         {
-            let fl = [l[0], l[1], ("mountpoint", fs.mount_point.as_str()), ("fstype", fs.fs_type.as_str())];
+            let fl = [
+                l[0],
+                l[1],
+                ("mountpoint", fs.mount_point.as_str()),
+                ("fstype", fs.fs_type.as_str()),
+            ];
             fs_size.push(&fl, fs.size_bytes as f64);
             fs_avail.push(&fl, fs.available_bytes as f64);
         }
@@ -170,14 +219,42 @@ pub fn render(hosts: &[HostState], facts: &CollectorFacts, cfg: &ExpositionConfi
         }
     }
 
-    let mut hosts_known = Family::gauge("campanile_hosts", "Hosts the collector has ever received a report from.");
+    let mut hosts_known = Family::gauge(
+        "campanile_hosts",
+        "Hosts the collector has ever received a report from.",
+    );
     hosts_known.push(&[], hosts.len() as f64);
-    let mut store_size = Family::gauge("campanile_store_size_bytes", "Size of the SQLite store (database and WAL).");
+    let mut store_size = Family::gauge(
+        "campanile_store_size_bytes",
+        "Size of the SQLite store (database and WAL).",
+    );
     store_size.push(&[], facts.store_size_bytes as f64);
 
     let mut families: Vec<MetricFamily> = [
-        up, last, info, cpu, load1, load5, load15, mem_total, mem_avail, swap_total, swap_free, uptime, procs, failed, fs_size,
-        fs_avail, rx, tx, rx_err, tx_err, rx_drop, tx_drop, hosts_known, store_size,
+        up,
+        last,
+        info,
+        cpu,
+        load1,
+        load5,
+        load15,
+        mem_total,
+        mem_avail,
+        swap_total,
+        swap_free,
+        uptime,
+        procs,
+        failed,
+        fs_size,
+        fs_avail,
+        rx,
+        tx,
+        rx_err,
+        tx_err,
+        rx_drop,
+        tx_drop,
+        hosts_known,
+        store_size,
     ]
     .into_iter()
     .map(|f| f.mf)

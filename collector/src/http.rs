@@ -35,26 +35,44 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
             now_ms: now_ms(),
             store_size_bytes: s.store.size_bytes(),
         };
-        Ok::<_, crate::store::StoreError>(exposition::render(&hosts, &facts, &s.exposition, &s.telemetry))
+        Ok::<_, crate::store::StoreError>(exposition::render(
+            &hosts,
+            &facts,
+            &s.exposition,
+            &s.telemetry,
+        ))
     })
     .await;
     match rendered {
         Ok(Ok(body)) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             body,
         )
             .into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot read state for /metrics");
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("store error: {e}\n")).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store error: {e}\n"),
+            )
+                .into_response()
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render task failed: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("render task failed: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
 async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
-    let ok = tokio::task::spawn_blocking(move || s.store.host_states().is_ok()).await.unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || s.store.host_states().is_ok())
+        .await
+        .unwrap_or(false);
     if ok {
         (StatusCode::OK, "ok\n")
     } else {

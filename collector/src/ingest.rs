@@ -31,7 +31,10 @@ impl IngestService {
     }
 
     fn reject(&self, reason: &str) {
-        self.telemetry.requests_rejected.with_label_values(&[reason]).inc();
+        self.telemetry
+            .requests_rejected
+            .with_label_values(&[reason])
+            .inc();
     }
 }
 
@@ -43,7 +46,10 @@ pub fn now_ms() -> i64 {
 
 #[tonic::async_trait]
 impl Ingest for IngestService {
-    async fn deliver(&self, request: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
+    async fn deliver(
+        &self,
+        request: Request<DeliverRequest>,
+    ) -> Result<Response<DeliverResponse>, Status> {
         let started = Instant::now();
         let peer = request.extensions().get::<PeerInfo>().cloned();
         let Some(peer) = peer else {
@@ -56,7 +62,9 @@ impl Ingest for IngestService {
             Err(reason) => {
                 self.reject("unauthenticated");
                 tracing::warn!(peer = %peer.remote_addr, %reason, "certificate carries no usable identity");
-                return Err(Status::unauthenticated(format!("client certificate: {reason}")));
+                return Err(Status::unauthenticated(format!(
+                    "client certificate: {reason}"
+                )));
             }
         };
         let body = request.into_inner();
@@ -78,13 +86,16 @@ impl Ingest for IngestService {
         }
         let store = self.store.clone();
         let id = identity.clone();
-        let result = tokio::task::spawn_blocking(move || store.ingest(&id, &body.reports, now)).await;
+        let result =
+            tokio::task::spawn_blocking(move || store.ingest(&id, &body.reports, now)).await;
         let outcome = match result {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {
                 self.reject("store_error");
                 tracing::error!(host = %identity.host_id, error = %e, "store commit failed");
-                return Err(Status::unavailable("collector cannot store reports now; retry later"));
+                return Err(Status::unavailable(
+                    "collector cannot store reports now; retry later",
+                ));
             }
             Err(e) => {
                 self.reject("store_error");
@@ -92,9 +103,15 @@ impl Ingest for IngestService {
                 return Err(Status::internal("store task failed"));
             }
         };
-        self.telemetry.reports_accepted.inc_by(outcome.accepted as u64);
-        self.telemetry.reports_duplicate.inc_by(outcome.duplicates as u64);
-        self.telemetry.ingest_duration.observe(started.elapsed().as_secs_f64());
+        self.telemetry
+            .reports_accepted
+            .inc_by(outcome.accepted as u64);
+        self.telemetry
+            .reports_duplicate
+            .inc_by(outcome.duplicates as u64);
+        self.telemetry
+            .ingest_duration
+            .observe(started.elapsed().as_secs_f64());
         tracing::debug!(
             host = %identity.host_id,
             accepted = outcome.accepted,

@@ -30,14 +30,37 @@ pub fn diff(old: &Inventory, new: &Inventory) -> Vec<Change> {
     scalar("machine_id", s(&old.machine_id), s(&new.machine_id));
     scalar("os_name", s(&old.os_name), s(&new.os_name));
     scalar("os_version", s(&old.os_version), s(&new.os_version));
-    scalar("kernel_version", s(&old.kernel_version), s(&new.kernel_version));
+    scalar(
+        "kernel_version",
+        s(&old.kernel_version),
+        s(&new.kernel_version),
+    );
     scalar("arch", s(&old.arch), s(&new.arch));
     scalar("cpu_model", s(&old.cpu_model), s(&new.cpu_model));
-    scalar("cpu_cores", n(old.cpu_cores.map(u64::from)), n(new.cpu_cores.map(u64::from)));
-    scalar("cpu_threads", n(old.cpu_threads.map(u64::from)), n(new.cpu_threads.map(u64::from)));
-    scalar("memory_total_bytes", n(old.memory_total_bytes), n(new.memory_total_bytes));
-    scalar("agent_version", Some(old.agent_version.clone()), Some(new.agent_version.clone()));
-    let (od, nd) = (old.dmi.clone().unwrap_or_default(), new.dmi.clone().unwrap_or_default());
+    scalar(
+        "cpu_cores",
+        n(old.cpu_cores.map(u64::from)),
+        n(new.cpu_cores.map(u64::from)),
+    );
+    scalar(
+        "cpu_threads",
+        n(old.cpu_threads.map(u64::from)),
+        n(new.cpu_threads.map(u64::from)),
+    );
+    scalar(
+        "memory_total_bytes",
+        n(old.memory_total_bytes),
+        n(new.memory_total_bytes),
+    );
+    scalar(
+        "agent_version",
+        Some(old.agent_version.clone()),
+        Some(new.agent_version.clone()),
+    );
+    let (od, nd) = (
+        old.dmi.clone().unwrap_or_default(),
+        new.dmi.clone().unwrap_or_default(),
+    );
     scalar("dmi.system_vendor", od.system_vendor, nd.system_vendor);
     scalar("dmi.product_name", od.product_name, nd.product_name);
     scalar("dmi.product_serial", od.product_serial, nd.product_serial);
@@ -73,7 +96,11 @@ pub fn diff(old: &Inventory, new: &Inventory) -> Vec<Change> {
             .iter()
             .flat_map(|l| &l.items)
             .map(|p| {
-                let key = if p.arch.is_empty() { p.name.clone() } else { format!("{}:{}", p.name, p.arch) };
+                let key = if p.arch.is_empty() {
+                    p.name.clone()
+                } else {
+                    format!("{}:{}", p.name, p.arch)
+                };
                 (key, p.version.clone())
             })
             .collect()
@@ -83,7 +110,12 @@ pub fn diff(old: &Inventory, new: &Inventory) -> Vec<Change> {
 }
 
 /// Added, removed and changed entries of a keyed list.
-fn keyed(out: &mut Vec<Change>, kind: &str, old: BTreeMap<String, String>, new: BTreeMap<String, String>) {
+fn keyed(
+    out: &mut Vec<Change>,
+    kind: &str,
+    old: BTreeMap<String, String>,
+    new: BTreeMap<String, String>,
+) {
     for (k, v) in &old {
         match new.get(k) {
             None => out.push(Change {
@@ -144,7 +176,12 @@ mod tests {
         let fields: Vec<String> = diff(&old, &new).into_iter().map(|c| c.field).collect();
         assert_eq!(
             fields,
-            ["os_version", "package bash:amd64", "package vim:amd64", "package curl:amd64"]
+            [
+                "os_version",
+                "package bash:amd64",
+                "package vim:amd64",
+                "package curl:amd64"
+            ]
         );
         assert!(diff(&new, &new).is_empty());
     }

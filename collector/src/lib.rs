@@ -76,30 +76,36 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     let tls_cfg = tls::server_config(&cfg.ca_cert_path, &cfg.cert_path, &cfg.key_path)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
 
-    let grpc_listener = TcpListener::bind(cfg.grpc_listen)
-        .await
+    let grpc_listener =
+        TcpListener::bind(cfg.grpc_listen)
+            .await
+            .map_err(|source| CollectorError::Bind {
+                addr: cfg.grpc_listen,
+                what: "gRPC",
+                source,
+            })?;
+    let http_listener =
+        TcpListener::bind(cfg.http_listen)
+            .await
+            .map_err(|source| CollectorError::Bind {
+                addr: cfg.http_listen,
+                what: "HTTP",
+                source,
+            })?;
+    let grpc_addr = grpc_listener
+        .local_addr()
         .map_err(|source| CollectorError::Bind {
             addr: cfg.grpc_listen,
             what: "gRPC",
             source,
         })?;
-    let http_listener = TcpListener::bind(cfg.http_listen)
-        .await
+    let http_addr = http_listener
+        .local_addr()
         .map_err(|source| CollectorError::Bind {
             addr: cfg.http_listen,
             what: "HTTP",
             source,
         })?;
-    let grpc_addr = grpc_listener.local_addr().map_err(|source| CollectorError::Bind {
-        addr: cfg.grpc_listen,
-        what: "gRPC",
-        source,
-    })?;
-    let http_addr = http_listener.local_addr().map_err(|source| CollectorError::Bind {
-        addr: cfg.http_listen,
-        what: "HTTP",
-        source,
-    })?;
 
     let (shutdown, rx) = watch::channel(false);
     let (incoming, accept) = tls::incoming(
@@ -108,8 +114,12 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         Duration::from_secs(cfg.handshake_timeout_secs),
         telemetry.clone(),
     );
-    let service = IngestServer::new(ingest::IngestService::new(store.clone(), cfg.limits.clone(), telemetry.clone()))
-        .max_decoding_message_size(cfg.max_message_bytes);
+    let service = IngestServer::new(ingest::IngestService::new(
+        store.clone(),
+        cfg.limits.clone(),
+        telemetry.clone(),
+    ))
+    .max_decoding_message_size(cfg.max_message_bytes);
     let mut grpc_rx = rx.clone();
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()

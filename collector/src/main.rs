@@ -10,7 +10,11 @@ use campanile_proto::identity::HostIdentity;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "campanile-collector", version, about = "Campanile collector: receives agent reports, serves Prometheus metrics")]
+#[command(
+    name = "campanile-collector",
+    version,
+    about = "Campanile collector: receives agent reports, serves Prometheus metrics"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -76,7 +80,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("campanile-collector: {e:#}");
-            if e.downcast_ref::<campanile_collector::config::ConfigError>().is_some() {
+            if e.downcast_ref::<campanile_collector::config::ConfigError>()
+                .is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

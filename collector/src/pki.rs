@@ -21,7 +21,9 @@ pub enum PkiError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} already exists; refusing to overwrite a CA key (remove it first to start over)")]
+    #[error(
+        "{path} already exists; refusing to overwrite a CA key (remove it first to start over)"
+    )]
     Exists { path: PathBuf },
     #[error("invalid name {0:?} for a certificate")]
     Name(String),
@@ -74,17 +76,32 @@ impl Ca {
     }
 
     /// The collector's server certificate for the given DNS names and IPs.
-    pub fn issue_server(&self, names: &[String], ips: &[IpAddr], days: i64) -> Result<Issued, PkiError> {
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        ips: &[IpAddr],
+        days: i64,
+    ) -> Result<Issued, PkiError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name = dn(names.first().map(String::as_str).unwrap_or("campanile-collector"));
+        params.distinguished_name = dn(names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("campanile-collector"));
         for n in names {
-            let s = rcgen::string::Ia5String::try_from(n.as_str()).map_err(|_| PkiError::Name(n.clone()))?;
+            let s = rcgen::string::Ia5String::try_from(n.as_str())
+                .map_err(|_| PkiError::Name(n.clone()))?;
             params.subject_alt_names.push(SanType::DnsName(s));
         }
-        params.subject_alt_names.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let now = OffsetDateTime::now_utc();
-        self.sign(params, now - Duration::minutes(5), now + Duration::days(days))
+        self.sign(
+            params,
+            now - Duration::minutes(5),
+            now + Duration::days(days),
+        )
     }
 
     /// An agent's client certificate carrying `identity`, valid between the
@@ -98,7 +115,8 @@ impl Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(&identity.host_id);
         for uri in identity.san_uris() {
-            let s = rcgen::string::Ia5String::try_from(uri.as_str()).map_err(|_| PkiError::Name(uri.clone()))?;
+            let s = rcgen::string::Ia5String::try_from(uri.as_str())
+                .map_err(|_| PkiError::Name(uri.clone()))?;
             params.subject_alt_names.push(SanType::URI(s));
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -108,7 +126,11 @@ impl Ca {
     /// An agent's client certificate valid from now for `days`.
     pub fn issue_agent(&self, identity: &HostIdentity, days: i64) -> Result<Issued, PkiError> {
         let now = OffsetDateTime::now_utc();
-        self.issue_agent_between(identity, now - Duration::minutes(5), now + Duration::days(days))
+        self.issue_agent_between(
+            identity,
+            now - Duration::minutes(5),
+            now + Duration::days(days),
+        )
     }
 
     fn sign(
@@ -153,7 +175,11 @@ fn read(path: &Path) -> Result<String, PkiError> {
 }
 
 /// Writes a certificate (0644) and its key (0600) as `<name>.pem`/`<name>.key`.
-pub fn write_issued(dir: &Path, name: &str, issued: &Issued) -> Result<(PathBuf, PathBuf), PkiError> {
+pub fn write_issued(
+    dir: &Path,
+    name: &str,
+    issued: &Issued,
+) -> Result<(PathBuf, PathBuf), PkiError> {
     std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
         path: dir.to_owned(),
         source,
@@ -181,7 +207,8 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiErro
         opts.mode(mode);
         let mut f = opts.open(path).map_err(io)?;
         // An existing file keeps its old mode on open: set it explicitly.
-        f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io)?;
         f.write_all(contents).map_err(io)?;
         f.sync_all().map_err(io)
     }
@@ -203,7 +230,13 @@ pub struct InitOutput {
 }
 
 /// Creates `ca.pem`/`ca.key` and `server.pem`/`server.key` in `out`.
-pub fn init(out: &Path, names: &[String], ips: &[IpAddr], ca_days: i64, server_days: i64) -> Result<InitOutput, PkiError> {
+pub fn init(
+    out: &Path,
+    names: &[String],
+    ips: &[IpAddr],
+    ca_days: i64,
+    server_days: i64,
+) -> Result<InitOutput, PkiError> {
     let ca_key_path = out.join("ca.key");
     if ca_key_path.exists() {
         return Err(PkiError::Exists { path: ca_key_path });
@@ -233,7 +266,14 @@ mod tests {
     #[test]
     fn init_writes_private_keys_readable_only_by_the_owner() {
         let dir = tempfile::tempdir().unwrap();
-        let out = init(dir.path(), &["localhost".into()], &["127.0.0.1".parse().unwrap()], 10, 10).unwrap();
+        let out = init(
+            dir.path(),
+            &["localhost".into()],
+            &["127.0.0.1".parse().unwrap()],
+            10,
+            10,
+        )
+        .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -245,6 +285,7 @@ mod tests {
         let again = init(dir.path(), &["localhost".into()], &[], 10, 10);
         assert!(matches!(again, Err(PkiError::Exists { .. })));
         let ca = Ca::load(dir.path()).unwrap();
-        ca.issue_agent(&HostIdentity::new("pc-1", "site-1").unwrap(), 1).unwrap();
+        ca.issue_agent(&HostIdentity::new("pc-1", "site-1").unwrap(), 1)
+            .unwrap();
     }
 }

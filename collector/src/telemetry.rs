@@ -65,7 +65,9 @@ impl Telemetry {
                 "campanile_ingest_duration_seconds",
                 "Time to validate and commit one Deliver request.",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
         )
         .expect("valid metric");
         for r in REJECT_REASONS {

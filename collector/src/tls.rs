@@ -32,14 +32,21 @@ use crate::telemetry::Telemetry;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {message}")]
-    Pem { path: std::path::PathBuf, message: String },
+    Pem {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("TLS configuration: {0}")]
     Config(String),
 }
 
 /// Builds the server config: our certificate, client certificates required
 /// and verified against `ca_cert_path`.
-pub fn server_config(ca_cert_path: &Path, cert_path: &Path, key_path: &Path) -> Result<rustls::ServerConfig, TlsError> {
+pub fn server_config(
+    ca_cert_path: &Path,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in load_certs(ca_cert_path)? {
@@ -104,13 +111,21 @@ impl Connected for AuthenticatedStream {
 }
 
 impl AsyncRead for AuthenticatedStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for AuthenticatedStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -133,7 +148,8 @@ impl AsyncWrite for AuthenticatedStream {
 
 /// Reads the host identity from the leaf certificate rustls verified.
 pub fn identity_from_cert(der: &CertificateDer<'_>) -> Result<HostIdentity, String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| format!("unparsable certificate: {e}"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| format!("unparsable certificate: {e}"))?;
     let san = cert
         .subject_alternative_name()
         .map_err(|e| format!("bad subjectAltName: {e}"))?
@@ -174,20 +190,30 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-                            Some(leaf) => identity_from_cert(leaf),
-                            None => Err("no client certificate".into()),
+                        let identity =
+                            match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                                Some(leaf) => identity_from_cert(leaf),
+                                None => Err("no client certificate".into()),
+                            };
+                        let info = PeerInfo {
+                            remote_addr,
+                            identity,
                         };
-                        let info = PeerInfo { remote_addr, identity };
                         let _ = tx.send(Ok(AuthenticatedStream { inner: tls, info })).await;
                     }
                     Ok(Err(e)) => {
                         let reason = handshake_failure_reason(&e);
-                        telemetry.handshake_failures.with_label_values(&[reason]).inc();
+                        telemetry
+                            .handshake_failures
+                            .with_label_values(&[reason])
+                            .inc();
                         tracing::info!(peer = %remote_addr, reason, error = %e, "TLS handshake refused");
                     }
                     Err(_) => {
-                        telemetry.handshake_failures.with_label_values(&["timeout"]).inc();
+                        telemetry
+                            .handshake_failures
+                            .with_label_values(&["timeout"])
+                            .inc();
                         tracing::info!(peer = %remote_addr, "TLS handshake timed out");
                     }
                 }
@@ -198,12 +224,17 @@ pub fn incoming(
 }
 
 fn handshake_failure_reason(e: &io::Error) -> &'static str {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         Some(rustls::Error::NoCertificatesPresented) => "no_client_certificate",
         Some(rustls::Error::InvalidCertificate(
             rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. },
         )) => "certificate_expired",
-        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => "unknown_issuer",
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+            "unknown_issuer"
+        }
         Some(rustls::Error::InvalidCertificate(_)) => "invalid_certificate",
         Some(_) => "tls_error",
         None => "io_error",

@@ -9,7 +9,11 @@ use crate::config::Limits;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refusal {
     #[error("report seq={seq} claims host {claimed:?} but the certificate is for {actual:?}")]
-    WrongHost { seq: u64, claimed: String, actual: String },
+    WrongHost {
+        seq: u64,
+        claimed: String,
+        actual: String,
+    },
     #[error("empty request: no reports")]
     Empty,
     #[error("{count} reports in one request; at most {max} are accepted")]
@@ -30,7 +34,12 @@ impl Refusal {
 }
 
 /// Validates a whole request for the host of `identity` at collector time `now_ms`.
-pub fn request(req: &DeliverRequest, identity: &HostIdentity, limits: &Limits, now_ms: i64) -> Result<(), Refusal> {
+pub fn request(
+    req: &DeliverRequest,
+    identity: &HostIdentity,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<(), Refusal> {
     if req.reports.is_empty() {
         return Err(Refusal::Empty);
     }
@@ -57,7 +66,10 @@ pub fn request(req: &DeliverRequest, identity: &HostIdentity, limits: &Limits, n
             if epoch == r.epoch && r.seq <= seq {
                 return Err(Refusal::Invalid {
                     seq: r.seq,
-                    reason: format!("sequence numbers must increase within a request ({seq} then {})", r.seq),
+                    reason: format!(
+                        "sequence numbers must increase within a request ({seq} then {})",
+                        r.seq
+                    ),
                 });
             }
         }
@@ -71,9 +83,13 @@ fn report(r: &Report, limits: &Limits, now_ms: i64) -> Result<(), String> {
         return Err("seq must start at 1".into());
     }
     if r.collected_at_ms <= 0 {
-        return Err(format!("collected_at_ms {} is not a valid time", r.collected_at_ms));
+        return Err(format!(
+            "collected_at_ms {} is not a valid time",
+            r.collected_at_ms
+        ));
     }
-    let skew_ms = i64::try_from(limits.max_future_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let skew_ms =
+        i64::try_from(limits.max_future_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     if r.collected_at_ms > now_ms.saturating_add(skew_ms) {
         return Err(format!(
             "collected_at_ms {} is {} s in the future (limit {} s): check the agent's clock",
@@ -83,11 +99,17 @@ fn report(r: &Report, limits: &Limits, now_ms: i64) -> Result<(), String> {
         ));
     }
     if r.interval_secs == 0 || r.interval_secs > 86_400 {
-        return Err(format!("interval_secs {} is outside 1..=86400", r.interval_secs));
+        return Err(format!(
+            "interval_secs {} is outside 1..=86400",
+            r.interval_secs
+        ));
     }
     text("agent_version", &r.agent_version, limits)?;
     if r.inventory_sha256.len() != 32 {
-        return Err(format!("inventory_sha256 has {} bytes, expected 32", r.inventory_sha256.len()));
+        return Err(format!(
+            "inventory_sha256 has {} bytes, expected 32",
+            r.inventory_sha256.len()
+        ));
     }
     if let Some(h) = &r.health {
         health(h, limits)?;
@@ -111,10 +133,24 @@ fn health(h: &Health, limits: &Limits) -> Result<(), String> {
             }
         }
     }
-    not_above("memory_available_bytes", h.memory_available_bytes, "memory_total_bytes", h.memory_total_bytes)?;
-    not_above("swap_free_bytes", h.swap_free_bytes, "swap_total_bytes", h.swap_total_bytes)?;
+    not_above(
+        "memory_available_bytes",
+        h.memory_available_bytes,
+        "memory_total_bytes",
+        h.memory_total_bytes,
+    )?;
+    not_above(
+        "swap_free_bytes",
+        h.swap_free_bytes,
+        "swap_total_bytes",
+        h.swap_total_bytes,
+    )?;
     if h.filesystems.len() > limits.max_filesystems {
-        return Err(format!("{} filesystems; at most {}", h.filesystems.len(), limits.max_filesystems));
+        return Err(format!(
+            "{} filesystems; at most {}",
+            h.filesystems.len(),
+            limits.max_filesystems
+        ));
     }
     for fs in &h.filesystems {
         text("filesystem mount_point", &fs.mount_point, limits)?;
@@ -128,7 +164,11 @@ fn health(h: &Health, limits: &Limits) -> Result<(), String> {
         }
     }
     if h.interfaces.len() > limits.max_interfaces {
-        return Err(format!("{} interfaces; at most {}", h.interfaces.len(), limits.max_interfaces));
+        return Err(format!(
+            "{} interfaces; at most {}",
+            h.interfaces.len(),
+            limits.max_interfaces
+        ));
     }
     for i in &h.interfaces {
         text("interface name", &i.name, limits)?;
@@ -160,7 +200,11 @@ fn inventory(inv: &Inventory, limits: &Limits) -> Result<(), String> {
     }
     if let Some(p) = &inv.packages {
         if p.items.len() > limits.max_packages {
-            return Err(format!("{} packages; at most {}", p.items.len(), limits.max_packages));
+            return Err(format!(
+                "{} packages; at most {}",
+                p.items.len(),
+                limits.max_packages
+            ));
         }
         for pkg in &p.items {
             text("package name", &pkg.name, limits)?;
@@ -169,12 +213,20 @@ fn inventory(inv: &Inventory, limits: &Limits) -> Result<(), String> {
     }
     if let Some(d) = &inv.disks {
         if d.items.len() > limits.max_disks {
-            return Err(format!("{} disks; at most {}", d.items.len(), limits.max_disks));
+            return Err(format!(
+                "{} disks; at most {}",
+                d.items.len(),
+                limits.max_disks
+            ));
         }
     }
     if let Some(n) = &inv.nics {
         if n.items.len() > limits.max_nics {
-            return Err(format!("{} nics; at most {}", n.items.len(), limits.max_nics));
+            return Err(format!(
+                "{} nics; at most {}",
+                n.items.len(),
+                limits.max_nics
+            ));
         }
     }
     Ok(())
@@ -189,7 +241,11 @@ fn not_above(a: &str, av: Option<u64>, b: &str, bv: Option<u64>) -> Result<(), S
 
 fn text(name: &str, v: &str, limits: &Limits) -> Result<(), String> {
     if v.len() > limits.max_string_bytes {
-        return Err(format!("{name} is {} bytes long; at most {}", v.len(), limits.max_string_bytes));
+        return Err(format!(
+            "{name} is {} bytes long; at most {}",
+            v.len(),
+            limits.max_string_bytes
+        ));
     }
     Ok(())
 }
@@ -215,7 +271,12 @@ mod tests {
 
     fn check(r: Report) -> Result<(), Refusal> {
         let id = HostIdentity::new("pc-1", "s").unwrap();
-        request(&DeliverRequest { reports: vec![r] }, &id, &Limits::default(), 1_700_000_000_000)
+        request(
+            &DeliverRequest { reports: vec![r] },
+            &id,
+            &Limits::default(),
+            1_700_000_000_000,
+        )
     }
 
     #[test]

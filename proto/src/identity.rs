@@ -60,7 +60,9 @@ impl HostIdentity {
     }
 
     /// Reads the identity back from a certificate's URI SANs.
-    pub fn from_san_uris<'a>(uris: impl IntoIterator<Item = &'a str>) -> Result<Self, IdentityError> {
+    pub fn from_san_uris<'a>(
+        uris: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, IdentityError> {
         let (mut host, mut site) = (None, None);
         for uri in uris {
             if let Some(id) = uri.strip_prefix(HOST_URI_PREFIX) {
@@ -126,14 +128,25 @@ mod tests {
 
     #[test]
     fn ignores_unrelated_uris_and_refuses_missing_or_duplicate_parts() {
-        let ok = ["https://x", "urn:campanile:site:s1", "urn:campanile:host:h1"];
+        let ok = [
+            "https://x",
+            "urn:campanile:site:s1",
+            "urn:campanile:host:h1",
+        ];
         assert_eq!(HostIdentity::from_san_uris(ok).unwrap().host_id, "h1");
         assert_eq!(
             HostIdentity::from_san_uris(["urn:campanile:site:s1"]),
             Err(IdentityError::Missing("host", HOST_URI_PREFIX))
         );
-        let dup = ["urn:campanile:host:a", "urn:campanile:host:b", "urn:campanile:site:s"];
-        assert_eq!(HostIdentity::from_san_uris(dup), Err(IdentityError::Duplicate("host")));
+        let dup = [
+            "urn:campanile:host:a",
+            "urn:campanile:host:b",
+            "urn:campanile:site:s",
+        ];
+        assert_eq!(
+            HostIdentity::from_san_uris(dup),
+            Err(IdentityError::Duplicate("host"))
+        );
     }
 
     #[test]

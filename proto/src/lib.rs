@@ -29,10 +29,12 @@ pub fn inventory_sha256(inventory: &v1::Inventory) -> [u8; 32] {
 /// Lower-case hex, for hashes in logs, JSON and the store.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(feature = "serde")]

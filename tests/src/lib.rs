@@ -48,8 +48,14 @@ impl TestPki {
 
     /// Issues a valid agent certificate; returns (cert, key) paths.
     pub fn agent(&self, host_id: &str, site: &str) -> Result<(PathBuf, PathBuf)> {
-        let issued = self.ca.issue_agent(&HostIdentity::new(host_id, site)?, 30)?;
-        Ok(pki::write_issued(&self.path().join("agents"), host_id, &issued)?)
+        let issued = self
+            .ca
+            .issue_agent(&HostIdentity::new(host_id, site)?, 30)?;
+        Ok(pki::write_issued(
+            &self.path().join("agents"),
+            host_id,
+            &issued,
+        )?)
     }
 
     /// Collector config on ephemeral loopback ports with the store at `db`.
@@ -71,13 +77,29 @@ impl TestPki {
             d = self.path().display(),
             db = db.display()
         );
-        Ok(CollectorConfig::parse(&text, Path::new("/test/collector.toml"))?)
+        Ok(CollectorConfig::parse(
+            &text,
+            Path::new("/test/collector.toml"),
+        )?)
     }
 
     /// Agent config with a fresh certificate for `host_id` at `site`.
-    pub fn agent_config(&self, host_id: &str, site: &str, grpc: SocketAddr, interval_secs: u32) -> Result<AgentConfig> {
+    pub fn agent_config(
+        &self,
+        host_id: &str,
+        site: &str,
+        grpc: SocketAddr,
+        interval_secs: u32,
+    ) -> Result<AgentConfig> {
         let (cert, key) = self.agent(host_id, site)?;
-        self.agent_config_with(host_id, grpc, interval_secs, &self.path().join("ca.pem"), &cert, &key)
+        self.agent_config_with(
+            host_id,
+            grpc,
+            interval_secs,
+            &self.path().join("ca.pem"),
+            &cert,
+            &key,
+        )
     }
 
     pub fn agent_config_with(
@@ -156,7 +178,9 @@ impl TestCollector {
 }
 
 pub async fn http_get(url: &str) -> Result<String> {
-    let resp = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+    let resp = reqwest::get(url)
+        .await
+        .with_context(|| format!("GET {url}"))?;
     let status = resp.status();
     let body = resp.text().await?;
     if !status.is_success() {
@@ -225,7 +249,11 @@ pub fn promtool_check_metrics(exposition: &str) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    child.stdin.take().context("stdin")?.write_all(exposition.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(exposition.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
@@ -250,7 +278,9 @@ impl Drop for ChildGuard {
 /// A free loopback port (bound then released; the race is acceptable for
 /// a peer that cannot be told to bind port 0 and report it).
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A real Prometheus server scraping `target` (host:port) every second.
@@ -275,7 +305,10 @@ impl TestPrometheus {
         let port = free_port()?;
         let child = Command::new(bin)
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

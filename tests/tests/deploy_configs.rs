@@ -9,7 +9,9 @@ use campanile_agent::AgentConfig;
 use campanile_collector::CollectorConfig;
 
 fn deploy(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(file)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(file)
 }
 
 #[test]
@@ -35,6 +37,10 @@ fn example_prometheus_config_passes_promtool() -> Result<()> {
         .args(["check", "config"])
         .arg(deploy("prometheus/prometheus.yml"))
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     Ok(())
 }

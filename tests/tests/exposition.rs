@@ -8,7 +8,8 @@ use campanile_agent::transport::Transport;
 use campanile_agent::{Agent, SendOutcome};
 use campanile_proto::v1::{Filesystem, Health, Inventory, NetInterface, Report};
 use campanile_tests::{
-    TestCollector, TestPki, TestPrometheus, duplicate_series, eventually, promtool_check_metrics, sample,
+    TestCollector, TestPki, TestPrometheus, duplicate_series, eventually, promtool_check_metrics,
+    sample,
 };
 
 const AWKWARD: &str = "Sant'Agata \"sul\" Santerno \\ Forlì\nÈ già «ñ» 東京";
@@ -73,9 +74,16 @@ async fn awkward_text_still_gives_valid_unique_exposition() -> Result<()> {
 
     let text = c.metrics().await?;
     promtool_check_metrics(&text)?;
-    assert_eq!(duplicate_series(&text), Vec::<String>::new(), "duplicate series");
+    assert_eq!(
+        duplicate_series(&text),
+        Vec::<String>::new(),
+        "duplicate series"
+    );
     // Escaped as the text format requires: \" \\ \n, UTF-8 kept as is.
-    let escaped = AWKWARD.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let escaped = AWKWARD
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
     assert!(text.contains(&format!("hostname=\"{escaped}\"")), "{text}");
     assert!(text.contains("mountpoint=\"/mnt/"), "{text}");
     let mp = format!(
@@ -97,26 +105,38 @@ async fn real_prometheus_scrapes_the_collector() -> Result<()> {
     let pki = TestPki::new()?;
     let c = TestCollector::start(&pki).await?;
     send_awkward_report(&pki, &c).await?;
-    let mut agent = Agent::new(pki.agent_config("scraped-pc", "site-s", c.running.grpc_addr, 60)?)?;
+    let mut agent =
+        Agent::new(pki.agent_config("scraped-pc", "site-s", c.running.grpc_addr, 60)?)?;
     agent.collect();
     assert_eq!(agent.send().await, SendOutcome::Drained);
 
     let prom = TestPrometheus::start(c.running.http_addr)?;
-    let up = eventually(Duration::from_secs(60), "Prometheus to scrape the collector", || async {
-        let body = prom.query(r#"up{job="campanile"}"#).await.ok()?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let value = v["data"]["result"][0]["value"][1].as_str()?.to_owned();
-        Some(value)
-    })
+    let up = eventually(
+        Duration::from_secs(60),
+        "Prometheus to scrape the collector",
+        || async {
+            let body = prom.query(r#"up{job="campanile"}"#).await.ok()?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let value = v["data"]["result"][0]["value"][1].as_str()?.to_owned();
+            Some(value)
+        },
+    )
     .await?;
     assert_eq!(up, "1", "scrape failed");
-    let body = prom.query(r#"campanile_host_up{host="scraped-pc"}"#).await?;
+    let body = prom
+        .query(r#"campanile_host_up{host="scraped-pc"}"#)
+        .await?;
     let v: serde_json::Value = serde_json::from_str(&body)?;
     assert_eq!(v["data"]["result"][0]["value"][1], "1", "{body}");
     // The awkward labels arrived intact through a real parser.
-    let body = prom.query(r#"campanile_host_info{host="weird-pc"}"#).await?;
+    let body = prom
+        .query(r#"campanile_host_info{host="weird-pc"}"#)
+        .await?;
     let v: serde_json::Value = serde_json::from_str(&body)?;
-    assert_eq!(v["data"]["result"][0]["metric"]["hostname"], AWKWARD, "{body}");
+    assert_eq!(
+        v["data"]["result"][0]["metric"]["hostname"], AWKWARD,
+        "{body}"
+    );
     c.stop().await?;
     Ok(())
 }

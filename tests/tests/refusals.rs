@@ -25,18 +25,27 @@ async fn valid_agent_still_delivers(pki: &TestPki, c: &TestCollector) -> Result<
     }
 }
 
-fn channel(pki: &TestPki, c: &TestCollector, identity: Option<(&Path, &Path)>) -> Result<tonic::transport::Channel> {
+fn channel(
+    pki: &TestPki,
+    c: &TestCollector,
+    identity: Option<(&Path, &Path)>,
+) -> Result<tonic::transport::Channel> {
     let ca = std::fs::read(pki.path().join("ca.pem"))?;
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
         .domain_name("localhost");
     if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?));
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert)?,
+            std::fs::read(key)?,
+        ));
     }
-    Ok(Endpoint::from_shared(format!("https://127.0.0.1:{}", c.running.grpc_addr.port()))?
-        .tls_config(tls)?
-        .timeout(Duration::from_secs(10))
-        .connect_lazy())
+    Ok(
+        Endpoint::from_shared(format!("https://127.0.0.1:{}", c.running.grpc_addr.port()))?
+            .tls_config(tls)?
+            .timeout(Duration::from_secs(10))
+            .connect_lazy(),
+    )
 }
 
 fn report(host: &str, seq: u64) -> Report {
@@ -75,7 +84,10 @@ async fn refuses_connection_without_client_certificate() -> Result<()> {
     assert_ne!(status.code(), tonic::Code::Ok);
     let text = c.metrics().await?;
     assert_eq!(
-        sample(&text, r#"campanile_tls_handshake_failures_total{reason="no_client_certificate"}"#),
+        sample(
+            &text,
+            r#"campanile_tls_handshake_failures_total{reason="no_client_certificate"}"#
+        ),
         Some(1.0),
         "{text}"
     );
@@ -96,7 +108,10 @@ async fn refuses_certificate_from_another_ca() -> Result<()> {
     first_rpc_fails(channel(&pki, &c, Some((&cert, &key)))?, "intruder").await?;
     let text = c.metrics().await?;
     assert_eq!(
-        sample(&text, r#"campanile_tls_handshake_failures_total{reason="unknown_issuer"}"#),
+        sample(
+            &text,
+            r#"campanile_tls_handshake_failures_total{reason="unknown_issuer"}"#
+        ),
         Some(1.0)
     );
     valid_agent_still_delivers(&pki, &c).await?;
@@ -120,7 +135,10 @@ async fn refuses_expired_certificate() -> Result<()> {
     first_rpc_fails(channel(&pki, &c, Some((&cert, &key)))?, "old-pc").await?;
     let text = c.metrics().await?;
     assert_eq!(
-        sample(&text, r#"campanile_tls_handshake_failures_total{reason="certificate_expired"}"#),
+        sample(
+            &text,
+            r#"campanile_tls_handshake_failures_total{reason="certificate_expired"}"#
+        ),
         Some(1.0),
         "{text}"
     );
@@ -140,7 +158,10 @@ async fn rejects_report_for_another_host() -> Result<()> {
     assert!(status.message().contains("pc-b") && status.message().contains("pc-a"));
     let text = c.metrics().await?;
     assert_eq!(
-        sample(&text, r#"campanile_ingest_requests_rejected_total{reason="wrong_host"}"#),
+        sample(
+            &text,
+            r#"campanile_ingest_requests_rejected_total{reason="wrong_host"}"#
+        ),
         Some(1.0)
     );
     assert!(c.running.store.inventory("pc-b")?.is_none());
@@ -158,7 +179,8 @@ struct Garbage {
 }
 
 #[tokio::test]
-async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps_serving() -> Result<()> {
+async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps_serving()
+-> Result<()> {
     let pki = TestPki::new()?;
     let c = TestCollector::start(&pki).await?;
     let (cert, key) = pki.agent("pc-m", "site-m")?;
@@ -196,10 +218,7 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
         .deliver(DeliverRequest { reports: vec![big] })
         .await
         .expect_err("oversize must be refused");
-    assert!(
-        status.code() == tonic::Code::OutOfRange,
-        "{status:?}"
-    );
+    assert!(status.code() == tonic::Code::OutOfRange, "{status:?}");
 
     // An invalid value names the report, and the agent's transport can
     // tell which one to drop.
@@ -209,7 +228,14 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
         memory_available_bytes: Some(2),
         ..Default::default()
     });
-    let cfg = pki.agent_config_with("pc-m", c.running.grpc_addr, 60, &pki.path().join("ca.pem"), &cert, &key)?;
+    let cfg = pki.agent_config_with(
+        "pc-m",
+        c.running.grpc_addr,
+        60,
+        &pki.path().join("ca.pem"),
+        &cert,
+        &key,
+    )?;
     let mut transport = Transport::new(&cfg.collector)?;
     match transport.deliver(vec![bad]).await {
         Err(SendError::InvalidReport { seq: 5, message }) => {
@@ -219,7 +245,10 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
     }
     let text = c.metrics().await?;
     assert_eq!(
-        sample(&text, r#"campanile_ingest_requests_rejected_total{reason="invalid_report"}"#),
+        sample(
+            &text,
+            r#"campanile_ingest_requests_rejected_total{reason="invalid_report"}"#
+        ),
         Some(1.0)
     );
 

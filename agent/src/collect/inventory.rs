@@ -14,7 +14,11 @@ pub struct InventoryCache {
 
 impl InventoryCache {
     pub fn collect(&mut self, cfg: &CollectConfig, sys: Option<&mut System>) -> Inventory {
-        let ok = |r: Result<String, _>| r.ok().map(|s: String| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let ok = |r: Result<String, _>| {
+            r.ok()
+                .map(|s: String| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
         let mut inv = Inventory {
             hostname: ok(System::host_name()),
             machine_id: platform::machine_id(),
@@ -22,7 +26,9 @@ impl InventoryCache {
             os_version: ok(System::os_version()),
             kernel_version: ok(System::kernel_version()),
             arch: Some(System::cpu_arch()).filter(|a| !a.is_empty() && a != "unknown"),
-            cpu_cores: System::physical_core_count().ok().and_then(|n| u32::try_from(n).ok()),
+            cpu_cores: System::physical_core_count()
+                .ok()
+                .and_then(|n| u32::try_from(n).ok()),
             disks: platform::disks(),
             nics: nics(cfg),
             dmi: platform::dmi(),
@@ -65,7 +71,10 @@ fn nics(cfg: &CollectConfig) -> Option<NicList> {
     let nets = Networks::new_with_refreshed_list().ok()?;
     let mut items: Vec<Nic> = nets
         .iter()
-        .filter(|(name, _)| cfg.include_virtual_interfaces || !platform::is_virtual_interface(&name.to_string_lossy()))
+        .filter(|(name, _)| {
+            cfg.include_virtual_interfaces
+                || !platform::is_virtual_interface(&name.to_string_lossy())
+        })
         .map(|(name, d)| {
             let mac = d.mac_address().to_string();
             let mut addresses: Vec<String> = d

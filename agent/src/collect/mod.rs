@@ -29,7 +29,9 @@ impl HostCollector {
     pub fn new(cfg: CollectConfig) -> Self {
         let sys = System::new().ok();
         if sys.is_none() {
-            tracing::warn!("sysinfo does not support this platform: CPU and memory are not collected");
+            tracing::warn!(
+                "sysinfo does not support this platform: CPU and memory are not collected"
+            );
         }
         Self {
             cfg,

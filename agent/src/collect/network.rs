@@ -7,7 +7,8 @@ use crate::config::CollectConfig;
 use crate::platform;
 
 pub fn collect(cfg: &CollectConfig, h: &mut Health) {
-    let mut all = platform::interfaces(cfg.include_virtual_interfaces).unwrap_or_else(|| from_sysinfo(cfg));
+    let mut all =
+        platform::interfaces(cfg.include_virtual_interfaces).unwrap_or_else(|| from_sysinfo(cfg));
     if all.len() > cfg.max_interfaces {
         all.truncate(cfg.max_interfaces);
         h.truncated = true;
@@ -22,7 +23,10 @@ fn from_sysinfo(cfg: &CollectConfig) -> Vec<NetInterface> {
     };
     let mut out: Vec<NetInterface> = nets
         .iter()
-        .filter(|(name, _)| cfg.include_virtual_interfaces || !platform::is_virtual_interface(&name.to_string_lossy()))
+        .filter(|(name, _)| {
+            cfg.include_virtual_interfaces
+                || !platform::is_virtual_interface(&name.to_string_lossy())
+        })
         .map(|(name, d)| NetInterface {
             name: name.to_string_lossy().into_owned(),
             rx_bytes: d.total_received(),

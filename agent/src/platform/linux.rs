@@ -48,7 +48,12 @@ pub fn dmi() -> Option<Dmi> {
 pub fn package_db_stamp() -> Option<(u64, u64)> {
     let stamp = |p: &Path| {
         let m = fs::metadata(p).ok()?;
-        let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        let mtime = m
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
         Some((mtime, m.len()))
     };
     stamp(Path::new(DPKG_STATUS)).or_else(|| {
@@ -186,7 +191,11 @@ pub fn process_count() -> Option<u32> {
     let n = fs::read_dir("/proc")
         .ok()?
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_str().is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        })
         .count();
     u32::try_from(n).ok()
 }
@@ -197,7 +206,13 @@ pub fn failed_units() -> Option<FailedUnits> {
         return None;
     }
     let out = Command::new("systemctl")
-        .args(["list-units", "--state=failed", "--no-legend", "--plain", "--no-pager"])
+        .args([
+            "list-units",
+            "--state=failed",
+            "--no-legend",
+            "--plain",
+            "--no-pager",
+        ])
         .output()
         .ok()?;
     if !out.status.success() {

@@ -18,14 +18,49 @@ pub use other::*;
 
 /// Filesystem types that hold no user data: never reported.
 pub const PSEUDO_FILESYSTEMS: &[&str] = &[
-    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devfs", "devpts", "devtmpfs",
-    "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "overlay", "proc", "procfs", "pstore", "ramfs",
-    "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "sysfs", "tmpfs", "tracefs", "fuse.lxcfs",
-    "fuse.gvfsd-fuse", "fuse.portal", "iso9660", "udf",
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devfs",
+    "devpts",
+    "devtmpfs",
+    "efivarfs",
+    "fusectl",
+    "hugetlbfs",
+    "mqueue",
+    "nsfs",
+    "overlay",
+    "proc",
+    "procfs",
+    "pstore",
+    "ramfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "sysfs",
+    "tmpfs",
+    "tracefs",
+    "fuse.lxcfs",
+    "fuse.gvfsd-fuse",
+    "fuse.portal",
+    "iso9660",
+    "udf",
 ];
 
 /// Mount points under these prefixes are system plumbing, not storage.
-pub const PSEUDO_MOUNT_PREFIXES: &[&str] = &["/proc", "/sys", "/dev", "/run", "/snap/", "/var/lib/docker/"];
+pub const PSEUDO_MOUNT_PREFIXES: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/snap/",
+    "/var/lib/docker/",
+];
 
 pub fn is_pseudo_filesystem(fs_type: &str, mount_point: &str) -> bool {
     PSEUDO_FILESYSTEMS.contains(&fs_type)

@@ -87,6 +87,9 @@ pub struct StoredInventory {
     pub updated_ms: i64,
 }
 
+/// (inventory, sha256, updated_ms) columns of one host.
+type InventoryRow = (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
+
 pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
@@ -140,7 +143,12 @@ impl Store {
     /// Commits a batch of already-validated reports of one host in one
     /// transaction. Reports whose (epoch, seq) is not newer than what is
     /// stored are duplicates: counted and skipped.
-    pub fn ingest(&self, identity: &HostIdentity, reports: &[Report], received_ms: i64) -> Result<IngestOutcome, StoreError> {
+    pub fn ingest(
+        &self,
+        identity: &HostIdentity,
+        reports: &[Report],
+        received_ms: i64,
+    ) -> Result<IngestOutcome, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let mut out = IngestOutcome::default();
@@ -148,7 +156,13 @@ impl Store {
             .query_row(
                 "SELECT epoch, last_seq, inventory_sha256 FROM hosts WHERE host_id = ?1",
                 [&identity.host_id],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get(2)?,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| self.err(e))?;
@@ -189,7 +203,13 @@ impl Store {
             .map_err(|e| self.err(e))?;
             let mut new_hash = stored_hash;
             if let Some(inv) = &report.inventory {
-                self.store_inventory(&tx, &identity.host_id, inv, &report.inventory_sha256, received_ms)?;
+                self.store_inventory(
+                    &tx,
+                    &identity.host_id,
+                    inv,
+                    &report.inventory_sha256,
+                    received_ms,
+                )?;
                 new_hash = Some(report.inventory_sha256.clone());
             }
             last_hash_sent = Some(&report.inventory_sha256);
@@ -218,17 +238,24 @@ impl Store {
         received_ms: i64,
     ) -> Result<(), StoreError> {
         let old: Option<Vec<u8>> = tx
-            .query_row("SELECT inventory FROM hosts WHERE host_id = ?1", [host_id], |r| r.get(0))
+            .query_row(
+                "SELECT inventory FROM hosts WHERE host_id = ?1",
+                [host_id],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))?;
-        let old = match old {
-            Some(bytes) => Some(Inventory::decode(bytes.as_slice()).map_err(|source| StoreError::Corrupt {
-                path: self.path.clone(),
-                host: host_id.to_owned(),
-                what: "inventory",
-                source,
-            })?),
-            None => None,
-        };
+        let old =
+            match old {
+                Some(bytes) => Some(Inventory::decode(bytes.as_slice()).map_err(|source| {
+                    StoreError::Corrupt {
+                        path: self.path.clone(),
+                        host: host_id.to_owned(),
+                        what: "inventory",
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         let changes: Vec<Change> = match &old {
             Some(old) => inventory_diff::diff(old, inv),
             None => vec![Change {
@@ -311,7 +338,12 @@ impl Store {
         Ok(out)
     }
 
-    fn decode<M: Message + Default>(&self, host: &str, what: &'static str, bytes: Option<Vec<u8>>) -> Result<Option<M>, StoreError> {
+    fn decode<M: Message + Default>(
+        &self,
+        host: &str,
+        what: &'static str,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Option<M>, StoreError> {
         bytes
             .map(|b| M::decode(b.as_slice()))
             .transpose()
@@ -326,7 +358,7 @@ impl Store {
     /// A host's current inventory, if one was ever received.
     pub fn inventory(&self, host_id: &str) -> Result<Option<StoredInventory>, StoreError> {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>)> = conn
+        let row: Option<InventoryRow> = conn
             .query_row(
                 "SELECT inventory, inventory_sha256, inventory_updated_ms FROM hosts WHERE host_id = ?1",
                 [host_id],
@@ -337,7 +369,9 @@ impl Store {
         let Some((Some(bytes), Some(sha256), Some(updated_ms))) = row else {
             return Ok(None);
         };
-        let inventory = self.decode(host_id, "inventory", Some(bytes))?.unwrap_or_default();
+        let inventory = self
+            .decode(host_id, "inventory", Some(bytes))?
+            .unwrap_or_default();
         Ok(Some(StoredInventory {
             inventory,
             sha256,

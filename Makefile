@@ -1,0 +1,45 @@
+# Campanile — the two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Root installs directly; others through sudo when it exists.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build demo test test-deps lint cross-check release-size clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --bins
+
+## Build, make a demo PKI and configs under ./demo, run collector + one agent (Ctrl-C stops both).
+demo:
+	./scripts/demo.sh
+
+## Run every test; installs the test peers (Debian prometheus: promtool + server) if missing.
+test: test-deps
+	$(CARGO) test --workspace --locked
+
+test-deps:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+		echo "installing Debian's prometheus package (promtool and server for tests)"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	fi
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## Type-check the agent for Windows and ARM musl (see ../shared/tools/cross-check.sh).
+cross-check:
+	bash ../shared/tools/cross-check.sh setup
+	bash ../shared/tools/cross-check.sh check x86_64-pc-windows-gnu aarch64-unknown-linux-musl -- -p campanile-agent
+
+## Stripped release size of the agent.
+release-size:
+	$(CARGO) build --release -p campanile-agent
+	@ls -l target/release/campanile-agent | awk '{print "campanile-agent release:", $$5, "bytes"}'
+
+clean:
+	$(CARGO) clean
+	rm -rf demo
