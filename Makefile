@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Root installs directly; others through sudo when it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build demo test test-deps lint cross-check release-size clean
+.PHONY: all build demo test test-deps lint bench cross-check release-size clean
 
 all: build
 
@@ -29,6 +29,11 @@ test-deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## Agent footprint: RSS, CPU per cycle, report sizes, binary size (README performance section).
+bench:
+	$(CARGO) build --release -p campanile-agent
+	$(CARGO) run --release -p campanile-tests --bin footprint -- target/release/campanile-agent
 
 ## Type-check the agent for Windows and ARM musl (see ../shared/tools/cross-check.sh).
 cross-check:

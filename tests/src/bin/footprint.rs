@@ -1,0 +1,160 @@
+//! Agent footprint benchmark (`make bench`): runs the real release agent
+//! binary against an in-process collector over mTLS and measures
+//! - steady-state RSS of the agent process,
+//! - CPU time per collection cycle (in-process, many cycles),
+//! - encoded size of a steady (hash-only) report and of a full one,
+//! - stripped size of the release binary.
+//!
+//! Prints a Markdown table with the machine and date, for the README.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use campanile_agent::collect::HostCollector;
+use campanile_agent::config::CollectConfig;
+use campanile_agent::report::ReportBuilder;
+use campanile_tests::{ChildGuard, TestCollector, TestPki, sample};
+use prost::Message;
+
+fn cpu_seconds_of(pid: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+}
+
+fn main() -> Result<()> {
+    let agent_bin = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/release/campanile-agent"));
+    if !agent_bin.is_file() {
+        bail!("{} not found: build it with `cargo build --release -p campanile-agent`", agent_bin.display());
+    }
+    let binary_bytes = std::fs::metadata(&agent_bin)?.len();
+
+    // CPU per cycle and report sizes, in this process.
+    let cfg = CollectConfig {
+        systemd_units: true,
+        ..CollectConfig::default()
+    };
+    let mut collector = HostCollector::new(cfg);
+    collector.prime();
+    let mut builder = ReportBuilder::new("bench-host".into());
+    let warm = collector.health();
+    let inv = collector.inventory();
+    let full = builder.build(campanile_agent::now_ms(), 60, warm, inv, None);
+    let cycles = 200;
+    let cpu0 = cpu_seconds_of("self")?;
+    let t0 = Instant::now();
+    let mut steady = None;
+    for _ in 0..cycles {
+        let h = collector.health();
+        let i = collector.inventory();
+        let stats = campanile_proto::v1::AgentStats {
+            queue_depth: 1,
+            ..Default::default()
+        };
+        let r = builder.build(campanile_agent::now_ms(), 60, h, i, Some(stats));
+        std::hint::black_box(r.encode_to_vec());
+        steady = Some(r);
+    }
+    let cpu_per_cycle_ms = (cpu_seconds_of("self")? - cpu0) * 1000.0 / f64::from(cycles);
+    let wall_per_cycle_ms = t0.elapsed().as_secs_f64() * 1000.0 / f64::from(cycles);
+    let steady = steady.context("no cycle ran")?;
+    if steady.inventory.is_some() {
+        bail!("steady report unexpectedly carries the full inventory");
+    }
+    let packages = full.inventory.as_ref().and_then(|i| i.packages.as_ref()).map_or(0, |p| p.items.len());
+
+    // Steady RSS of the real agent process.
+    let rt = tokio::runtime::Runtime::new()?;
+    let (rss_kib, agent_cpu_per_cycle_ms, reports) = rt.block_on(async {
+        let pki = TestPki::new()?;
+        let c = TestCollector::start(&pki).await?;
+        let cfg_dir = tempfile::tempdir()?;
+        let (cert, key) = pki.agent("footprint", "bench")?;
+        let cfg_path = cfg_dir.path().join("agent.toml");
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "[identity]\nhost_id = \"footprint\"\n[collector]\nendpoint = \"https://127.0.0.1:{}\"\n\
+                 server_name = \"localhost\"\nca_cert_path = \"{}\"\ncert_path = \"{}\"\nkey_path = \"{}\"\n\
+                 [collect]\ninterval_secs = 1\nsystemd_units = true\n",
+                c.running.grpc_addr.port(),
+                pki.path().join("ca.pem").display(),
+                cert.display(),
+                key.display()
+            ),
+        )?;
+        let child = Command::new(&agent_bin)
+            .args(["run", "--config"])
+            .arg(&cfg_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let pid = child.id();
+        let guard = ChildGuard(child);
+        let accepted = || async {
+            let text = c.metrics().await.ok()?;
+            sample(&text, "campanile_ingest_reports_accepted_total")
+        };
+        // Warm up, then measure over 30 one-second cycles.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while accepted().await.unwrap_or(0.0) < 5.0 {
+            if Instant::now() > deadline {
+                bail!("agent did not deliver");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (n0, cpu0) = (accepted().await.unwrap_or(0.0), cpu_seconds_of(&pid.to_string())?);
+        let mut max_rss = 0;
+        while accepted().await.unwrap_or(0.0) < n0 + 30.0 {
+            max_rss = max_rss.max(rss_kib(pid)?);
+            if Instant::now() > deadline {
+                bail!("agent stalled");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let n1 = accepted().await.unwrap_or(0.0);
+        let cpu = cpu_seconds_of(&pid.to_string())? - cpu0;
+        drop(guard);
+        c.stop().await?;
+        Ok::<_, anyhow::Error>((max_rss, cpu * 1000.0 / (n1 - n0), n1 - n0))
+    })?;
+
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_default();
+    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
+    println!(
+        "Machine: {} cores ({cpu_model}), date {}, {packages} packages installed",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        String::from_utf8_lossy(&date.stdout).trim()
+    );
+    println!();
+    println!("| figure | measured | goal |");
+    println!("|---|---|---|");
+    println!("| agent RSS, steady state (max over {reports:.0} cycles at 1 s) | {:.1} MB | ≤ 7 MB |", rss_kib as f64 / 1024.0);
+    println!("| agent CPU per cycle, real process (collect + send) | {agent_cpu_per_cycle_ms:.2} ms | — |");
+    println!("| agent CPU per cycle, in-process collect + encode ({cycles} cycles) | {cpu_per_cycle_ms:.2} ms (wall {wall_per_cycle_ms:.2} ms) | — |");
+    println!("| stripped release binary | {:.2} MB | ≤ 6 MB |", binary_bytes as f64 / 1_048_576.0);
+    println!("| steady report (hash only), encoded | {} bytes | ≤ 1 KB |", steady.encoded_len());
+    println!("| report with full inventory, encoded | {} bytes | — |", full.encoded_len());
+    Ok(())
+}
