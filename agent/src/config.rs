@@ -6,22 +6,8 @@ use std::path::{Path, PathBuf};
 use campanile_proto::identity;
 use serde::Deserialize;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config {path}: {field}: {reason}")]
-    Invalid {
-        path: PathBuf,
-        field: &'static str,
-        reason: String,
-    },
-}
+use campanile_proto::config as loader;
+pub use campanile_proto::config::ConfigError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,23 +117,12 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&loader::read(path)?, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
-        let invalid = |field, reason: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            field,
-            reason,
-        };
+        let raw: RawConfig = loader::parse_toml(text, path)?;
+        let invalid = |field, reason: String| ConfigError::invalid(path, field, reason);
         identity::validate_id("host", &raw.identity.host_id)
             .map_err(|e| invalid("identity.host_id", e.to_string()))?;
         let endpoint = raw.collector.endpoint.trim().to_owned();
@@ -177,7 +152,7 @@ impl AgentConfig {
         if raw.collector.request_timeout_secs == 0 || raw.collector.connect_timeout_secs == 0 {
             return Err(invalid("collector", "timeouts must be positive".into()));
         }
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = loader::base_dir(path);
         Ok(Self {
             host_id: raw.identity.host_id,
             collector: CollectorEndpoint {

@@ -7,22 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config {path}: {field}: {reason}")]
-    Invalid {
-        path: PathBuf,
-        field: &'static str,
-        reason: String,
-    },
-}
+use campanile_proto::config as loader;
+pub use campanile_proto::config::ConfigError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,26 +140,15 @@ pub struct CollectorConfig {
 
 impl CollectorConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&loader::read(path)?, path)
     }
 
     /// Parses `text` as if read from `path` (used to resolve relative paths
     /// and to name the file in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let invalid = |field, reason: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            field,
-            reason,
-        };
+        let raw: RawConfig = loader::parse_toml(text, path)?;
+        let base = loader::base_dir(path);
+        let invalid = |field, reason: String| ConfigError::invalid(path, field, reason);
         let addr = |field, s: &str| {
             s.parse::<SocketAddr>()
                 .map_err(|e| invalid(field, format!("{s:?} is not an ip:port address ({e})")))

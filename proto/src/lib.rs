@@ -2,6 +2,8 @@
 //! agent and collector must share: how a host's identity is written in its
 //! certificate ([`identity`]) and how an inventory is hashed ([`inventory_sha256`]).
 
+#[cfg(feature = "config")]
+pub mod config;
 pub mod identity;
 
 /// Generated from `proto/campanile/v1/report.proto`; every message and field

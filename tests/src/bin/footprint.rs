@@ -33,7 +33,11 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .context("VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
 }
 
 fn main() -> Result<()> {
@@ -42,7 +46,10 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/release/campanile-agent"));
     if !agent_bin.is_file() {
-        bail!("{} not found: build it with `cargo build --release -p campanile-agent`", agent_bin.display());
+        bail!(
+            "{} not found: build it with `cargo build --release -p campanile-agent`",
+            agent_bin.display()
+        );
     }
     let binary_bytes = std::fs::metadata(&agent_bin)?.len();
 
@@ -78,7 +85,11 @@ fn main() -> Result<()> {
     if steady.inventory.is_some() {
         bail!("steady report unexpectedly carries the full inventory");
     }
-    let packages = full.inventory.as_ref().and_then(|i| i.packages.as_ref()).map_or(0, |p| p.items.len());
+    let packages = full
+        .inventory
+        .as_ref()
+        .and_then(|i| i.packages.as_ref())
+        .map_or(0, |p| p.items.len());
 
     // Steady RSS of the real agent process.
     let rt = tokio::runtime::Runtime::new()?;
@@ -139,7 +150,11 @@ fn main() -> Result<()> {
 
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
     let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
     println!(
@@ -150,11 +165,27 @@ fn main() -> Result<()> {
     println!();
     println!("| figure | measured | goal |");
     println!("|---|---|---|");
-    println!("| agent RSS, steady state (max over {reports:.0} cycles at 1 s) | {:.1} MB | ≤ 7 MB |", rss_kib as f64 / 1024.0);
-    println!("| agent CPU per cycle, real process (collect + send) | {agent_cpu_per_cycle_ms:.2} ms | — |");
-    println!("| agent CPU per cycle, in-process collect + encode ({cycles} cycles) | {cpu_per_cycle_ms:.2} ms (wall {wall_per_cycle_ms:.2} ms) | — |");
-    println!("| stripped release binary | {:.2} MB | ≤ 6 MB |", binary_bytes as f64 / 1_048_576.0);
-    println!("| steady report (hash only), encoded | {} bytes | ≤ 1 KB |", steady.encoded_len());
-    println!("| report with full inventory, encoded | {} bytes | — |", full.encoded_len());
+    println!(
+        "| agent RSS, steady state (max over {reports:.0} cycles at 1 s) | {:.1} MB | ≤ 7 MB |",
+        rss_kib as f64 / 1024.0
+    );
+    println!(
+        "| agent CPU per cycle, real process (collect + send) | {agent_cpu_per_cycle_ms:.2} ms | — |"
+    );
+    println!(
+        "| agent CPU per cycle, in-process collect + encode ({cycles} cycles) | {cpu_per_cycle_ms:.2} ms (wall {wall_per_cycle_ms:.2} ms) | — |"
+    );
+    println!(
+        "| stripped release binary | {:.2} MB | ≤ 6 MB |",
+        binary_bytes as f64 / 1_048_576.0
+    );
+    println!(
+        "| steady report (hash only), encoded | {} bytes | ≤ 1 KB |",
+        steady.encoded_len()
+    );
+    println!(
+        "| report with full inventory, encoded | {} bytes | — |",
+        full.encoded_len()
+    );
     Ok(())
 }
