@@ -67,6 +67,10 @@ async fn agent_report_shows_in_metrics_with_collected_values() -> Result<()> {
         sample(&text, "campanile_ingest_reports_accepted_total"),
         Some(1.0)
     );
+    let healthz =
+        campanile_tests::http_get(&format!("http://{}/healthz", collector.running.http_addr))
+            .await?;
+    assert_eq!(healthz, "ok\n");
 
     // The store holds the inventory the agent sent.
     let stored = collector
