@@ -13,6 +13,7 @@ pub mod inventory_diff;
 pub mod pki;
 pub mod store;
 pub mod telemetry;
+pub mod territory;
 pub mod tls;
 pub mod validate;
 
