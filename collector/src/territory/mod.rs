@@ -2,3 +2,4 @@
 //! scoring. Today: the operating-system end-of-life catalog.
 
 pub mod eol;
+pub mod register;
