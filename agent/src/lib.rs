@@ -177,7 +177,11 @@ impl Agent {
                         committed_seq = ack.committed_seq,
                         "reports acknowledged"
                     );
-                    if self.queue.len() >= count && self.queue.batch(1)[0].seq == first_seq {
+                    if self
+                        .queue
+                        .front()
+                        .is_some_and(|r| r.epoch == epoch && r.seq == first_seq)
+                    {
                         // The ack did not cover our batch (should not happen):
                         // do not spin; retry later.
                         return SendOutcome::RetryAfter(self.backoff.next_delay());
@@ -236,7 +240,9 @@ impl Agent {
                     // We fell behind (suspend, slow send): skip missed cycles.
                     next_collect = now + self.interval;
                 }
-                next_send = Some(next_send.map_or(now, |s| s.min(now.max(s))));
+                // Send now, unless a backoff is pending: new data must not
+                // bypass it (thousands of agents would retry together).
+                next_send = Some(next_send.unwrap_or(now));
             }
             if next_send.is_some_and(|s| Instant::now() >= s) {
                 next_send = match self.send().await {

@@ -60,6 +60,11 @@ impl ReportQueue {
         self.items.remove(pos)
     }
 
+    /// The oldest queued report.
+    pub fn front(&self) -> Option<&Report> {
+        self.items.front()
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -73,7 +78,7 @@ impl ReportQueue {
     }
 
     pub fn oldest_collected_ms(&self) -> Option<i64> {
-        self.items.front().map(|r| r.collected_at_ms)
+        self.front().map(|r| r.collected_at_ms)
     }
 }
 

@@ -70,7 +70,7 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
-    let ok = tokio::task::spawn_blocking(move || s.store.host_states().is_ok())
+    let ok = tokio::task::spawn_blocking(move || s.store.ping().is_ok())
         .await
         .unwrap_or(false);
     if ok {

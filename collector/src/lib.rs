@@ -77,36 +77,8 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     let tls_cfg = tls::server_config(&cfg.ca_cert_path, &cfg.cert_path, &cfg.key_path)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
 
-    let grpc_listener =
-        TcpListener::bind(cfg.grpc_listen)
-            .await
-            .map_err(|source| CollectorError::Bind {
-                addr: cfg.grpc_listen,
-                what: "gRPC",
-                source,
-            })?;
-    let http_listener =
-        TcpListener::bind(cfg.http_listen)
-            .await
-            .map_err(|source| CollectorError::Bind {
-                addr: cfg.http_listen,
-                what: "HTTP",
-                source,
-            })?;
-    let grpc_addr = grpc_listener
-        .local_addr()
-        .map_err(|source| CollectorError::Bind {
-            addr: cfg.grpc_listen,
-            what: "gRPC",
-            source,
-        })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| CollectorError::Bind {
-            addr: cfg.http_listen,
-            what: "HTTP",
-            source,
-        })?;
+    let (grpc_listener, grpc_addr) = bind(cfg.grpc_listen, "gRPC").await?;
+    let (http_listener, http_addr) = bind(cfg.http_listen, "HTTP").await?;
 
     let (shutdown, rx) = watch::channel(false);
     let (incoming, accept) = tls::incoming(
@@ -157,6 +129,17 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     })
 }
 
+/// Binds a listener and reads back its address (port 0 becomes the real port).
+async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<(TcpListener, SocketAddr), CollectorError> {
+    let err = |source| CollectorError::Bind { addr, what, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
 impl Running {
     /// Stops accepting, lets in-flight requests (and their commits) finish,
     /// then returns.
@@ -165,31 +148,10 @@ impl Running {
         self.accept.abort();
         let grpc = self.grpc.await;
         let http = self.http.await;
-        match grpc {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(CollectorError::Serve {
-                    what: "gRPC",
-                    message: e.to_string(),
-                });
-            }
-            Err(e) => {
-                return Err(CollectorError::Serve {
-                    what: "gRPC",
-                    message: e.to_string(),
-                });
-            }
-        }
-        match http {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(CollectorError::Serve {
-                what: "HTTP",
-                message: e.to_string(),
-            }),
-            Err(e) => Err(CollectorError::Serve {
-                what: "HTTP",
-                message: e.to_string(),
-            }),
-        }
+        let serve_err = |what, message: String| CollectorError::Serve { what, message };
+        grpc.map_err(|e| serve_err("gRPC", e.to_string()))?
+            .map_err(|e| serve_err("gRPC", e.to_string()))?;
+        http.map_err(|e| serve_err("HTTP", e.to_string()))?
+            .map_err(|e| serve_err("HTTP", e.to_string()))
     }
 }

@@ -401,6 +401,14 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// A cheap read that proves the store answers (for `/healthz`).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT count(*) FROM hosts", [], |r| r.get::<_, i64>(0))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Bytes on disk: the database file plus its WAL.
     pub fn size_bytes(&self) -> u64 {
         let wal = PathBuf::from(format!("{}-wal", self.path.display()));
