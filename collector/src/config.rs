@@ -22,6 +22,183 @@ struct RawConfig {
     limits: Limits,
     #[serde(default)]
     exposition: ExpositionConfig,
+    #[serde(default)]
+    territory: RawTerritory,
+    #[serde(default)]
+    api: RawApi,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTerritory {
+    register_path: Option<PathBuf>,
+    eol_catalog_path: Option<PathBuf>,
+    #[serde(default = "default_missing_after_days")]
+    missing_after_days: u32,
+    #[serde(default = "default_reload_check_secs")]
+    reload_check_secs: u64,
+    #[serde(default)]
+    hardware: HardwareThresholds,
+    #[serde(default)]
+    score: ScoreWeights,
+}
+
+impl Default for RawTerritory {
+    fn default() -> Self {
+        Self {
+            register_path: None,
+            eol_catalog_path: None,
+            missing_after_days: default_missing_after_days(),
+            reload_check_secs: default_reload_check_secs(),
+            hardware: HardwareThresholds::default(),
+            score: ScoreWeights::default(),
+        }
+    }
+}
+
+fn default_missing_after_days() -> u32 {
+    14
+}
+fn default_reload_check_secs() -> u64 {
+    10
+}
+
+/// Below these a host is "under spec" (see the README, "Gaps").
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardwareThresholds {
+    /// RAM as installed; the OS reports a little less, so a host counts as
+    /// short below 90% of it.
+    pub min_memory_mib: u64,
+    /// System disk size in decimal gigabytes, as disks are sold.
+    pub min_system_disk_gb: u64,
+    /// A filesystem is nearly full from this share of its size in use.
+    pub nearly_full_percent: f64,
+    /// Hardware older than this (BIOS date, else first seen) is under spec.
+    pub max_hardware_age_years: u32,
+    /// Flag Windows client hosts that cannot run Windows 11.
+    pub check_windows_11: bool,
+}
+
+impl Default for HardwareThresholds {
+    fn default() -> Self {
+        Self {
+            min_memory_mib: 8192,
+            min_system_disk_gb: 120,
+            nearly_full_percent: 90.0,
+            max_hardware_age_years: 8,
+            check_windows_11: true,
+        }
+    }
+}
+
+/// Weights of the parts of `campanile_comune_gap_score`; only their ratios
+/// matter (the score divides by their sum).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoreWeights {
+    pub missing: f64,
+    pub offline: f64,
+    pub os_eol: f64,
+    pub under_spec: f64,
+    pub nearly_full: f64,
+    pub unplanned: f64,
+}
+
+impl Default for ScoreWeights {
+    fn default() -> Self {
+        Self {
+            missing: 0.30,
+            offline: 0.20,
+            os_eol: 0.25,
+            under_spec: 0.15,
+            nearly_full: 0.05,
+            unplanned: 0.05,
+        }
+    }
+}
+
+impl ScoreWeights {
+    pub fn parts(&self) -> [(&'static str, f64); 6] {
+        [
+            ("missing", self.missing),
+            ("offline", self.offline),
+            ("os_eol", self.os_eol),
+            ("under_spec", self.under_spec),
+            ("nearly_full", self.nearly_full),
+            ("unplanned", self.unplanned),
+        ]
+    }
+}
+
+/// Where the register and the catalog come from and how gaps are judged.
+#[derive(Debug, Clone)]
+pub struct TerritoryConfig {
+    /// Without a register every host is unplanned and no asset is missing.
+    pub register_path: Option<PathBuf>,
+    /// Without it the catalog built into the binary is used.
+    pub eol_catalog_path: Option<PathBuf>,
+    pub missing_after_days: u32,
+    pub reload_check_secs: u64,
+    pub hardware: HardwareThresholds,
+    pub score: ScoreWeights,
+}
+
+impl Default for TerritoryConfig {
+    fn default() -> Self {
+        let raw = RawTerritory::default();
+        Self {
+            register_path: None,
+            eol_catalog_path: None,
+            missing_after_days: raw.missing_after_days,
+            reload_check_secs: raw.reload_check_secs,
+            hardware: raw.hardware,
+            score: raw.score,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default)]
+    protect_metrics: bool,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    /// SHA-256 of the token, hex: the config never holds the secret itself.
+    sha256: String,
+    #[serde(default = "default_role")]
+    role: String,
+}
+
+fn default_role() -> String {
+    "read".into()
+}
+
+/// What a token may do. Today every API route only reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Read,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub sha256: [u8; 32],
+    pub role: Role,
+}
+
+/// Who may read the API (and `/metrics` when `protect_metrics` is set).
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    pub protect_metrics: bool,
+    pub tokens: Vec<ApiToken>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +313,8 @@ pub struct CollectorConfig {
     pub store_path: PathBuf,
     pub limits: Limits,
     pub exposition: ExpositionConfig,
+    pub territory: TerritoryConfig,
+    pub api: ApiConfig,
 }
 
 impl CollectorConfig {
@@ -173,6 +352,8 @@ impl CollectorConfig {
                 "must be positive".into(),
             ));
         }
+        let territory = validate_territory(raw.territory, base, &invalid)?;
+        let api = validate_api(raw.api, &invalid)?;
         Ok(Self {
             grpc_listen,
             max_message_bytes: raw.grpc.max_message_bytes,
@@ -184,8 +365,116 @@ impl CollectorConfig {
             store_path: base.join(raw.store.path),
             limits: raw.limits,
             exposition: raw.exposition,
+            territory,
+            api,
         })
     }
+}
+
+fn validate_territory(
+    raw: RawTerritory,
+    base: &Path,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<TerritoryConfig, ConfigError> {
+    let h = &raw.hardware;
+    if !(h.nearly_full_percent > 0.0 && h.nearly_full_percent <= 100.0) {
+        return Err(invalid(
+            "territory.hardware.nearly_full_percent",
+            "must be above 0 and at most 100".into(),
+        ));
+    }
+    if raw.missing_after_days == 0 {
+        return Err(invalid(
+            "territory.missing_after_days",
+            "must be positive".into(),
+        ));
+    }
+    if raw.reload_check_secs == 0 {
+        return Err(invalid(
+            "territory.reload_check_secs",
+            "must be positive".into(),
+        ));
+    }
+    let parts = raw.score.parts();
+    if let Some((name, _)) = parts.iter().find(|(_, w)| !(w.is_finite() && *w >= 0.0)) {
+        return Err(invalid(
+            "territory.score",
+            format!("weight {name} must be a number of 0 or more"),
+        ));
+    }
+    if parts.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 {
+        return Err(invalid(
+            "territory.score",
+            "at least one weight must be above 0".into(),
+        ));
+    }
+    Ok(TerritoryConfig {
+        register_path: raw.register_path.map(|p| base.join(p)),
+        eol_catalog_path: raw.eol_catalog_path.map(|p| base.join(p)),
+        missing_after_days: raw.missing_after_days,
+        reload_check_secs: raw.reload_check_secs,
+        hardware: raw.hardware,
+        score: raw.score,
+    })
+}
+
+fn validate_api(
+    raw: RawApi,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<ApiConfig, ConfigError> {
+    let mut tokens = Vec::with_capacity(raw.tokens.len());
+    for t in raw.tokens {
+        let name = t.name.trim().to_owned();
+        if name.is_empty() {
+            return Err(invalid("api.tokens.name", "must not be empty".into()));
+        }
+        let sha256 = parse_sha256(&t.sha256).ok_or_else(|| {
+            invalid(
+                "api.tokens.sha256",
+                format!(
+                    "token {name}: must be 64 hex digits (see `campanile-collector token new`)"
+                ),
+            )
+        })?;
+        let role = match t.role.as_str() {
+            "read" => Role::Read,
+            other => {
+                return Err(invalid(
+                    "api.tokens.role",
+                    format!("token {name}: role {other:?} is not one of: read"),
+                ));
+            }
+        };
+        if tokens.iter().any(|x: &ApiToken| x.name == name) {
+            return Err(invalid(
+                "api.tokens.name",
+                format!("token {name} is listed twice"),
+            ));
+        }
+        tokens.push(ApiToken { name, sha256, role });
+    }
+    if raw.protect_metrics && tokens.is_empty() {
+        return Err(invalid(
+            "api.protect_metrics",
+            "needs at least one token in [[api.tokens]]".into(),
+        ));
+    }
+    Ok(ApiConfig {
+        protect_metrics: raw.protect_metrics,
+        tokens,
+    })
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -12,9 +12,6 @@ use crate::config::ExpositionConfig;
 use crate::store::HostState;
 use crate::telemetry::Telemetry;
 
-/// A host is up while its last report is younger than this many intervals.
-pub const UP_INTERVALS: i64 = 3;
-
 struct Family {
     mf: MetricFamily,
 }
@@ -147,9 +144,7 @@ pub fn render(
 
     for h in hosts {
         let l: [(&str, &str); 2] = [("host", &h.host_id), ("site", &h.site)];
-        let window_ms = UP_INTERVALS * i64::from(h.interval_secs.max(1)) * 1000;
-        let is_up = facts.now_ms - h.last_report_ms < window_ms;
-        up.push(&l, if is_up { 1.0 } else { 0.0 });
+        up.push(&l, if h.is_up(facts.now_ms) { 1.0 } else { 0.0 });
         last.push(&l, h.last_report_ms as f64 / 1000.0);
         let s = |v: &Option<String>| v.clone().unwrap_or_default();
         let (hostname, os, os_version, kernel, arch) = (

@@ -30,6 +30,7 @@ pub fn diff(old: &Inventory, new: &Inventory) -> Vec<Change> {
     scalar("machine_id", s(&old.machine_id), s(&new.machine_id));
     scalar("os_name", s(&old.os_name), s(&new.os_name));
     scalar("os_version", s(&old.os_version), s(&new.os_version));
+    scalar("os_edition", s(&old.os_edition), s(&new.os_edition));
     scalar(
         "kernel_version",
         s(&old.kernel_version),

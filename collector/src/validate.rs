@@ -191,6 +191,7 @@ fn inventory(inv: &Inventory, limits: &Limits) -> Result<(), String> {
         ("os_name", &inv.os_name),
         ("os_version", &inv.os_version),
         ("kernel_version", &inv.kernel_version),
+        ("os_edition", &inv.os_edition),
         ("arch", &inv.arch),
         ("cpu_model", &inv.cpu_model),
     ] {

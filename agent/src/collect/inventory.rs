@@ -25,6 +25,7 @@ impl InventoryCache {
             os_name: ok(System::name()),
             os_version: ok(System::os_version()),
             kernel_version: ok(System::kernel_version()),
+            os_edition: platform::os_edition(),
             arch: Some(System::cpu_arch()).filter(|a| !a.is_empty() && a != "unknown"),
             cpu_cores: System::physical_core_count()
                 .ok()

@@ -27,6 +27,11 @@ pub fn machine_id() -> Option<String> {
 /// DMI/SMBIOS from sysfs. The directory is missing on machines without DMI
 /// (many VMs, ARM boards): then the whole message is absent. Serials are
 /// root-only: an unreadable file leaves just that field absent.
+/// Linux distributions have no editions in the Windows sense.
+pub fn os_edition() -> Option<String> {
+    None
+}
+
 pub fn dmi() -> Option<Dmi> {
     let dir = Path::new("/sys/class/dmi/id");
     if !dir.is_dir() {

@@ -6,6 +6,18 @@ use campanile_proto::v1::{DiskList, Dmi, FailedUnits, NetInterface, PackageList}
 pub fn machine_id() -> Option<String> {
     None
 }
+/// Windows names its edition in the long version ("Windows 10 Pro");
+/// elsewhere there is no edition to report.
+pub fn os_edition() -> Option<String> {
+    if cfg!(windows) {
+        sysinfo::System::long_os_version()
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    } else {
+        None
+    }
+}
 pub fn dmi() -> Option<Dmi> {
     None
 }

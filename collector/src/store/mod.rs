@@ -7,7 +7,10 @@
 //! block the writer). Callers run these blocking calls on
 //! `tokio::task::spawn_blocking`.
 
+mod facts;
 mod schema;
+
+pub use facts::{Facts, iso_date, parse_date};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -66,8 +69,19 @@ pub struct HostState {
     pub os_version: Option<String>,
     pub kernel: Option<String>,
     pub arch: Option<String>,
+    /// Empty until the first inventory arrives.
+    pub facts: Facts,
     pub health: Option<Health>,
     pub agent_stats: Option<AgentStats>,
+}
+
+/// A host is up while its last report is younger than this many intervals.
+pub const UP_INTERVALS: i64 = 3;
+
+impl HostState {
+    pub fn is_up(&self, now_ms: i64) -> bool {
+        now_ms - self.last_report_ms < UP_INTERVALS * i64::from(self.interval_secs.max(1)) * 1000
+    }
 }
 
 /// One line of a host's inventory history.
@@ -291,6 +305,9 @@ impl Store {
             ],
         )
         .map_err(|e| self.err(e))?;
+        Facts::from_inventory(inv)
+            .write(tx, host_id)
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -300,7 +317,9 @@ impl Store {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT host_id, site, first_seen_ms, last_report_ms, last_collected_ms, interval_secs,
-                        agent_version, hostname, os_name, os_version, kernel, arch, health, agent_stats
+                        agent_version, hostname, os_name, os_version, kernel, arch, health, agent_stats,
+                        os_edition, serial, macs, vendor, model, cpu_model, cpu_cores,
+                        memory_total_bytes, system_disk_bytes, bios_date
                  FROM hosts ORDER BY host_id",
             )
             .map_err(|e| self.err(e))?;
@@ -320,6 +339,18 @@ impl Store {
                         os_version: r.get(9)?,
                         kernel: r.get(10)?,
                         arch: r.get(11)?,
+                        facts: Facts {
+                            os_edition: r.get(14)?,
+                            serial: r.get(15)?,
+                            macs: Facts::macs_from_column(r.get(16)?),
+                            vendor: r.get(17)?,
+                            model: r.get(18)?,
+                            cpu_model: r.get(19)?,
+                            cpu_cores: r.get(20)?,
+                            memory_total_bytes: r.get::<_, Option<i64>>(21)?.map(|b| b as u64),
+                            system_disk_bytes: r.get::<_, Option<i64>>(22)?.map(|b| b as u64),
+                            bios_date: r.get(23)?,
+                        },
                         health: None,
                         agent_stats: None,
                     },

@@ -1,11 +1,16 @@
 //! Schema migrations, applied in order at open (tracked in `user_version`).
 //! Never edit a migration that has shipped: add a new one.
 
-use rusqlite_migration::{M, Migrations};
+use campanile_proto::v1::Inventory;
+use prost::Message;
+use rusqlite_migration::{HookError, M, Migrations};
+
+use super::facts::Facts;
 
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE hosts (
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE hosts (
             host_id              TEXT PRIMARY KEY NOT NULL,
             site                 TEXT NOT NULL,
             first_seen_ms        INTEGER NOT NULL,
@@ -39,7 +44,37 @@ pub fn migrations() -> Migrations<'static> {
             new_value   TEXT
         ) STRICT;
         CREATE INDEX inventory_changes_by_host ON inventory_changes(host_id, id);",
-    )])
+        ),
+        // 2: the inventory facts the territory view needs, copied into
+        // columns so evaluating 10,000 hosts never decodes their package lists.
+        M::up_with_hook(
+            "ALTER TABLE hosts ADD COLUMN os_edition TEXT;
+             ALTER TABLE hosts ADD COLUMN serial TEXT;
+             ALTER TABLE hosts ADD COLUMN macs TEXT;
+             ALTER TABLE hosts ADD COLUMN vendor TEXT;
+             ALTER TABLE hosts ADD COLUMN model TEXT;
+             ALTER TABLE hosts ADD COLUMN cpu_model TEXT;
+             ALTER TABLE hosts ADD COLUMN cpu_cores INTEGER;
+             ALTER TABLE hosts ADD COLUMN memory_total_bytes INTEGER;
+             ALTER TABLE hosts ADD COLUMN system_disk_bytes INTEGER;
+             ALTER TABLE hosts ADD COLUMN bios_date TEXT;",
+            backfill_facts,
+        ),
+    ])
+}
+
+/// Fills the facts columns of hosts stored before migration 2.
+fn backfill_facts(tx: &rusqlite::Transaction<'_>) -> Result<(), HookError> {
+    let rows: Vec<(String, Vec<u8>)> = tx
+        .prepare("SELECT host_id, inventory FROM hosts WHERE inventory IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (host, bytes) in rows {
+        let inv = Inventory::decode(bytes.as_slice())
+            .map_err(|e| HookError::Hook(format!("inventory of host {host}: {e}")))?;
+        Facts::from_inventory(&inv).write(tx, &host)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

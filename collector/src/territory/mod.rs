@@ -1,5 +1,62 @@
 //! The territory: comuni, sites, planned assets, obsolescence and gap
-//! scoring. Today: the operating-system end-of-life catalog.
+//! scoring.
+//!
+//! [`evaluate::evaluate`] is a pure function of the register, the end-of-life
+//! catalog, the thresholds and the hosts' stored state; `/metrics` and the
+//! API both render its [`evaluate::View`], so they never disagree.
 
 pub mod eol;
+pub mod evaluate;
+pub mod hardware;
+pub mod import;
 pub mod register;
+pub mod state;
+
+/// The kinds of gap Campanile reports. The README ("Gaps") says what each
+/// means; the API names them in snake case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapKind {
+    /// A planned asset that never reported, or not for `missing_after_days`.
+    Missing,
+    /// A host that reported recently but not within 3 of its intervals.
+    Offline,
+    /// A reporting host that matches no planned asset.
+    Unplanned,
+    /// The operating system is past its end of life.
+    OsEol,
+    /// The operating system is not in the catalog (or not yet known).
+    OsUnknown,
+    LowMemory,
+    SmallDisk,
+    OldHardware,
+    /// A Windows client that cannot run Windows 11.
+    NoWindows11,
+    /// A filesystem above `nearly_full_percent`.
+    NearlyFull,
+}
+
+impl GapKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Offline => "offline",
+            Self::Unplanned => "unplanned",
+            Self::OsEol => "os_eol",
+            Self::OsUnknown => "os_unknown",
+            Self::LowMemory => "low_memory",
+            Self::SmallDisk => "small_disk",
+            Self::OldHardware => "old_hardware",
+            Self::NoWindows11 => "no_windows_11",
+            Self::NearlyFull => "nearly_full",
+        }
+    }
+
+    /// Shortfalls that make a machine "under spec".
+    pub fn is_under_spec(self) -> bool {
+        matches!(
+            self,
+            Self::LowMemory | Self::SmallDisk | Self::OldHardware | Self::NoWindows11
+        )
+    }
+}

@@ -1,0 +1,223 @@
+//! The register and the catalog in force, and their reloading: on SIGHUP and
+//! when either file changes on disk. A reload that fails is logged, counted
+//! and shown on `/metrics`; the previous register stays in force.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::TerritoryConfig;
+
+use super::eol::{CatalogError, EolCatalog};
+use super::register::{Register, RegisterError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TerritoryError {
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// What is in force now.
+#[derive(Debug)]
+pub struct Loaded {
+    pub register: Register,
+    pub catalog: EolCatalog,
+}
+
+/// Outcome of the last reload, for `/metrics` and logs.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    pub last_successful: bool,
+    pub last_success_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// Modification time and length: enough to notice an edit or a replace.
+type Stamp = Option<(SystemTime, u64)>;
+
+pub struct Territory {
+    cfg: TerritoryConfig,
+    current: RwLock<Arc<Loaded>>,
+    status: Mutex<ReloadStatus>,
+    stamps: Mutex<Vec<Stamp>>,
+}
+
+impl Territory {
+    /// Loads the register and the catalog; an error here stops the start.
+    pub fn load(cfg: TerritoryConfig, now_ms: i64) -> Result<Self, TerritoryError> {
+        let stamps = stamps(&cfg);
+        let loaded = load(&cfg)?;
+        Ok(Self {
+            cfg,
+            current: RwLock::new(Arc::new(loaded)),
+            status: Mutex::new(ReloadStatus {
+                last_successful: true,
+                last_success_ms: now_ms,
+                last_error: None,
+            }),
+            stamps: Mutex::new(stamps),
+        })
+    }
+
+    pub fn config(&self) -> &TerritoryConfig {
+        &self.cfg
+    }
+
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads both files again. On error the previous ones stay in force.
+    pub fn reload(&self, now_ms: i64) -> Result<(), TerritoryError> {
+        *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = stamps(&self.cfg);
+        let result = load(&self.cfg);
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(loaded) => {
+                tracing::info!(
+                    comuni = loaded.register.comuni.len(),
+                    sites = loaded.register.sites.len(),
+                    assets = loaded.register.assets.len(),
+                    releases = loaded.catalog.releases().len(),
+                    "territory register loaded"
+                );
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+                *status = ReloadStatus {
+                    last_successful: true,
+                    last_success_ms: now_ms,
+                    last_error: None,
+                };
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "territory reload refused; the previous register stays in force");
+                status.last_successful = false;
+                status.last_error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Reloads when a file's modification time or length changed since the
+    /// last attempt. Returns whether a reload was attempted.
+    pub fn reload_if_changed(&self, now_ms: i64) -> bool {
+        let now = stamps(&self.cfg);
+        let changed = *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) != now;
+        if changed {
+            let _ = self.reload(now_ms);
+        }
+        changed
+    }
+}
+
+fn load(cfg: &TerritoryConfig) -> Result<Loaded, TerritoryError> {
+    let register = match &cfg.register_path {
+        Some(p) => Register::load(p)?,
+        None => Register::default(),
+    };
+    let catalog = match &cfg.eol_catalog_path {
+        Some(p) => EolCatalog::load(p)?,
+        None => EolCatalog::embedded(),
+    };
+    Ok(Loaded { register, catalog })
+}
+
+fn stamps(cfg: &TerritoryConfig) -> Vec<Stamp> {
+    [&cfg.register_path, &cfg.eol_catalog_path]
+        .into_iter()
+        .flatten()
+        .map(|p| stamp(p))
+        .collect()
+}
+
+fn stamp(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reloads on SIGHUP and when the files change (checked every
+/// `reload_check_secs`), until `shutdown` turns true.
+pub fn watch(
+    territory: Arc<Territory>,
+    mut shutdown: watch::Receiver<bool>,
+    now_ms: fn() -> i64,
+) -> JoinHandle<()> {
+    let every = Duration::from_secs(territory.config().reload_check_secs);
+    let paths: Vec<PathBuf> = [
+        &territory.config().register_path,
+        &territory.config().eol_catalog_path,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
+    tokio::spawn(async move {
+        let mut hup = hangup();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+                _ = tick.tick(), if !paths.is_empty() => {
+                    let t = territory.clone();
+                    let _ = tokio::task::spawn_blocking(move || t.reload_if_changed(now_ms())).await;
+                }
+                _ = next_hangup(&mut hup) => {
+                    tracing::info!("SIGHUP: reloading the territory register");
+                    let t = territory.clone();
+                    let _ = tokio::task::spawn_blocking(move || t.reload(now_ms())).await;
+                }
+            }
+        }
+    })
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+#[cfg(unix)]
+fn hangup() -> Hangup {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the register reloads on file change only");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn hangup() -> Hangup {}
+
+#[cfg(unix)]
+async fn next_hangup(h: &mut Hangup) {
+    match h {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Hangup) {
+    std::future::pending().await
+}
