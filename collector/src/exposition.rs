@@ -1,9 +1,10 @@
 //! `/metrics`, rendered from the store's current state at scrape time.
 //!
-//! Series per host are bounded: 14 host series, 2 per filesystem and 6 per
+//! Series per host are bounded: 15 host series, 2 per filesystem and 6 per
 //! interface, with filesystems and interfaces capped by
-//! [`ExpositionConfig`] (defaults 6 and 2: at most 38 series per host).
-//! Long lists stay in the inventory API, never in labels.
+//! [`ExpositionConfig`] (defaults 6 and 2: at most 39 series per host).
+//! The territory adds 5 series per site and 6 per comune. Long lists stay
+//! in the inventory API, never in labels.
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
@@ -11,6 +12,9 @@ use prometheus::{Encoder, TextEncoder};
 use crate::config::ExpositionConfig;
 use crate::store::HostState;
 use crate::telemetry::Telemetry;
+use crate::territory::evaluate::View;
+use crate::territory::register::Register;
+use crate::territory::state::ReloadStatus;
 
 struct Family {
     mf: MetricFamily,
@@ -64,19 +68,39 @@ impl Family {
     }
 }
 
-/// Scrape-time inputs that do not come from host state.
-pub struct CollectorFacts {
+/// Everything one scrape renders.
+pub struct Scrape<'a> {
+    pub hosts: &'a [HostState],
+    /// The territory evaluated over `hosts` (one host view per host, in order).
+    pub view: &'a View,
+    pub register: &'a Register,
+    pub reload: &'a ReloadStatus,
     pub now_ms: i64,
     pub store_size_bytes: u64,
 }
 
-/// Renders the text exposition format for all hosts plus the collector's own metrics.
-pub fn render(
-    hosts: &[HostState],
-    facts: &CollectorFacts,
-    cfg: &ExpositionConfig,
-    telemetry: &Telemetry,
-) -> String {
+/// Renders the text exposition format: hosts, the territory's gaps and the
+/// collector's own metrics.
+pub fn render(scrape: &Scrape<'_>, cfg: &ExpositionConfig, telemetry: &Telemetry) -> String {
+    let mut families = host_families(scrape, cfg);
+    families.extend(territory_families(scrape));
+    families.extend(collector_families(scrape));
+    families.retain(|mf| !mf.get_metric().is_empty());
+    families.extend(telemetry.registry.gather());
+    let mut out = Vec::with_capacity(64 * 1024);
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("text encoding into a Vec cannot fail");
+    String::from_utf8(out).expect("text exposition is UTF-8")
+}
+
+fn host_families(scrape: &Scrape<'_>, cfg: &ExpositionConfig) -> Vec<MetricFamily> {
+    let Scrape {
+        hosts,
+        view,
+        now_ms,
+        ..
+    } = scrape;
     let mut up = Family::gauge(
         "campanile_host_up",
         "1 if the host reported within the last 3 of its intervals, else 0.",
@@ -141,10 +165,19 @@ pub fn render(
         "campanile_network_transmit_drop_total",
         "Outgoing packets dropped since boot.",
     );
+    let mut eol_days = Family::gauge(
+        "campanile_host_os_eol_days_remaining",
+        "Days until the host's OS release reaches end of life (negative: days since). \
+         Absent when the release is not in the catalog.",
+    );
 
-    for h in hosts {
-        let l: [(&str, &str); 2] = [("host", &h.host_id), ("site", &h.site)];
-        up.push(&l, if h.is_up(facts.now_ms) { 1.0 } else { 0.0 });
+    for (h, hv) in hosts.iter().zip(&view.hosts) {
+        // The assigned site: the register's, else the certificate's.
+        let l: [(&str, &str); 2] = [("host", &h.host_id), ("site", &hv.site)];
+        up.push(&l, if h.is_up(*now_ms) { 1.0 } else { 0.0 });
+        if let Some(os) = &hv.os {
+            eol_days.push(&l, os.days_remaining as f64);
+        }
         last.push(&l, h.last_report_ms as f64 / 1000.0);
         let s = |v: &Option<String>| v.clone().unwrap_or_default();
         let (hostname, os, os_version, kernel, arch) = (
@@ -164,6 +197,8 @@ pub fn render(
                 ("kernel", &kernel),
                 ("arch", &arch),
                 ("agent_version", &h.agent_version),
+                ("istat_code", hv.istat_code.as_deref().unwrap_or_default()),
+                ("planned", if hv.planned { "true" } else { "false" }),
             ],
             1.0,
         );
@@ -214,51 +249,146 @@ pub fn render(
         }
     }
 
+    [
+        up, last, info, eol_days, cpu, load1, load5, load15, mem_total, mem_avail, swap_total,
+        swap_free, uptime, procs, failed, fs_size, fs_avail, rx, tx, rx_err, tx_err, rx_drop,
+        tx_drop,
+    ]
+    .into_iter()
+    .map(|f| f.mf)
+    .collect()
+}
+
+fn territory_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+    let names: std::collections::HashMap<&str, &str> = scrape
+        .register
+        .comuni
+        .iter()
+        .map(|c| (c.istat_code.as_str(), c.name.as_str()))
+        .collect();
+    let site_gauges: [(&str, &str, fn(&crate::territory::evaluate::Counts) -> u64); 5] = [
+        (
+            "campanile_site_hosts_expected",
+            "Assets the register plans at the site.",
+            |c| c.expected,
+        ),
+        (
+            "campanile_site_hosts_reporting",
+            "Hosts assigned to the site that are up.",
+            |c| c.reporting,
+        ),
+        (
+            "campanile_site_hosts_offline",
+            "Hosts assigned to the site that reported within missing_after_days but are not up.",
+            |c| c.offline,
+        ),
+        (
+            "campanile_site_hosts_missing",
+            "Planned assets that never reported, or not for missing_after_days.",
+            |c| c.missing,
+        ),
+        (
+            "campanile_site_hosts_unplanned",
+            "Hosts reporting from the site that match no planned asset.",
+            |c| c.unplanned,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, help, get) in site_gauges {
+        let mut f = Family::gauge(name, help);
+        for s in &scrape.view.sites {
+            let code = s.istat_code.as_deref().unwrap_or_default();
+            let comune = names.get(code).copied().unwrap_or_default();
+            f.push(
+                &[("site", &s.id), ("comune", comune), ("istat_code", code)],
+                get(&s.counts) as f64,
+            );
+        }
+        out.push(f.mf);
+    }
+    let comune_gauges: [(
+        &str,
+        &str,
+        fn(&crate::territory::evaluate::ComuneView) -> f64,
+    ); 6] = [
+        (
+            "campanile_comune_hosts",
+            "Hosts of the comune that are up or offline (the base of the ratios).",
+            |c| c.counts.hosts as f64,
+        ),
+        (
+            "campanile_comune_hosts_os_eol",
+            "Hosts whose OS is past end of life.",
+            |c| c.counts.os_eol as f64,
+        ),
+        (
+            "campanile_comune_hosts_os_unknown",
+            "Hosts whose OS is not in the end-of-life catalog (unknown, not supported).",
+            |c| c.counts.os_unknown as f64,
+        ),
+        (
+            "campanile_comune_hosts_under_spec",
+            "Hosts short of RAM or system disk, too old, or unable to run Windows 11.",
+            |c| c.counts.under_spec as f64,
+        ),
+        (
+            "campanile_comune_hosts_nearly_full",
+            "Hosts with a filesystem above nearly_full_percent.",
+            |c| c.counts.nearly_full as f64,
+        ),
+        (
+            "campanile_comune_gap_score",
+            "Weighted share of gaps, 0 (none) to 1; see the README for the formula.",
+            |c| c.gap_score,
+        ),
+    ];
+    for (name, help, get) in comune_gauges {
+        let mut f = Family::gauge(name, help);
+        for c in &scrape.view.comuni {
+            f.push(
+                &[("comune", &c.name), ("istat_code", &c.istat_code)],
+                get(c),
+            );
+        }
+        out.push(f.mf);
+    }
+    out
+}
+
+fn collector_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
     let mut hosts_known = Family::gauge(
         "campanile_hosts",
         "Hosts the collector has ever received a report from.",
     );
-    hosts_known.push(&[], hosts.len() as f64);
+    hosts_known.push(&[], scrape.hosts.len() as f64);
     let mut store_size = Family::gauge(
         "campanile_store_size_bytes",
         "Size of the SQLite store (database and WAL).",
     );
-    store_size.push(&[], facts.store_size_bytes as f64);
-
-    let mut families: Vec<MetricFamily> = [
-        up,
-        last,
-        info,
-        cpu,
-        load1,
-        load5,
-        load15,
-        mem_total,
-        mem_avail,
-        swap_total,
-        swap_free,
-        uptime,
-        procs,
-        failed,
-        fs_size,
-        fs_avail,
-        rx,
-        tx,
-        rx_err,
-        tx_err,
-        rx_drop,
-        tx_drop,
-        hosts_known,
-        store_size,
-    ]
-    .into_iter()
-    .map(|f| f.mf)
-    .filter(|mf| !mf.get_metric().is_empty())
-    .collect();
-    families.extend(telemetry.registry.gather());
-    let mut out = Vec::with_capacity(64 * 1024);
-    TextEncoder::new()
-        .encode(&families, &mut out)
-        .expect("text encoding into a Vec cannot fail");
-    String::from_utf8(out).expect("text exposition is UTF-8")
+    store_size.push(&[], scrape.store_size_bytes as f64);
+    let mut reload_ok = Family::gauge(
+        "campanile_register_last_reload_successful",
+        "1 if the last reload of the register and catalog succeeded; 0: the previous one is in force.",
+    );
+    reload_ok.push(&[], f64::from(u8::from(scrape.reload.last_successful)));
+    let mut reload_ts = Family::gauge(
+        "campanile_register_last_reload_success_timestamp_seconds",
+        "When the register in force was loaded.",
+    );
+    reload_ts.push(&[], scrape.reload.last_success_ms as f64 / 1000.0);
+    let mut entries = Family::gauge(
+        "campanile_register_entries",
+        "Entries of the register in force, by kind.",
+    );
+    for (kind, n) in [
+        ("comuni", scrape.register.comuni.len()),
+        ("sites", scrape.register.sites.len()),
+        ("assets", scrape.register.assets.len()),
+    ] {
+        entries.push(&[("kind", kind)], n as f64);
+    }
+    [hosts_known, store_size, reload_ok, reload_ts, entries]
+        .into_iter()
+        .map(|f| f.mf)
+        .collect()
 }

@@ -1,50 +1,168 @@
-//! The HTTP side: `/metrics` for Prometheus and `/healthz` for probes.
+//! The HTTP side: `/metrics` for Prometheus, `/healthz` for probes and the
+//! read-only JSON/CSV API under `/api/v1` (see [`crate::api`]).
+//!
+//! API requests need `Authorization: Bearer <token>`, matched by SHA-256
+//! against the configured tokens; `/metrics` too when `protect_metrics` is
+//! set. `/healthz` is always open (it says nothing but "ok").
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::config::ExpositionConfig;
-use crate::exposition::{self, CollectorFacts};
+use crate::config::{ApiConfig, ExpositionConfig};
+use crate::exposition::{self, Scrape};
 use crate::ingest::now_ms;
-use crate::store::Store;
+use crate::store::{HostState, Store, StoreError};
 use crate::telemetry::Telemetry;
+use crate::territory::evaluate::{self, View};
+use crate::territory::state::{Loaded, Territory};
 
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
     pub exposition: ExpositionConfig,
+    pub territory: Arc<Territory>,
+    pub api: Arc<ApiConfig>,
+}
+
+/// The hosts and the territory evaluated over them, at one instant.
+pub struct Snapshot {
+    pub hosts: Vec<HostState>,
+    pub view: View,
+    pub loaded: Arc<Loaded>,
+    pub now_ms: i64,
+}
+
+impl HttpState {
+    /// Reads every host and evaluates the territory (blocking: run it on
+    /// `spawn_blocking`).
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let hosts = self.store.host_states()?;
+        let loaded = self.territory.current();
+        let now = now_ms();
+        let view = evaluate::evaluate(
+            &loaded.register,
+            &loaded.catalog,
+            self.territory.config(),
+            &hosts,
+            now,
+        );
+        Ok(Snapshot {
+            hosts,
+            view,
+            loaded,
+            now_ms: now,
+        })
+    }
+
+    /// Runs `f` over a fresh snapshot off the async threads; store errors and
+    /// a failed task become 500 with the reason.
+    pub async fn with_snapshot<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&HttpState, Snapshot) -> T + Send + 'static,
+    ) -> Result<T, Response> {
+        let s = self.clone();
+        match tokio::task::spawn_blocking(move || s.snapshot().map(|snap| f(&s, snap))).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the store");
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("store error: {e}\n"),
+                )
+                    .into_response())
+            }
+            Err(e) => Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("task failed: {e}\n"),
+            )
+                .into_response()),
+        }
+    }
 }
 
 pub fn router(state: HttpState) -> Router {
+    let metrics = Router::new().route("/metrics", get(metrics));
+    let metrics = if state.api.protect_metrics {
+        metrics.layer(middleware::from_fn_with_state(state.clone(), require_token))
+    } else {
+        metrics
+    };
     Router::new()
-        .route("/metrics", get(metrics))
+        .merge(metrics)
+        .nest(
+            "/api/v1",
+            crate::api::routes()
+                .layer(middleware::from_fn_with_state(state.clone(), require_token)),
+        )
         .route("/healthz", get(healthz))
         .with_state(state)
 }
 
-async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
-    let rendered = tokio::task::spawn_blocking(move || {
-        let hosts = s.store.host_states()?;
-        let facts = CollectorFacts {
-            now_ms: now_ms(),
-            store_size_bytes: s.store.size_bytes(),
-        };
-        Ok::<_, crate::store::StoreError>(exposition::render(
-            &hosts,
-            &facts,
-            &s.exposition,
-            &s.telemetry,
-        ))
-    })
-    .await;
+/// Lets the request through only with a configured bearer token.
+async fn require_token(State(s): State<HttpState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = presented.filter(|t| !t.is_empty()) else {
+        return unauthorized("a bearer token is required");
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    // Comparing digests: timing reveals nothing about the token itself.
+    match s
+        .api
+        .tokens
+        .iter()
+        .find(|t| t.sha256.as_slice() == digest.as_ref())
+    {
+        Some(t) => {
+            tracing::debug!(token = %t.name, path = %req.uri().path(), "API request");
+            next.run(req).await
+        }
+        None => unauthorized("unknown token"),
+    }
+}
+
+fn unauthorized(reason: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"campanile\"")],
+        format!("{reason}\n"),
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    let rendered = s
+        .with_snapshot(|s, snap| {
+            exposition::render(
+                &Scrape {
+                    hosts: &snap.hosts,
+                    view: &snap.view,
+                    register: &snap.loaded.register,
+                    reload: &s.territory.status(),
+                    now_ms: snap.now_ms,
+                    store_size_bytes: s.store.size_bytes(),
+                },
+                &s.exposition,
+                &s.telemetry,
+            )
+        })
+        .await;
     match rendered {
-        Ok(Ok(body)) => (
+        Ok(body) => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
@@ -53,19 +171,7 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
             body,
         )
             .into_response(),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot read state for /metrics");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("store error: {e}\n"),
-            )
-                .into_response()
-        }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("render task failed: {e}\n"),
-        )
-            .into_response(),
+        Err(resp) => resp,
     }
 }
 

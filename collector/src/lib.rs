@@ -5,6 +5,7 @@
 //! [`start`] runs everything in the current tokio runtime and returns a
 //! handle; the binary and the end-to-end tests drive the same code.
 
+pub mod api;
 pub mod config;
 pub mod exposition;
 pub mod http;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 pub use config::CollectorConfig;
 use store::Store;
 use telemetry::Telemetry;
+use territory::state::Territory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
@@ -40,6 +42,8 @@ pub enum CollectorError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Territory(#[from] territory::state::TerritoryError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -56,10 +60,12 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
+    pub territory: Arc<Territory>,
     shutdown: watch::Sender<bool>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     http: JoinHandle<std::io::Result<()>>,
     accept: JoinHandle<()>,
+    watcher: JoinHandle<()>,
 }
 
 /// Opens the store, binds both ports and starts serving.
@@ -71,6 +77,15 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             .await
             .map_err(|e| CollectorError::Serve {
                 what: "store",
+                message: e.to_string(),
+            })??,
+    );
+    let territory_cfg = cfg.territory.clone();
+    let territory = Arc::new(
+        tokio::task::spawn_blocking(move || Territory::load(territory_cfg, ingest::now_ms()))
+            .await
+            .map_err(|e| CollectorError::Serve {
+                what: "territory",
                 message: e.to_string(),
             })??,
     );
@@ -107,7 +122,10 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         store: store.clone(),
         telemetry: telemetry.clone(),
         exposition: cfg.exposition.clone(),
+        territory: territory.clone(),
+        api: Arc::new(cfg.api.clone()),
     });
+    let watcher = territory::state::watch(territory.clone(), rx.clone(), ingest::now_ms);
     let mut http_rx = rx;
     let http = tokio::spawn(async move {
         axum::serve(http_listener, app)
@@ -122,10 +140,12 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         http_addr,
         store,
         telemetry,
+        territory,
         shutdown,
         grpc,
         http,
         accept,
+        watcher,
     })
 }
 
@@ -148,6 +168,7 @@ impl Running {
         self.accept.abort();
         let grpc = self.grpc.await;
         let http = self.http.await;
+        let _ = self.watcher.await;
         let serve_err = |what, message: String| CollectorError::Serve { what, message };
         grpc.map_err(|e| serve_err("gRPC", e.to_string()))?
             .map_err(|e| serve_err("gRPC", e.to_string()))?;

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use campanile_collector::territory::import;
+use campanile_collector::territory::register::{Register, RegisterError};
+use campanile_collector::territory::state::{Territory, TerritoryError};
 use campanile_collector::{CollectorConfig, pki};
 use campanile_proto::identity::HostIdentity;
 use clap::{Parser, Subcommand};
@@ -32,6 +35,51 @@ enum Cmd {
     /// Certificates for the collector and its agents.
     #[command(subcommand)]
     Pki(PkiCmd),
+    /// Check and build the territory register.
+    #[command(subcommand)]
+    Register(RegisterCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum RegisterCmd {
+    /// Validate a register file and print what it holds.
+    Check { register: PathBuf },
+    /// Write a register (TOML, on stdout) from other sources.
+    #[command(subcommand)]
+    Import(ImportCmd),
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// A plain CSV, one row per asset: istat_code, comune, province,
+    /// site_id, site_name, site_kind, role, hostname, serial, mac, name.
+    Csv { file: PathBuf },
+    /// ISTAT's list of comuni (Elenco-comuni-italiani.csv).
+    Istat {
+        file: PathBuf,
+        /// Keep only these provinces (two-letter code, repeatable).
+        #[arg(long = "province")]
+        provinces: Vec<String>,
+    },
+    /// A GLPI computer export (CSV); entities name comuni of --comuni.
+    Glpi {
+        file: PathBuf,
+        /// A register whose comuni (and sites) the export refers to.
+        #[arg(long)]
+        comuni: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Make a new random API token; prints it once, with its config entry.
+    New {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,9 +128,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("campanile-collector: {e:#}");
-            if e.downcast_ref::<campanile_collector::config::ConfigError>()
-                .is_some()
-            {
+            if is_config_error(&e) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -91,11 +137,78 @@ fn main() -> ExitCode {
     }
 }
 
+/// Configuration the operator must fix (exit 2), as opposed to a failure
+/// at run time.
+fn is_config_error(e: &anyhow::Error) -> bool {
+    use campanile_collector::CollectorError;
+    e.downcast_ref::<campanile_collector::config::ConfigError>()
+        .is_some()
+        || e.downcast_ref::<TerritoryError>().is_some()
+        || e.downcast_ref::<RegisterError>().is_some()
+        || matches!(
+            e.downcast_ref::<CollectorError>(),
+            Some(CollectorError::Config(_) | CollectorError::Territory(_))
+        )
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::CheckConfig { config } => {
-            CollectorConfig::load(&config)?;
-            println!("{}: ok", config.display());
+            let cfg = CollectorConfig::load(&config)?;
+            let t = Territory::load(cfg.territory, 0)?;
+            let r = &t.current().register;
+            println!(
+                "{}: ok (register: {} comuni, {} sites, {} assets)",
+                config.display(),
+                r.comuni.len(),
+                r.sites.len(),
+                r.assets.len()
+            );
+            Ok(())
+        }
+        Cmd::Register(RegisterCmd::Check { register }) => {
+            let r = Register::load(&register)?;
+            println!(
+                "{}: ok ({} comuni, {} sites, {} assets)",
+                register.display(),
+                r.comuni.len(),
+                r.sites.len(),
+                r.assets.len()
+            );
+            Ok(())
+        }
+        Cmd::Register(RegisterCmd::Import(cmd)) => {
+            let (file, source) = match cmd {
+                ImportCmd::Csv { file } => (import::from_csv(&file)?, file),
+                ImportCmd::Istat { file, provinces } => {
+                    (import::from_istat(&file, &provinces)?, file)
+                }
+                ImportCmd::Glpi { file, comuni } => {
+                    let known = Register::load(&comuni)?;
+                    (import::from_glpi(&file, &known)?, file)
+                }
+            };
+            let header = format!(
+                "# Campanile territory register, imported from {}.\n\
+                 # Check it with `campanile-collector register check`.\n\n",
+                source.display()
+            );
+            print!("{}", file.to_toml(&header)?);
+            Ok(())
+        }
+        Cmd::Token(TokenCmd::New { name }) => {
+            let mut secret = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+                .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+            let token = campanile_proto::hex(&secret);
+            let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+            println!("token (shown once; give it to the client): {token}");
+            println!();
+            println!("add to the collector config:");
+            println!("[[api.tokens]]");
+            println!("name = {name:?}");
+            println!("sha256 = \"{}\"", campanile_proto::hex(digest.as_ref()));
+            println!("role = \"read\"");
             Ok(())
         }
         Cmd::Run { config } => {
