@@ -12,7 +12,7 @@ use prometheus::{Encoder, TextEncoder};
 use crate::config::ExpositionConfig;
 use crate::store::HostState;
 use crate::telemetry::Telemetry;
-use crate::territory::evaluate::View;
+use crate::territory::evaluate::{ComuneView, Counts, View};
 use crate::territory::register::Register;
 use crate::territory::state::ReloadStatus;
 
@@ -259,6 +259,9 @@ fn host_families(scrape: &Scrape<'_>, cfg: &ExpositionConfig) -> Vec<MetricFamil
     .collect()
 }
 
+/// Name, help and how to read the value.
+type Reading<T> = (&'static str, &'static str, fn(&T) -> f64);
+
 fn territory_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
     let names: std::collections::HashMap<&str, &str> = scrape
         .register
@@ -266,31 +269,31 @@ fn territory_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
         .iter()
         .map(|c| (c.istat_code.as_str(), c.name.as_str()))
         .collect();
-    let site_gauges: [(&str, &str, fn(&crate::territory::evaluate::Counts) -> u64); 5] = [
+    let site_gauges: [Reading<Counts>; 5] = [
         (
             "campanile_site_hosts_expected",
             "Assets the register plans at the site.",
-            |c| c.expected,
+            |c| c.expected as f64,
         ),
         (
             "campanile_site_hosts_reporting",
             "Hosts assigned to the site that are up.",
-            |c| c.reporting,
+            |c| c.reporting as f64,
         ),
         (
             "campanile_site_hosts_offline",
             "Hosts assigned to the site that reported within missing_after_days but are not up.",
-            |c| c.offline,
+            |c| c.offline as f64,
         ),
         (
             "campanile_site_hosts_missing",
             "Planned assets that never reported, or not for missing_after_days.",
-            |c| c.missing,
+            |c| c.missing as f64,
         ),
         (
             "campanile_site_hosts_unplanned",
             "Hosts reporting from the site that match no planned asset.",
-            |c| c.unplanned,
+            |c| c.unplanned as f64,
         ),
     ];
     let mut out = Vec::new();
@@ -301,16 +304,12 @@ fn territory_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
             let comune = names.get(code).copied().unwrap_or_default();
             f.push(
                 &[("site", &s.id), ("comune", comune), ("istat_code", code)],
-                get(&s.counts) as f64,
+                get(&s.counts),
             );
         }
         out.push(f.mf);
     }
-    let comune_gauges: [(
-        &str,
-        &str,
-        fn(&crate::territory::evaluate::ComuneView) -> f64,
-    ); 6] = [
+    let comune_gauges: [Reading<ComuneView>; 6] = [
         (
             "campanile_comune_hosts",
             "Hosts of the comune that are up or offline (the base of the ratios).",
