@@ -60,6 +60,11 @@ impl TestPki {
 
     /// Collector config on ephemeral loopback ports with the store at `db`.
     pub fn collector_config(&self, db: &Path) -> Result<CollectorConfig> {
+        self.collector_config_with(db, "")
+    }
+
+    /// The same, with more TOML appended (`[territory]`, `[api]`...).
+    pub fn collector_config_with(&self, db: &Path, extra: &str) -> Result<CollectorConfig> {
         let text = format!(
             r#"
             [grpc]
@@ -73,6 +78,7 @@ impl TestPki {
             key_path = "{d}/server.key"
             [store]
             path = "{db}"
+            {extra}
             "#,
             d = self.path().display(),
             db = db.display()
@@ -162,6 +168,22 @@ impl TestCollector {
         })
     }
 
+    /// Starts with extra config sections (see [`TestPki::collector_config_with`]).
+    pub async fn start_with(pki: &TestPki, extra: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("campanile.db");
+        let running = campanile_collector::start(pki.collector_config_with(&db, extra)?).await?;
+        Ok(Self {
+            running,
+            db,
+            _dir: Some(dir),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.http_addr)
+    }
+
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.running.http_addr)
     }
@@ -187,6 +209,33 @@ pub async fn http_get(url: &str) -> Result<String> {
         bail!("GET {url}: {status}: {body}");
     }
     Ok(body)
+}
+
+/// GET with an optional bearer token; returns the status and the body.
+pub async fn http_get_with(url: &str, token: Option<&str>) -> Result<(u16, String)> {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.with_context(|| format!("GET {url}"))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+/// Delivers one hand-made report for `host_id` over real mTLS, with a fresh
+/// certificate naming `site`.
+pub async fn deliver(
+    pki: &TestPki,
+    grpc: SocketAddr,
+    site: &str,
+    report: campanile_proto::v1::Report,
+) -> Result<()> {
+    let cfg = pki.agent_config(&report.host_id, site, grpc, report.interval_secs)?;
+    campanile_agent::transport::Transport::new(&cfg.collector)?
+        .deliver(vec![report])
+        .await
+        .map_err(|e| anyhow::anyhow!("deliver: {e:?}"))?;
+    Ok(())
 }
 
 /// Polls `check` until it returns `Some`, or fails after `timeout`.
@@ -240,13 +289,13 @@ pub fn require_tool(name: &str) -> Result<PathBuf> {
     bail!("{name} not found on PATH: run `make test`, which installs Debian's prometheus package")
 }
 
-/// Runs `promtool check metrics` on an exposition; returns its complaints.
 /// Lint findings made on purpose. The end-of-life metric counts days
 /// because that is how lifecycles are published and read by planners; its
 /// name is part of the territory contract.
 pub const ALLOWED_LINTS: &[&str] =
     &["campanile_host_os_eol_days_remaining use base unit \"seconds\" instead of \"days\""];
 
+/// Runs `promtool check metrics` on an exposition; fails with its complaints.
 pub fn promtool_check_metrics(exposition: &str) -> Result<()> {
     use std::io::Write;
     let mut child = Command::new(require_tool("promtool")?)

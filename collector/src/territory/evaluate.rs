@@ -634,3 +634,124 @@ fn human_duration(secs: i64) -> String {
         s => format!("{} days", s / 86_400),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Facts;
+
+    const DAY_MS: i64 = 86_400_000;
+    const NOW: i64 = 1_795_000_000_000;
+
+    fn register() -> Register {
+        Register::parse(
+            r#"
+            [[comune]]
+            istat_code = "000001"
+            name = "Uno"
+            [[comune]]
+            istat_code = "000002"
+            name = "Due"
+            [[site]]
+            id = "uno"
+            comune = "000001"
+            name = "Municipio"
+            [[asset]]
+            site = "uno"
+            hostname = "pc1"
+            [[asset]]
+            site = "uno"
+            serial = "S2"
+            "#,
+            "t",
+        )
+        .unwrap()
+    }
+
+    fn host(id: &str, last_report_ms: i64) -> HostState {
+        HostState {
+            host_id: id.into(),
+            site: "uno".into(),
+            first_seen_ms: NOW - 30 * DAY_MS,
+            last_report_ms,
+            last_collected_ms: last_report_ms,
+            interval_secs: 60,
+            agent_version: "t".into(),
+            hostname: Some(id.to_uppercase()),
+            os_name: None,
+            os_version: None,
+            kernel: None,
+            arch: None,
+            facts: Facts::default(),
+            health: None,
+            agent_stats: None,
+        }
+    }
+
+    fn eval(hosts: &[HostState]) -> View {
+        evaluate(
+            &register(),
+            &EolCatalog::embedded(),
+            &TerritoryConfig::default(),
+            hosts,
+            NOW,
+        )
+    }
+
+    #[test]
+    fn a_planned_host_silent_for_missing_after_days_is_missing_and_judged_no_further() {
+        let v = eval(&[host("pc1", NOW - 15 * DAY_MS)]);
+        assert_eq!(v.hosts[0].presence, Presence::Stale);
+        assert!(v.hosts[0].gaps.is_empty());
+        let reasons: Vec<&str> = v.missing.iter().map(|m| m.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons[0].contains("silent since"), "{reasons:?}");
+        assert_eq!(reasons[1], "never reported");
+        let uno = &v.sites[0].counts;
+        assert_eq!((uno.expected, uno.missing, uno.hosts), (2, 2, 0));
+    }
+
+    #[test]
+    fn a_second_host_claiming_the_same_asset_is_unplanned() {
+        let mut old = host("pc1-old", NOW - 10_000);
+        old.hostname = Some("pc1".into());
+        let v = eval(&[host("pc1", NOW - 1_000), old]);
+        assert!(v.hosts[0].planned, "the latest reporter takes the asset");
+        let dup = &v.hosts[1];
+        assert!(!dup.planned);
+        assert!(
+            dup.gaps[0].reason.contains("already taken by host pc1"),
+            "{:?}",
+            dup.gaps
+        );
+    }
+
+    #[test]
+    fn serial_matches_before_hostname_and_unknown_os_stays_unknown() {
+        let mut h = host("whatever", NOW - 1_000);
+        h.facts.serial = Some("s2".into());
+        h.os_name = Some("Plan 9".into());
+        let v = eval(&[h]);
+        assert!(v.hosts[0].planned);
+        assert!(v.hosts[0].os.is_none());
+        assert!(v.hosts[0].has(GapKind::OsUnknown));
+        assert!(
+            !v.hosts[0].has(GapKind::OsEol),
+            "unknown is not past end of life"
+        );
+    }
+
+    #[test]
+    fn a_comune_where_nothing_reports_scores_one() {
+        let v = eval(&[]);
+        let due = v.comuni.iter().find(|c| c.istat_code == "000002").unwrap();
+        assert_eq!(due.gap_score, 1.0);
+        let uno = v.comuni.iter().find(|c| c.istat_code == "000001").unwrap();
+        assert_eq!(uno.gap_score, 1.0, "all planned assets missing, no host");
+        let v = eval(&[host("pc1", NOW - 1_000)]);
+        let uno = v.comuni.iter().find(|c| c.istat_code == "000001").unwrap();
+        // Half the planned assets missing (0.30 * 0.5); the one host has an
+        // unknown OS, which the score does not count.
+        assert!((uno.gap_score - 0.15).abs() < 1e-9, "{}", uno.gap_score);
+    }
+}

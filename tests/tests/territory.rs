@@ -1,0 +1,646 @@
+//! The territory view end to end: a register, a replaceable end-of-life
+//! catalog, hosts reporting over real mTLS, and the gaps they show on
+//! `/metrics` and the API.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use campanile_proto::v1::{
+    Disk, DiskList, Dmi, Filesystem, Health, Inventory, Nic, NicList, Report,
+};
+use campanile_tests::{
+    TestCollector, TestPki, deliver, duplicate_series, eventually, http_get_with,
+    promtool_check_metrics, sample,
+};
+
+const GIB: u64 = 1024 * 1024 * 1024;
+const TOKEN: &str = "planted-gap-test-token";
+
+/// Three comuni: Alfa has no gap, Borgo has one host of each host gap plus
+/// an unplanned one, Casale has a silent host and a planned asset that never
+/// reported. Names carry quotes, commas and non-ASCII text for the CSV.
+const REGISTER: &str = r#"
+[[comune]]
+istat_code = "037001"
+name = "Alfa"
+province = "BO"
+
+[[comune]]
+istat_code = "037002"
+name = "Borgo \"San\" Pietro, è"
+province = "BO"
+
+[[comune]]
+istat_code = "037003"
+name = "Casale sul Santerno"
+province = "BO"
+
+[[site]]
+id = "alfa-municipio"
+comune = "037001"
+name = "Municipio"
+kind = "town_hall"
+
+[[site]]
+id = "borgo-municipio"
+comune = "037002"
+name = "Municipio"
+kind = "town_hall"
+
+[[site]]
+id = "casale-municipio"
+comune = "037003"
+name = "Municipio"
+kind = "town_hall"
+
+[[site]]
+id = "casale-biblioteca"
+comune = "037003"
+name = "Biblioteca"
+kind = "library"
+
+[[asset]]
+site = "alfa-municipio"
+hostname = "alfa-pc1"
+
+[[asset]]
+site = "alfa-municipio"
+hostname = "alfa-win"
+mac = "AA-00-00-00-00-02"
+
+[[asset]]
+site = "borgo-municipio"
+hostname = "borgo-old"
+
+[[asset]]
+site = "borgo-municipio"
+hostname = "borgo-small"
+
+[[asset]]
+site = "borgo-municipio"
+hostname = "borgo-full"
+
+[[asset]]
+site = "casale-municipio"
+hostname = "casale-silent"
+
+[[asset]]
+site = "casale-municipio"
+hostname = "casale-never"
+name = "PC anagrafe"
+
+[[asset]]
+site = "casale-biblioteca"
+role = "server"
+serial = "SRV-0042"
+"#;
+
+/// Dates far from today either way, so the scenario holds whatever the day.
+const CATALOG: &str = r#"
+[[release]]
+id = "debian-10"
+name = "Debian 10 (buster)"
+os = "debian"
+version = "10"
+eol = "2024-06-30"
+
+[[release]]
+id = "debian-13"
+name = "Debian 13 (trixie)"
+os = "debian"
+version = "13"
+eol = "2099-06-30"
+
+[[release]]
+id = "windows-11-25h2"
+name = "Windows 11 25H2"
+os = "windows"
+version = "11"
+build = 26200
+eol = "2099-10-12"
+"#;
+
+struct Host<'a> {
+    id: &'a str,
+    cert_site: &'a str,
+    os: (&'a str, &'a str),
+    memory_bytes: u64,
+    fs_used_percent: u64,
+    serial: Option<&'a str>,
+    mac: Option<&'a str>,
+    interval_secs: u32,
+}
+
+impl Host<'_> {
+    fn healthy(id: &str, site: &str) -> Host<'static> {
+        Host {
+            id: Box::leak(id.to_owned().into_boxed_str()),
+            cert_site: Box::leak(site.to_owned().into_boxed_str()),
+            os: ("Debian GNU/Linux", "13"),
+            memory_bytes: 16 * GIB,
+            fs_used_percent: 40,
+            serial: None,
+            mac: None,
+            interval_secs: 60,
+        }
+    }
+
+    fn report(&self) -> Report {
+        let a_year_ago = time::OffsetDateTime::now_utc().date() - time::Duration::days(365);
+        let inventory = Inventory {
+            hostname: Some(self.id.to_uppercase()),
+            os_name: Some(self.os.0.into()),
+            os_version: Some(self.os.1.into()),
+            os_edition: self
+                .os
+                .0
+                .starts_with("Windows")
+                .then(|| "Windows 11 Pro".into()),
+            arch: Some("x86_64".into()),
+            cpu_model: Some("Intel(R) Core(TM) i5-10500 CPU @ 3.10GHz".into()),
+            memory_total_bytes: Some(self.memory_bytes),
+            disks: Some(DiskList {
+                items: vec![Disk {
+                    name: "sda".into(),
+                    size_bytes: Some(512_000_000_000),
+                    ..Default::default()
+                }],
+            }),
+            nics: Some(NicList {
+                items: self
+                    .mac
+                    .map(|m| Nic {
+                        name: "eth0".into(),
+                        mac: Some(m.into()),
+                        addresses: vec![],
+                    })
+                    .into_iter()
+                    .collect(),
+            }),
+            dmi: Some(Dmi {
+                product_serial: self.serial.map(Into::into),
+                bios_date: Some(format!(
+                    "{:02}/{:02}/{}",
+                    u8::from(a_year_ago.month()),
+                    a_year_ago.day(),
+                    a_year_ago.year()
+                )),
+                ..Default::default()
+            }),
+            agent_version: "test".into(),
+            ..Default::default()
+        };
+        let size = 100 * GIB;
+        Report {
+            host_id: self.id.into(),
+            epoch: 1,
+            seq: 1,
+            collected_at_ms: campanile_agent::now_ms(),
+            interval_secs: self.interval_secs,
+            agent_version: "test".into(),
+            inventory_sha256: campanile_proto::inventory_sha256(&inventory).to_vec(),
+            inventory: Some(inventory),
+            health: Some(Health {
+                memory_total_bytes: Some(self.memory_bytes),
+                filesystems: vec![Filesystem {
+                    mount_point: "/".into(),
+                    device: "/dev/sda1".into(),
+                    fs_type: "ext4".into(),
+                    size_bytes: size,
+                    available_bytes: size / 100 * (100 - self.fs_used_percent),
+                }],
+                ..Default::default()
+            }),
+            agent_stats: None,
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<std::path::PathBuf> {
+    let p = dir.join(name);
+    std::fs::write(&p, text)?;
+    Ok(p)
+}
+
+fn token_config(register: &Path, catalog: &Path, reload_check_secs: u64) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, TOKEN.as_bytes());
+    format!(
+        r#"
+        [territory]
+        register_path = "{}"
+        eol_catalog_path = "{}"
+        reload_check_secs = {reload_check_secs}
+        [[api.tokens]]
+        name = "test"
+        sha256 = "{}"
+        "#,
+        register.display(),
+        catalog.display(),
+        campanile_proto::hex(digest.as_ref())
+    )
+}
+
+async fn api(c: &TestCollector, path: &str) -> Result<serde_json::Value> {
+    let (status, body) = http_get_with(&c.url(path), Some(TOKEN)).await?;
+    anyhow::ensure!(status == 200, "GET {path}: {status}: {body}");
+    serde_json::from_str(&body).with_context(|| format!("GET {path}: {body}"))
+}
+
+#[tokio::test]
+async fn planted_gaps_are_all_found_nothing_else_and_comuni_rank_by_score() -> Result<()> {
+    let pki = TestPki::new()?;
+    let register = write(pki.path(), "register.toml", REGISTER)?;
+    let catalog = write(pki.path(), "catalog.toml", CATALOG)?;
+    let c = TestCollector::start_with(&pki, &token_config(&register, &catalog, 3600)).await?;
+    let grpc = c.running.grpc_addr;
+
+    let mut hosts = vec![
+        Host::healthy("alfa-pc1", "alfa-municipio"),
+        // Matched by MAC although its hostname is not the planned one.
+        Host {
+            os: ("Windows", "11 (26200)"),
+            mac: Some("aa:00:00:00:00:02"),
+            ..Host::healthy("alfa-win-renamed", "alfa-municipio")
+        },
+        Host {
+            os: ("Debian GNU/Linux", "10"),
+            ..Host::healthy("borgo-old", "borgo-municipio")
+        },
+        Host {
+            memory_bytes: 2 * GIB,
+            ..Host::healthy("borgo-small", "borgo-municipio")
+        },
+        Host {
+            fs_used_percent: 95,
+            ..Host::healthy("borgo-full", "borgo-municipio")
+        },
+        Host::healthy("borgo-intruso", "borgo-municipio"),
+        // Reports every second, so it is offline three seconds after.
+        Host {
+            interval_secs: 1,
+            ..Host::healthy("casale-silent", "casale-municipio")
+        },
+        // Its certificate names the town hall; the register (by serial)
+        // says the library.
+        Host {
+            serial: Some("SRV-0042"),
+            ..Host::healthy("casale-srv", "casale-municipio")
+        },
+    ];
+    for h in hosts.drain(..) {
+        deliver(&pki, grpc, h.cert_site, h.report()).await?;
+    }
+
+    let gaps = eventually(
+        Duration::from_secs(20),
+        "casale-silent to go offline",
+        || async {
+            let g = api(&c, "/api/v1/gaps").await.ok()?;
+            g.as_array()?
+                .iter()
+                .any(|x| x["kind"] == "offline")
+                .then_some(g)
+        },
+    )
+    .await?;
+    let found: BTreeSet<(String, String)> = gaps
+        .as_array()
+        .context("gaps is a list")?
+        .iter()
+        .map(|g| {
+            let who = g["host_id"]
+                .as_str()
+                .or(g["asset"].as_str())
+                .unwrap_or_default();
+            (
+                g["kind"].as_str().unwrap_or_default().to_owned(),
+                who.to_owned(),
+            )
+        })
+        .collect();
+    let planted: BTreeSet<(String, String)> = [
+        ("os_eol", "borgo-old"),
+        ("low_memory", "borgo-small"),
+        ("nearly_full", "borgo-full"),
+        ("unplanned", "borgo-intruso"),
+        ("offline", "casale-silent"),
+        ("missing", "PC anagrafe"),
+    ]
+    .into_iter()
+    .map(|(k, h)| (k.to_owned(), h.to_owned()))
+    .collect();
+    assert_eq!(found, planted, "gaps: {gaps:#}");
+
+    // The register overrides the certificate's site.
+    let srv = api(&c, "/api/v1/hosts/casale-srv").await?;
+    assert_eq!(srv["site"], "casale-biblioteca");
+    assert_eq!(srv["certificate_site"], "casale-municipio");
+    assert_eq!(srv["planned"], true);
+    assert_eq!(srv["os"]["release_id"], "debian-13");
+    assert!(
+        srv["inventory"]["dmi"]["product_serial"] == "SRV-0042",
+        "{srv:#}"
+    );
+
+    // Ranked: Casale (missing and offline) above Borgo above Alfa.
+    let comuni = api(&c, "/api/v1/comuni").await?;
+    let order: Vec<&str> = comuni
+        .as_array()
+        .context("list")?
+        .iter()
+        .filter_map(|x| x["istat_code"].as_str())
+        .collect();
+    assert_eq!(order, ["037003", "037002", "037001"], "{comuni:#}");
+    let score = |code: &str| {
+        comuni
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["istat_code"] == code)
+            .unwrap()["gap_score"]
+            .as_f64()
+            .unwrap()
+    };
+    // Default weights: Casale 0.30*1/3 + 0.20*1/2; Borgo (0.25+0.15+0.05+0.05)/4.
+    assert!((score("037003") - 0.2).abs() < 1e-9);
+    assert!((score("037002") - 0.125).abs() < 1e-9);
+    assert_eq!(score("037001"), 0.0);
+
+    // The same on /metrics.
+    let text = c.metrics().await?;
+    promtool_check_metrics(&text)?;
+    assert_eq!(duplicate_series(&text), Vec::<String>::new());
+    let site = |m: &str, site: &str, comune: &str, code: &str| {
+        sample(
+            &text,
+            &format!(r#"{m}{{site="{site}",comune="{comune}",istat_code="{code}"}}"#),
+        )
+    };
+    let casale = "Casale sul Santerno";
+    assert_eq!(
+        site(
+            "campanile_site_hosts_expected",
+            "casale-municipio",
+            casale,
+            "037003"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        site(
+            "campanile_site_hosts_missing",
+            "casale-municipio",
+            casale,
+            "037003"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        site(
+            "campanile_site_hosts_offline",
+            "casale-municipio",
+            casale,
+            "037003"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        site(
+            "campanile_site_hosts_reporting",
+            "casale-biblioteca",
+            casale,
+            "037003"
+        ),
+        Some(1.0)
+    );
+    let borgo = r#"Borgo \"San\" Pietro, è"#;
+    assert_eq!(
+        site(
+            "campanile_site_hosts_unplanned",
+            "borgo-municipio",
+            borgo,
+            "037002"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        site(
+            "campanile_site_hosts_reporting",
+            "borgo-municipio",
+            borgo,
+            "037002"
+        ),
+        Some(4.0)
+    );
+    let comune = |m: &str, name: &str, code: &str| {
+        sample(
+            &text,
+            &format!(r#"{m}{{comune="{name}",istat_code="{code}"}}"#),
+        )
+    };
+    assert_eq!(
+        comune("campanile_comune_hosts_os_eol", borgo, "037002"),
+        Some(1.0)
+    );
+    assert_eq!(
+        comune("campanile_comune_hosts_under_spec", borgo, "037002"),
+        Some(1.0)
+    );
+    assert_eq!(
+        comune("campanile_comune_hosts_nearly_full", borgo, "037002"),
+        Some(1.0)
+    );
+    assert_eq!(
+        comune("campanile_comune_gap_score", "Alfa", "037001"),
+        Some(0.0)
+    );
+    let eol = sample(
+        &text,
+        r#"campanile_host_os_eol_days_remaining{host="borgo-old",site="borgo-municipio"}"#,
+    )
+    .context("EOL days of borgo-old")?;
+    assert!(eol < -800.0, "{eol}");
+
+    // Per-host budget holds with the territory series added.
+    let per_host = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(r#"host="borgo-full""#))
+        .count();
+    assert!(per_host <= 40, "{per_host} series for one host");
+    c.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn api_refuses_requests_without_a_valid_token() -> Result<()> {
+    let pki = TestPki::new()?;
+    let register = write(pki.path(), "register.toml", REGISTER)?;
+    let catalog = write(pki.path(), "catalog.toml", CATALOG)?;
+    let c = TestCollector::start_with(&pki, &token_config(&register, &catalog, 3600)).await?;
+    for path in [
+        "/api/v1/comuni",
+        "/api/v1/gaps",
+        "/api/v1/inventory.csv",
+        "/api/v1/hosts/x",
+    ] {
+        let (status, _) = http_get_with(&c.url(path), None).await?;
+        assert_eq!(status, 401, "{path} without a token");
+        let (status, _) = http_get_with(&c.url(path), Some("wrong")).await?;
+        assert_eq!(status, 401, "{path} with a wrong token");
+    }
+    let (status, _) = http_get_with(&c.url("/api/v1/comuni"), Some(TOKEN)).await?;
+    assert_eq!(status, 200);
+    let (status, _) = http_get_with(&c.url("/api/v1/comuni/999999"), Some(TOKEN)).await?;
+    assert_eq!(status, 404);
+    // /metrics stays open unless protect_metrics is set.
+    let (status, _) = http_get_with(&c.metrics_url(), None).await?;
+    assert_eq!(status, 200);
+    c.stop().await?;
+
+    let digest = ring::digest::digest(&ring::digest::SHA256, TOKEN.as_bytes());
+    let protected = format!(
+        "[api]\nprotect_metrics = true\n[[api.tokens]]\nname = \"prom\"\nsha256 = \"{}\"\n",
+        campanile_proto::hex(digest.as_ref())
+    );
+    let c = TestCollector::start_with(&pki, &protected).await?;
+    let (status, _) = http_get_with(&c.metrics_url(), None).await?;
+    assert_eq!(status, 401);
+    let (status, body) = http_get_with(&c.metrics_url(), Some(TOKEN)).await?;
+    assert_eq!(status, 200);
+    assert!(body.contains("campanile_hosts "), "{body}");
+    let (status, _) = http_get_with(&c.url("/healthz"), None).await?;
+    assert_eq!(status, 200, "/healthz is always open");
+    c.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn inventory_csv_is_well_formed_with_quotes_commas_and_accents() -> Result<()> {
+    let pki = TestPki::new()?;
+    let register = write(pki.path(), "register.toml", REGISTER)?;
+    let catalog = write(pki.path(), "catalog.toml", CATALOG)?;
+    let c = TestCollector::start_with(&pki, &token_config(&register, &catalog, 3600)).await?;
+    let mut odd = Host::healthy("borgo-small", "borgo-municipio");
+    odd.memory_bytes = 2 * GIB;
+    let mut report = odd.report();
+    if let Some(inv) = report.inventory.as_mut() {
+        inv.hostname = Some("PC \"Sindaco\", Ufficio Tecnico — Città".into());
+        inv.cpu_model = Some("CPU, \"quoted\"\nsecond line".into());
+        report.inventory_sha256 = campanile_proto::inventory_sha256(inv).to_vec();
+    }
+    deliver(&pki, c.running.grpc_addr, "borgo-municipio", report).await?;
+    deliver(
+        &pki,
+        c.running.grpc_addr,
+        "alfa-municipio",
+        Host::healthy("alfa-pc1", "alfa-municipio").report(),
+    )
+    .await?;
+
+    let (status, body) = http_get_with(&c.url("/api/v1/inventory.csv"), Some(TOKEN)).await?;
+    assert_eq!(status, 200);
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let headers: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+    assert_eq!(headers, campanile_collector::api::CSV_COLUMNS);
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
+    assert_eq!(rows.len(), 2, "{body}");
+    for r in &rows {
+        assert_eq!(r.len(), headers.len(), "every row has every column: {r:?}");
+    }
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let borgo = rows
+        .iter()
+        .find(|r| &r[col("host_id")] == "borgo-small")
+        .context("borgo row")?;
+    assert_eq!(&borgo[col("comune")], "Borgo \"San\" Pietro, è");
+    assert_eq!(
+        &borgo[col("hostname")],
+        "PC \"Sindaco\", Ufficio Tecnico — Città"
+    );
+    assert_eq!(&borgo[col("cpu_model")], "CPU, \"quoted\"\nsecond line");
+    assert_eq!(&borgo[col("memory_gib")], "2.0");
+    assert_eq!(&borgo[col("system_disk_gb")], "512");
+    assert_eq!(&borgo[col("os_eol")], "2099-06-30");
+    assert_eq!(&borgo[col("gaps")], "low_memory");
+    assert_eq!(&borgo[col("planned")], "true");
+    c.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn register_change_takes_effect_and_an_invalid_one_is_refused() -> Result<()> {
+    let pki = TestPki::new()?;
+    let register = write(pki.path(), "register.toml", REGISTER)?;
+    let catalog = write(pki.path(), "catalog.toml", CATALOG)?;
+    // Checked every second: the test waits on the file watch, not a timer.
+    let c = TestCollector::start_with(&pki, &token_config(&register, &catalog, 1)).await?;
+    let entries = |text: &str, kind: &str| {
+        sample(
+            text,
+            &format!(r#"campanile_register_entries{{kind="{kind}"}}"#),
+        )
+    };
+    assert_eq!(entries(&c.metrics().await?, "assets"), Some(8.0));
+
+    let added =
+        format!("{REGISTER}\n[[asset]]\nsite = \"alfa-municipio\"\nhostname = \"alfa-pc9\"\n");
+    std::fs::write(&register, &added)?;
+    eventually(
+        Duration::from_secs(20),
+        "the new asset to count",
+        || async {
+            let t = c.metrics().await.ok()?;
+            (entries(&t, "assets") == Some(9.0)).then_some(())
+        },
+    )
+    .await?;
+    let alfa = api(&c, "/api/v1/comuni/037001").await?;
+    assert_eq!(alfa["counts"]["expected"], 3);
+
+    // A typo: the site does not exist. Refused, old register kept.
+    std::fs::write(
+        &register,
+        added.replace(
+            "site = \"alfa-municipio\"\nhostname = \"alfa-pc9\"",
+            "site = \"alfa-nowhere\"\nhostname = \"alfa-pc9\"",
+        ),
+    )?;
+    let text = eventually(Duration::from_secs(20), "the reload to fail", || async {
+        let t = c.metrics().await.ok()?;
+        (sample(&t, "campanile_register_last_reload_successful") == Some(0.0)).then_some(t)
+    })
+    .await?;
+    assert_eq!(
+        entries(&text, "assets"),
+        Some(9.0),
+        "the previous register stays"
+    );
+    let status = c.running.territory.status();
+    let err = status.last_error.context("the error is kept")?;
+    assert!(
+        err.contains("line") && err.contains("alfa-nowhere"),
+        "{err}"
+    );
+    assert_eq!(
+        api(&c, "/api/v1/comuni/037001").await?["counts"]["expected"],
+        3
+    );
+
+    // Fixed again: back in force.
+    std::fs::write(&register, REGISTER)?;
+    eventually(
+        Duration::from_secs(20),
+        "the fixed register to load",
+        || async {
+            let t = c.metrics().await.ok()?;
+            (sample(&t, "campanile_register_last_reload_successful") == Some(1.0)
+                && entries(&t, "assets") == Some(8.0))
+            .then_some(())
+        },
+    )
+    .await?;
+    c.stop().await?;
+    Ok(())
+}
