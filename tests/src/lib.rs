@@ -2,6 +2,8 @@
 //! collector on 127.0.0.1:0, agents pointed at it, and real peers
 //! (promtool, Prometheus) started and stopped by the tests.
 
+pub mod planted;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -354,13 +356,27 @@ pub struct TestPrometheus {
 
 impl TestPrometheus {
     pub fn start(target: SocketAddr) -> Result<Self> {
+        Self::start_with_rules(target, &[])
+    }
+
+    /// Scrapes `target` every second and evaluates `rule_files` every second.
+    pub fn start_with_rules(target: SocketAddr, rule_files: &[PathBuf]) -> Result<Self> {
         let bin = require_tool("prometheus")?;
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("prometheus.yml");
+        let rules: String = rule_files
+            .iter()
+            .map(|p| format!("  - '{}'\n", p.display()))
+            .collect();
+        let rules = if rules.is_empty() {
+            String::new()
+        } else {
+            format!("rule_files:\n{rules}")
+        };
         std::fs::write(
             &cfg,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rules}\
                  scrape_configs:\n  - job_name: campanile\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )?;

@@ -44,3 +44,77 @@ fn example_prometheus_config_passes_promtool() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn example_register_loads_and_the_collector_config_points_at_it() -> Result<()> {
+    let r = campanile_collector::territory::register::Register::load(&deploy(
+        "territory/register.toml",
+    ))?;
+    assert!(r.comuni.len() >= 3 && r.sites.len() >= 5 && r.assets.len() >= 5);
+    let c = CollectorConfig::load(&deploy("collector.toml"))?;
+    assert_eq!(
+        c.territory.register_path.as_deref(),
+        Some(std::path::Path::new("/etc/campanile/register.toml"))
+    );
+    assert_eq!(c.api.tokens.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn alerting_and_recording_rules_pass_their_promtool_tests() -> Result<()> {
+    let promtool = campanile_tests::require_tool("promtool")?;
+    for args in [
+        vec!["check", "rules", "campanile.rules.yml"],
+        vec!["test", "rules", "campanile.rules.test.yml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(&args)
+            .current_dir(deploy("prometheus/rules"))
+            .output()?;
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn grafana_dashboard_uses_the_provisioned_datasource() -> Result<()> {
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(deploy(
+        "grafana/dashboards/campanile-territory.json",
+    ))?)?;
+    let provisioned =
+        std::fs::read_to_string(deploy("grafana/provisioning/datasources/campanile.yml"))?;
+    assert!(provisioned.contains("uid: campanile-prometheus"));
+    let mut uids = Vec::new();
+    collect_datasource_uids(&dash, &mut uids);
+    assert!(!uids.is_empty());
+    assert!(uids.iter().all(|u| u == "campanile-prometheus"), "{uids:?}");
+    let mut ids: Vec<i64> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "panel ids are unique");
+    Ok(())
+}
+
+fn collect_datasource_uids(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(uid) = m.get("datasource").and_then(|d| d["uid"].as_str()) {
+                out.push(uid.to_owned());
+            }
+            m.values().for_each(|x| collect_datasource_uids(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_datasource_uids(x, out)),
+        _ => {}
+    }
+}

@@ -7,15 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use campanile_proto::v1::{
-    Disk, DiskList, Dmi, Filesystem, Health, Inventory, Nic, NicList, Report,
-};
+use campanile_tests::planted::{GIB, Host, write};
 use campanile_tests::{
-    TestCollector, TestPki, deliver, duplicate_series, eventually, http_get_with,
+    TestCollector, TestPki, TestPrometheus, deliver, duplicate_series, eventually, http_get_with,
     promtool_check_metrics, sample,
 };
 
-const GIB: u64 = 1024 * 1024 * 1024;
 const TOKEN: &str = "planted-gap-test-token";
 
 /// Three comuni: Alfa has no gap, Borgo has one host of each host gap plus
@@ -121,108 +118,6 @@ version = "11"
 build = 26200
 eol = "2099-10-12"
 "#;
-
-struct Host<'a> {
-    id: &'a str,
-    cert_site: &'a str,
-    os: (&'a str, &'a str),
-    memory_bytes: u64,
-    fs_used_percent: u64,
-    serial: Option<&'a str>,
-    mac: Option<&'a str>,
-    interval_secs: u32,
-}
-
-impl Host<'_> {
-    fn healthy(id: &str, site: &str) -> Host<'static> {
-        Host {
-            id: Box::leak(id.to_owned().into_boxed_str()),
-            cert_site: Box::leak(site.to_owned().into_boxed_str()),
-            os: ("Debian GNU/Linux", "13"),
-            memory_bytes: 16 * GIB,
-            fs_used_percent: 40,
-            serial: None,
-            mac: None,
-            interval_secs: 60,
-        }
-    }
-
-    fn report(&self) -> Report {
-        let a_year_ago = time::OffsetDateTime::now_utc().date() - time::Duration::days(365);
-        let inventory = Inventory {
-            hostname: Some(self.id.to_uppercase()),
-            os_name: Some(self.os.0.into()),
-            os_version: Some(self.os.1.into()),
-            os_edition: self
-                .os
-                .0
-                .starts_with("Windows")
-                .then(|| "Windows 11 Pro".into()),
-            arch: Some("x86_64".into()),
-            cpu_model: Some("Intel(R) Core(TM) i5-10500 CPU @ 3.10GHz".into()),
-            memory_total_bytes: Some(self.memory_bytes),
-            disks: Some(DiskList {
-                items: vec![Disk {
-                    name: "sda".into(),
-                    size_bytes: Some(512_000_000_000),
-                    ..Default::default()
-                }],
-            }),
-            nics: Some(NicList {
-                items: self
-                    .mac
-                    .map(|m| Nic {
-                        name: "eth0".into(),
-                        mac: Some(m.into()),
-                        addresses: vec![],
-                    })
-                    .into_iter()
-                    .collect(),
-            }),
-            dmi: Some(Dmi {
-                product_serial: self.serial.map(Into::into),
-                bios_date: Some(format!(
-                    "{:02}/{:02}/{}",
-                    u8::from(a_year_ago.month()),
-                    a_year_ago.day(),
-                    a_year_ago.year()
-                )),
-                ..Default::default()
-            }),
-            agent_version: "test".into(),
-            ..Default::default()
-        };
-        let size = 100 * GIB;
-        Report {
-            host_id: self.id.into(),
-            epoch: 1,
-            seq: 1,
-            collected_at_ms: campanile_agent::now_ms(),
-            interval_secs: self.interval_secs,
-            agent_version: "test".into(),
-            inventory_sha256: campanile_proto::inventory_sha256(&inventory).to_vec(),
-            inventory: Some(inventory),
-            health: Some(Health {
-                memory_total_bytes: Some(self.memory_bytes),
-                filesystems: vec![Filesystem {
-                    mount_point: "/".into(),
-                    device: "/dev/sda1".into(),
-                    fs_type: "ext4".into(),
-                    size_bytes: size,
-                    available_bytes: size / 100 * (100 - self.fs_used_percent),
-                }],
-                ..Default::default()
-            }),
-            agent_stats: None,
-        }
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> Result<std::path::PathBuf> {
-    let p = dir.join(name);
-    std::fs::write(&p, text)?;
-    Ok(p)
-}
 
 fn token_config(register: &Path, catalog: &Path, reload_check_secs: u64) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, TOKEN.as_bytes());
@@ -643,4 +538,129 @@ async fn register_change_takes_effect_and_an_invalid_one_is_refused() -> Result<
     .await?;
     c.stop().await?;
     Ok(())
+}
+
+/// Every PromQL expression of the Grafana dashboard and of the rules, run
+/// against a real Prometheus that loads the rules and scrapes a collector
+/// fed with a territory where each of them has something to show.
+#[tokio::test]
+async fn every_dashboard_and_rule_query_runs_and_finds_data() -> Result<()> {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let pki = TestPki::new()?;
+    // A comune where nothing reports (gap score 1), and a release whose end
+    // of life is 90 days away.
+    let register = format!(
+        "{REGISTER}\n[[comune]]\nistat_code = \"037009\"\nname = \"Dormiente\"\n\
+         [[site]]\nid = \"dormiente\"\ncomune = \"037009\"\nname = \"Municipio\"\n\
+         [[asset]]\nsite = \"dormiente\"\nhostname = \"dorm-pc\"\n"
+    );
+    let soon = time::OffsetDateTime::now_utc().date() + time::Duration::days(90);
+    let catalog = format!(
+        "{CATALOG}\n[[release]]\nid = \"debian-12\"\nname = \"Debian 12\"\nos = \"debian\"\n\
+         version = \"12\"\neol = \"{soon}\"\n"
+    );
+    let register_path = write(pki.path(), "register.toml", &register)?;
+    let catalog_path = write(pki.path(), "catalog.toml", &catalog)?;
+    let c =
+        TestCollector::start_with(&pki, &token_config(&register_path, &catalog_path, 3600)).await?;
+    let grpc = c.running.grpc_addr;
+    for h in [
+        Host {
+            os: ("Debian GNU/Linux", "12"),
+            ..Host::healthy("alfa-pc1", "alfa-municipio")
+        },
+        Host {
+            os: ("Debian GNU/Linux", "10"),
+            memory_bytes: 2 * GIB,
+            fs_used_percent: 95,
+            ..Host::healthy("borgo-old", "borgo-municipio")
+        },
+        Host {
+            interval_secs: 1,
+            ..Host::healthy("casale-silent", "casale-municipio")
+        },
+    ] {
+        deliver(&pki, grpc, h.cert_site, h.report()).await?;
+    }
+    // The register now fails to load: the reload alert has data too.
+    std::fs::write(&register_path, "[[comune]]\nistat_code = 1\n")?;
+    let _ = c.running.territory.reload(campanile_agent::now_ms());
+
+    let prom = TestPrometheus::start_with_rules(
+        c.running.http_addr,
+        &[deploy.join("prometheus/rules/campanile.rules.yml")],
+    )?;
+
+    let mut queries: Vec<String> = Vec::new();
+    let rules = std::fs::read_to_string(deploy.join("prometheus/rules/campanile.rules.yml"))?;
+    let rule_count = rules
+        .lines()
+        .filter(|l| {
+            l.trim_start().starts_with("- record:") || l.trim_start().starts_with("- alert:")
+        })
+        .count();
+    queries.extend(
+        rules
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("expr:"))
+            .map(|e| e.trim().to_owned()),
+    );
+    assert_eq!(queries.len(), rule_count, "one single-line expr per rule");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        deploy.join("grafana/dashboards/campanile-territory.json"),
+    )?)?;
+    let mut dash_queries = Vec::new();
+    collect_exprs(&dashboard, &mut dash_queries);
+    assert!(dash_queries.len() >= 15, "{dash_queries:?}");
+    // The drill-down variables, as Grafana would fill them.
+    queries.extend(dash_queries.into_iter().map(|q| {
+        q.replace("$comune", "Casale sul Santerno")
+            .replace("$istat_code", "037003")
+    }));
+
+    // Empty by design while Prometheus scrapes the collector.
+    let empty_by_design = [r#"up{job="campanile"} == 0"#];
+    for q in &queries {
+        let must_have_data = !empty_by_design.contains(&q.as_str());
+        let result = eventually(
+            Duration::from_secs(60),
+            &format!("data for {q}"),
+            || async {
+                let body = prom.query(q).await.ok()?;
+                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+                if v["status"] != "success" {
+                    // A query error is final: report it at once.
+                    return Some(Err(anyhow::anyhow!("{q}: {body}")));
+                }
+                let n = v["data"]["result"].as_array().map_or(0, Vec::len);
+                (n > 0 || !must_have_data).then_some(Ok(n))
+            },
+        )
+        .await?;
+        result?;
+    }
+    c.stop().await?;
+    Ok(())
+}
+
+/// PromQL of every panel target and variable; Grafana's
+/// `label_values(<selector>, <label>)` becomes its selector.
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(e) = m.get("expr").and_then(|e| e.as_str()) {
+                out.push(e.to_owned());
+            }
+            if let Some(q) = m.get("definition").and_then(|e| e.as_str()) {
+                let inner = q
+                    .strip_prefix("label_values(")
+                    .and_then(|r| r.rsplit_once(','))
+                    .map_or(q, |(sel, _)| sel);
+                out.push(inner.trim().to_owned());
+            }
+            m.values().for_each(|x| collect_exprs(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_exprs(x, out)),
+        _ => {}
+    }
 }
