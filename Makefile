@@ -30,10 +30,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## Agent footprint: RSS, CPU per cycle, report sizes, binary size (README performance section).
+## Agent footprint (RSS, CPU per cycle, report sizes, binary size) and
+## territory scale (series and render time at 10,000 hosts): README "Performance".
 bench:
 	$(CARGO) build --release -p campanile-agent
 	$(CARGO) run --release -p campanile-tests --bin footprint -- target/release/campanile-agent
+	$(CARGO) run --release -p campanile-tests --bin territory_scale
 
 ## Type-check the agent for Windows and ARM musl (see ../shared/tools/cross-check.sh).
 cross-check:

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # make demo: builds, creates a demo PKI and configs under ./demo (ignored by
 # git), runs the collector (gRPC 127.0.0.1:9470, HTTP 127.0.0.1:9471) and one
-# agent for this machine with a 5 s interval. Ctrl-C stops both.
+# agent for this machine with a 5 s interval, with the example territory
+# register from deploy/territory (this machine reports from Borgo Esempio's
+# town hall as an unplanned host; the assets planned there are missing).
+# Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,13 +16,21 @@ mkdir -p "$DEMO"
 # Host ids are lower-case letters, digits, '.', '_' and '-'.
 HOST_ID=$(hostname | tr 'A-Z' 'a-z' | tr -c 'a-z0-9._\n-' '-' | sed 's/^[^a-z0-9]*//' | cut -c1-63)
 HOST_ID=${HOST_ID:-demo-host}
-SITE=demo-municipio
+SITE=borgo-esempio-municipio
+# A fixed token for the demo API only; real ones come from `token new`.
+TOKEN=campanile-demo-token
+TOKEN_SHA256=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
 
 if [ ! -f "$DEMO/pki/ca.key" ]; then
   "$BIN/campanile-collector" pki init --out "$DEMO/pki" --name localhost --ip 127.0.0.1 --ip ::1
 fi
+# Certificates from before the demo used the example register name another site.
+if [ -f "$DEMO/agent/agent.pem" ] && ! grep -q "$SITE" "$DEMO/agent/.site" 2>/dev/null; then
+  rm -rf "$DEMO/agent"
+fi
 if [ ! -f "$DEMO/agent/agent.pem" ]; then
   "$BIN/campanile-collector" pki issue-agent --ca-dir "$DEMO/pki" --host-id "$HOST_ID" --site "$SITE" --out "$DEMO/agent"
+  echo "$SITE" > "$DEMO/agent/.site"
 fi
 
 cat > "$DEMO/collector.toml" <<TOML
@@ -34,6 +45,12 @@ cert_path = "pki/server.pem"
 key_path = "pki/server.key"
 [store]
 path = "campanile.db"
+[territory]
+register_path = "../deploy/territory/register.toml"
+reload_check_secs = 2
+[[api.tokens]]
+name = "demo"
+sha256 = "$TOKEN_SHA256"
 TOML
 
 cat > "$DEMO/agent.toml" <<TOML
@@ -79,6 +96,10 @@ cat <<MSG
   Campanile demo is running.
     metrics:  http://127.0.0.1:9471/metrics   (look for campanile_host_up{host="$HOST_ID",...} 1)
     health:   http://127.0.0.1:9471/healthz
+    gaps:     curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:9471/api/v1/gaps
+    comuni:   curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:9471/api/v1/comuni
+    planning: curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:9471/api/v1/inventory.csv
+    register: edit deploy/territory/register.toml; the collector reloads it within 2 s
     one-shot: $BIN/campanile-agent once --config $DEMO/agent.toml
   Press Ctrl-C to stop both.
 

@@ -1,0 +1,297 @@
+//! Territory scale benchmark (`make bench`): a store with 10,000 hosts in
+//! 500 sites and 100 comuni (each host with 6 filesystems and 2 interfaces,
+//! the per-host maximum), a register planning most of them, then
+//! - series on `/metrics`, per host and for the site and comune aggregates,
+//! - time to read the store, evaluate the territory and render `/metrics`,
+//! - time to build `/api/v1/gaps`,
+//! - the process's peak memory.
+//!
+//! Prints a Markdown table with the machine and date, for the README.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use campanile_collector::config::{ApiConfig, ExpositionConfig, TerritoryConfig};
+use campanile_collector::exposition::{self, Scrape};
+use campanile_collector::http::HttpState;
+use campanile_collector::store::Store;
+use campanile_collector::telemetry::Telemetry;
+use campanile_collector::territory::evaluate;
+use campanile_collector::territory::state::Territory;
+use campanile_proto::identity::HostIdentity;
+use campanile_proto::v1::{
+    Disk, DiskList, Dmi, Filesystem, Health, Inventory, NetInterface, Nic, NicList, Report,
+};
+
+const HOSTS: usize = 10_000;
+const SITES: usize = 500;
+const COMUNI: usize = 100;
+const RUNS: usize = 5;
+
+fn report(i: usize, now_ms: i64) -> Report {
+    let inventory = Inventory {
+        hostname: Some(format!("PC-{i:05}")),
+        os_name: Some(if i % 3 == 0 { "Windows" } else { "Debian GNU/Linux" }.into()),
+        os_version: Some(if i % 3 == 0 { "10 (19045)" } else { "12" }.into()),
+        os_edition: (i % 3 == 0).then(|| "Windows 10 Pro".into()),
+        arch: Some("x86_64".into()),
+        cpu_model: Some("Intel(R) Core(TM) i5-6500 CPU @ 3.20GHz".into()),
+        memory_total_bytes: Some(if i % 7 == 0 { 4 } else { 16 } << 30),
+        disks: Some(DiskList {
+            items: vec![Disk {
+                name: "sda".into(),
+                size_bytes: Some(256_000_000_000),
+                ..Default::default()
+            }],
+        }),
+        nics: Some(NicList {
+            items: vec![Nic {
+                name: "eth0".into(),
+                mac: Some(format!("52:54:00:{:02x}:{:02x}:{:02x}", i >> 16, (i >> 8) & 255, i & 255)),
+                addresses: vec![],
+            }],
+        }),
+        dmi: Some(Dmi {
+            product_serial: Some(format!("SN{i:06}")),
+            bios_date: Some("03/15/2017".into()),
+            ..Default::default()
+        }),
+        agent_version: "bench".into(),
+        ..Default::default()
+    };
+    let fs = |n: usize| Filesystem {
+        mount_point: if n == 0 { "/".into() } else { format!("/data{n}") },
+        device: format!("/dev/sda{n}"),
+        fs_type: "ext4".into(),
+        size_bytes: 100 << 30,
+        available_bytes: if i % 11 == 0 { 5 << 30 } else { 50 << 30 },
+    };
+    let nic = |n: usize| NetInterface {
+        name: format!("eth{n}"),
+        rx_bytes: 1 << 30,
+        tx_bytes: 1 << 29,
+        rx_errors: Some(0),
+        tx_errors: Some(0),
+        rx_dropped: Some(0),
+        tx_dropped: Some(0),
+    };
+    Report {
+        host_id: format!("pc-{i:05}"),
+        epoch: 1,
+        seq: 1,
+        collected_at_ms: now_ms,
+        interval_secs: 60,
+        agent_version: "bench".into(),
+        inventory_sha256: campanile_proto::inventory_sha256(&inventory).to_vec(),
+        inventory: Some(inventory),
+        health: Some(Health {
+            cpu_usage_ratio: Some(0.1),
+            load1: Some(0.1),
+            load5: Some(0.1),
+            load15: Some(0.1),
+            memory_total_bytes: Some(16 << 30),
+            memory_available_bytes: Some(8 << 30),
+            swap_total_bytes: Some(1 << 30),
+            swap_free_bytes: Some(1 << 30),
+            uptime_seconds: Some(3600),
+            process_count: Some(200),
+            failed_units: Some(Default::default()),
+            filesystems: (0..6).map(fs).collect(),
+            interfaces: (0..2).map(nic).collect(),
+            ..Default::default()
+        }),
+        agent_stats: None,
+    }
+}
+
+/// 100 comuni of 5 sites; 9,800 hosts planned (by serial, MAC or hostname
+/// in turn), 200 planned assets that never report; the last 200 hosts are
+/// unplanned.
+fn register() -> String {
+    let mut out = String::new();
+    for c in 0..COMUNI {
+        out += &format!(
+            "[[comune]]\nistat_code = \"{:06}\"\nname = \"Comune {c}\"\nprovince = \"BO\"\n\n",
+            900_000 + c
+        );
+    }
+    for s in 0..SITES {
+        out += &format!(
+            "[[site]]\nid = \"site-{s:03}\"\ncomune = \"{:06}\"\nname = \"Sede {s}\"\nkind = \"town_hall\"\n\n",
+            900_000 + s / (SITES / COMUNI)
+        );
+    }
+    for i in 0..HOSTS - 200 {
+        let key = match i % 3 {
+            0 => format!("serial = \"SN{i:06}\""),
+            1 => format!(
+                "mac = \"52:54:00:{:02x}:{:02x}:{:02x}\"",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            ),
+            _ => format!("hostname = \"pc-{i:05}\""),
+        };
+        out += &format!("[[asset]]\nsite = \"site-{:03}\"\n{key}\n\n", i % SITES);
+    }
+    for m in 0..200 {
+        out += &format!(
+            "[[asset]]\nsite = \"site-{:03}\"\nhostname = \"never-{m}\"\n\n",
+            m % SITES
+        );
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn peak_rss_mib() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .context("VmHWM")?
+        .parse()?;
+    Ok(kib / 1024.0)
+}
+
+fn main() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let register_path = dir.path().join("register.toml");
+    std::fs::write(&register_path, register())?;
+    let store = Arc::new(Store::open(&dir.path().join("campanile.db"))?);
+    let now = campanile_agent::now_ms();
+    let started = Instant::now();
+    for i in 0..HOSTS {
+        let id = HostIdentity::new(&format!("pc-{i:05}"), &format!("site-{:03}", i % SITES))?;
+        store.ingest(&id, &[report(i, now)], now)?;
+    }
+    let ingest_secs = started.elapsed().as_secs_f64();
+
+    let territory = Arc::new(Territory::load(
+        TerritoryConfig {
+            register_path: Some(register_path),
+            ..TerritoryConfig::default()
+        },
+        now,
+    )?);
+    let state = HttpState {
+        store: store.clone(),
+        telemetry: Arc::new(Telemetry::new()),
+        exposition: ExpositionConfig::default(),
+        territory: territory.clone(),
+        api: Arc::new(ApiConfig::default()),
+    };
+
+    let (mut read_ms, mut eval_ms, mut render_ms, mut gaps_ms) = (vec![], vec![], vec![], vec![]);
+    let mut text = String::new();
+    let mut gap_count = 0;
+    for _ in 0..RUNS {
+        let t0 = Instant::now();
+        let hosts = store.host_states()?;
+        let t1 = Instant::now();
+        let loaded = territory.current();
+        let view = evaluate::evaluate(
+            &loaded.register,
+            &loaded.catalog,
+            territory.config(),
+            &hosts,
+            now,
+        );
+        let t2 = Instant::now();
+        text = exposition::render(
+            &Scrape {
+                hosts: &hosts,
+                view: &view,
+                register: &loaded.register,
+                reload: &territory.status(),
+                now_ms: now,
+                store_size_bytes: store.size_bytes(),
+            },
+            &state.exposition,
+            &state.telemetry,
+        );
+        let t3 = Instant::now();
+        gap_count = evaluate::gaps(&view, &loaded.register).len();
+        let body = serde_json::to_vec(&evaluate::gaps(&view, &loaded.register))?;
+        let t4 = Instant::now();
+        std::hint::black_box(body);
+        read_ms.push((t1 - t0).as_secs_f64() * 1e3);
+        eval_ms.push((t2 - t1).as_secs_f64() * 1e3);
+        render_ms.push((t3 - t2).as_secs_f64() * 1e3);
+        gaps_ms.push((t4 - t3).as_secs_f64() * 1e3 / 2.0);
+    }
+    // One more through the HTTP state's own path, as a scrape does it.
+    let snap = state.snapshot()?;
+    assert_eq!(snap.hosts.len(), HOSTS);
+
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let host_series = series.iter().filter(|l| l.contains("{host=\"")).count();
+    let site_series = series
+        .iter()
+        .filter(|l| l.starts_with("campanile_site_"))
+        .count();
+    let comune_series = series
+        .iter()
+        .filter(|l| l.starts_with("campanile_comune_"))
+        .count();
+    let mut per_host = std::collections::HashMap::<&str, usize>::new();
+    for l in &series {
+        if let Some(rest) = l.split_once("{host=\"").map(|x| x.1) {
+            if let Some((h, _)) = rest.split_once('"') {
+                *per_host.entry(h).or_default() += 1;
+            }
+        }
+    }
+    let max_per_host = per_host.values().copied().max().unwrap_or(0);
+    let read = median(read_ms);
+    let eval = median(eval_ms);
+    let render = median(render_ms);
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|x| x.1.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "Territory scale, {} ({cores} cores), {}:\n",
+        cpu,
+        time::OffsetDateTime::now_utc().date()
+    );
+    println!("| measure | value | goal |");
+    println!("|---|---|---|");
+    println!("| hosts / sites / comuni | {HOSTS} / {SITES} / {COMUNI} | |");
+    println!("| series on /metrics | {} | |", series.len());
+    println!(
+        "| host series (max per host) | {host_series} ({max_per_host}) | ≤ 40 per host |"
+    );
+    println!("| site series / comune series | {site_series} / {comune_series} | |");
+    println!(
+        "| /metrics size | {:.1} MiB | |",
+        text.len() as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "| scrape: read store + evaluate + render | {read:.0} + {eval:.0} + {render:.0} = {:.0} ms | |",
+        read + eval + render
+    );
+    println!(
+        "| /api/v1/gaps ({gap_count} gaps) | {:.0} ms | |",
+        median(gaps_ms)
+    );
+    println!("| peak RSS of this process | {:.0} MiB | |", peak_rss_mib()?);
+    println!("| (setup: 10,000 ingests) | {ingest_secs:.1} s | |");
+    Ok(())
+}
