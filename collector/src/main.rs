@@ -156,25 +156,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::CheckConfig { config } => {
             let cfg = CollectorConfig::load(&config)?;
             let t = Territory::load(cfg.territory, 0)?;
-            let r = &t.current().register;
             println!(
-                "{}: ok (register: {} comuni, {} sites, {} assets)",
+                "{}: ok (register: {})",
                 config.display(),
-                r.comuni.len(),
-                r.sites.len(),
-                r.assets.len()
+                t.current().register.summary()
             );
             Ok(())
         }
         Cmd::Register(RegisterCmd::Check { register }) => {
             let r = Register::load(&register)?;
-            println!(
-                "{}: ok ({} comuni, {} sites, {} assets)",
-                register.display(),
-                r.comuni.len(),
-                r.sites.len(),
-                r.assets.len()
-            );
+            println!("{}: ok ({})", register.display(), r.summary());
             Ok(())
         }
         Cmd::Register(RegisterCmd::Import(cmd)) => {

@@ -3,7 +3,7 @@
 //! `/metrics` and the API.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -119,8 +119,22 @@ build = 26200
 eol = "2099-10-12"
 "#;
 
+/// The scenario's register and catalog written out, and a collector using
+/// them; returns the register's path too.
+async fn scenario(reload_check_secs: u64) -> Result<(TestPki, TestCollector, PathBuf)> {
+    let pki = TestPki::new()?;
+    let register = write(pki.path(), "register.toml", REGISTER)?;
+    let catalog = write(pki.path(), "catalog.toml", CATALOG)?;
+    let c = TestCollector::start_with(&pki, &token_config(&register, &catalog, reload_check_secs))
+        .await?;
+    Ok((pki, c, register))
+}
+
+fn token_sha256() -> String {
+    campanile_proto::hex(ring::digest::digest(&ring::digest::SHA256, TOKEN.as_bytes()).as_ref())
+}
+
 fn token_config(register: &Path, catalog: &Path, reload_check_secs: u64) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, TOKEN.as_bytes());
     format!(
         r#"
         [territory]
@@ -133,7 +147,7 @@ fn token_config(register: &Path, catalog: &Path, reload_check_secs: u64) -> Stri
         "#,
         register.display(),
         catalog.display(),
-        campanile_proto::hex(digest.as_ref())
+        token_sha256()
     )
 }
 
@@ -145,10 +159,7 @@ async fn api(c: &TestCollector, path: &str) -> Result<serde_json::Value> {
 
 #[tokio::test]
 async fn planted_gaps_are_all_found_nothing_else_and_comuni_rank_by_score() -> Result<()> {
-    let pki = TestPki::new()?;
-    let register = write(pki.path(), "register.toml", REGISTER)?;
-    let catalog = write(pki.path(), "catalog.toml", CATALOG)?;
-    let c = TestCollector::start_with(&pki, &token_config(&register, &catalog, 3600)).await?;
+    let (pki, c, _) = scenario(3600).await?;
     let grpc = c.running.grpc_addr;
 
     let mut hosts = vec![
@@ -370,10 +381,7 @@ async fn planted_gaps_are_all_found_nothing_else_and_comuni_rank_by_score() -> R
 
 #[tokio::test]
 async fn api_refuses_requests_without_a_valid_token() -> Result<()> {
-    let pki = TestPki::new()?;
-    let register = write(pki.path(), "register.toml", REGISTER)?;
-    let catalog = write(pki.path(), "catalog.toml", CATALOG)?;
-    let c = TestCollector::start_with(&pki, &token_config(&register, &catalog, 3600)).await?;
+    let (pki, c, _) = scenario(3600).await?;
     for path in [
         "/api/v1/comuni",
         "/api/v1/gaps",
@@ -394,10 +402,9 @@ async fn api_refuses_requests_without_a_valid_token() -> Result<()> {
     assert_eq!(status, 200);
     c.stop().await?;
 
-    let digest = ring::digest::digest(&ring::digest::SHA256, TOKEN.as_bytes());
     let protected = format!(
         "[api]\nprotect_metrics = true\n[[api.tokens]]\nname = \"prom\"\nsha256 = \"{}\"\n",
-        campanile_proto::hex(digest.as_ref())
+        token_sha256()
     );
     let c = TestCollector::start_with(&pki, &protected).await?;
     let (status, _) = http_get_with(&c.metrics_url(), None).await?;
@@ -413,10 +420,7 @@ async fn api_refuses_requests_without_a_valid_token() -> Result<()> {
 
 #[tokio::test]
 async fn inventory_csv_is_well_formed_with_quotes_commas_and_accents() -> Result<()> {
-    let pki = TestPki::new()?;
-    let register = write(pki.path(), "register.toml", REGISTER)?;
-    let catalog = write(pki.path(), "catalog.toml", CATALOG)?;
-    let c = TestCollector::start_with(&pki, &token_config(&register, &catalog, 3600)).await?;
+    let (pki, c, _) = scenario(3600).await?;
     let mut odd = Host::healthy("borgo-small", "borgo-municipio");
     odd.memory_bytes = 2 * GIB;
     let mut report = odd.report();
@@ -466,11 +470,8 @@ async fn inventory_csv_is_well_formed_with_quotes_commas_and_accents() -> Result
 
 #[tokio::test]
 async fn register_change_takes_effect_and_an_invalid_one_is_refused() -> Result<()> {
-    let pki = TestPki::new()?;
-    let register = write(pki.path(), "register.toml", REGISTER)?;
-    let catalog = write(pki.path(), "catalog.toml", CATALOG)?;
     // Checked every second: the test waits on the file watch, not a timer.
-    let c = TestCollector::start_with(&pki, &token_config(&register, &catalog, 1)).await?;
+    let (_pki, c, register) = scenario(1).await?;
     let entries = |text: &str, kind: &str| {
         sample(
             text,

@@ -123,6 +123,16 @@ pub struct Register {
 }
 
 impl Register {
+    /// "4 comuni, 6 sites, 9 assets".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} comuni, {} sites, {} assets",
+            self.comuni.len(),
+            self.sites.len(),
+            self.assets.len()
+        )
+    }
+
     pub fn load(path: &Path) -> Result<Self, RegisterError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| RegisterError::Read {

@@ -32,7 +32,14 @@ const RUNS: usize = 5;
 fn report(i: usize, now_ms: i64) -> Report {
     let inventory = Inventory {
         hostname: Some(format!("PC-{i:05}")),
-        os_name: Some(if i % 3 == 0 { "Windows" } else { "Debian GNU/Linux" }.into()),
+        os_name: Some(
+            if i % 3 == 0 {
+                "Windows"
+            } else {
+                "Debian GNU/Linux"
+            }
+            .into(),
+        ),
         os_version: Some(if i % 3 == 0 { "10 (19045)" } else { "12" }.into()),
         os_edition: (i % 3 == 0).then(|| "Windows 10 Pro".into()),
         arch: Some("x86_64".into()),
@@ -48,7 +55,12 @@ fn report(i: usize, now_ms: i64) -> Report {
         nics: Some(NicList {
             items: vec![Nic {
                 name: "eth0".into(),
-                mac: Some(format!("52:54:00:{:02x}:{:02x}:{:02x}", i >> 16, (i >> 8) & 255, i & 255)),
+                mac: Some(format!(
+                    "52:54:00:{:02x}:{:02x}:{:02x}",
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                )),
                 addresses: vec![],
             }],
         }),
@@ -61,7 +73,11 @@ fn report(i: usize, now_ms: i64) -> Report {
         ..Default::default()
     };
     let fs = |n: usize| Filesystem {
-        mount_point: if n == 0 { "/".into() } else { format!("/data{n}") },
+        mount_point: if n == 0 {
+            "/".into()
+        } else {
+            format!("/data{n}")
+        },
         device: format!("/dev/sda{n}"),
         fs_type: "ext4".into(),
         size_bytes: 100 << 30,
@@ -275,9 +291,7 @@ fn main() -> Result<()> {
     println!("|---|---|---|");
     println!("| hosts / sites / comuni | {HOSTS} / {SITES} / {COMUNI} | |");
     println!("| series on /metrics | {} | |", series.len());
-    println!(
-        "| host series (max per host) | {host_series} ({max_per_host}) | ≤ 40 per host |"
-    );
+    println!("| host series (max per host) | {host_series} ({max_per_host}) | ≤ 40 per host |");
     println!("| site series / comune series | {site_series} / {comune_series} | |");
     println!(
         "| /metrics size | {:.1} MiB | |",
@@ -291,7 +305,10 @@ fn main() -> Result<()> {
         "| /api/v1/gaps ({gap_count} gaps) | {:.0} ms | |",
         median(gaps_ms)
     );
-    println!("| peak RSS of this process | {:.0} MiB | |", peak_rss_mib()?);
+    println!(
+        "| peak RSS of this process | {:.0} MiB | |",
+        peak_rss_mib()?
+    );
     println!("| (setup: 10,000 ingests) | {ingest_secs:.1} s | |");
     Ok(())
 }
