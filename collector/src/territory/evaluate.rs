@@ -360,9 +360,17 @@ pub fn evaluate(
         })
         .collect();
 
+    // A comune without sites is not (yet) served: the ISTAT list of a whole
+    // province can stay in the register without topping the ranking.
+    let served: std::collections::HashSet<&str> = register
+        .sites
+        .iter()
+        .map(|s| s.istat_code.as_str())
+        .collect();
     let comuni = register
         .comuni
         .iter()
+        .filter(|c| served.contains(c.istat_code.as_str()))
         .map(|c| {
             let mut counts = Counts::default();
             for s in sites
@@ -744,8 +752,10 @@ mod tests {
     #[test]
     fn a_comune_where_nothing_reports_scores_one() {
         let v = eval(&[]);
-        let due = v.comuni.iter().find(|c| c.istat_code == "000002").unwrap();
-        assert_eq!(due.gap_score, 1.0);
+        assert!(
+            v.comuni.iter().all(|c| c.istat_code != "000002"),
+            "a comune without sites is not scored"
+        );
         let uno = v.comuni.iter().find(|c| c.istat_code == "000001").unwrap();
         assert_eq!(uno.gap_score, 1.0, "all planned assets missing, no host");
         let v = eval(&[host("pc1", NOW - 1_000)]);

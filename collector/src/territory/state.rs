@@ -166,9 +166,12 @@ pub fn watch(
     .flatten()
     .cloned()
     .collect();
+    // Registered before returning: a SIGHUP that arrives once the collector
+    // has started is handled, never the default action (terminate).
+    let mut hup = hangup();
     tokio::spawn(async move {
-        let mut hup = hangup();
-        let mut tick = tokio::time::interval(every);
+        // The first check one period after start: the files were just read.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
