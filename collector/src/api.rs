@@ -247,10 +247,15 @@ async fn inventory_csv(State(s): State<HttpState>) -> Response {
 /// One row per host that is not stale, ordered by comune, site and host.
 pub fn planning_csv(snap: &Snapshot) -> Result<Vec<u8>, csv::Error> {
     let register = &snap.loaded.register;
+    let names: std::collections::HashMap<&str, &str> = register
+        .comuni
+        .iter()
+        .map(|c| (c.istat_code.as_str(), c.name.as_str()))
+        .collect();
     let comune_name = |code: &Option<String>| {
         code.as_deref()
-            .and_then(|c| register.comuni.iter().find(|x| x.istat_code == c))
-            .map(|c| c.name.clone())
+            .and_then(|c| names.get(c))
+            .map(|n| (*n).to_owned())
             .unwrap_or_default()
     };
     let mut rows: Vec<(&HostState, &HostView)> = snap
@@ -282,10 +287,7 @@ pub fn planning_csv(snap: &Snapshot) -> Result<Vec<u8>, csv::Error> {
             opt(&h.hostname),
             role,
             v.planned.to_string(),
-            serde_json::to_value(v.presence)
-                .ok()
-                .and_then(|p| p.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            v.presence.as_str().to_owned(),
             opt(&h.facts.vendor),
             opt(&h.facts.model),
             opt(&h.facts.serial),
@@ -306,8 +308,7 @@ pub fn planning_csv(snap: &Snapshot) -> Result<Vec<u8>, csv::Error> {
                 .unwrap_or_default(),
             num(v.age_years, 1),
             v.age_source
-                .and_then(|s| serde_json::to_value(s).ok())
-                .and_then(|s| s.as_str().map(str::to_owned))
+                .map(|s| s.as_str().to_owned())
                 .unwrap_or_default(),
             v.windows_11_capable
                 .map(|b| b.to_string())

@@ -27,6 +27,16 @@ pub enum Presence {
     Stale,
 }
 
+impl Presence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Offline => "offline",
+            Self::Stale => "stale",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct OsLifecycle {
     pub release_id: String,

@@ -20,6 +20,15 @@ pub enum AgeSource {
     FirstSeen,
 }
 
+impl AgeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bios => "bios",
+            Self::FirstSeen => "first_seen",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Assessment {
     pub shortfalls: Vec<(GapKind, String)>,
