@@ -4,7 +4,9 @@
 # agent for this machine with a 5 s interval, with the example territory
 # register from deploy/territory (this machine reports from Borgo Esempio's
 # town hall as an unplanned host; the assets planned there are missing).
-# Ctrl-C stops both.
+# Probes stay on loopback: the register's WAN and device addresses are
+# rewritten to 127.0.0.x, and the agent's auto-detected gateway and DNS
+# targets are off. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +35,12 @@ if [ ! -f "$DEMO/agent/agent.pem" ]; then
   echo "$SITE" > "$DEMO/agent/.site"
 fi
 
+# The example register with every WAN and device address on loopback: the
+# demo probes nothing but this machine. (Regenerated at each start; edit it
+# while the demo runs to see a reload.)
+sed -E -e 's/^(wan_address|address) = "[^"]*"/\1 = "127.0.0.1"/' \
+  deploy/territory/register.toml > "$DEMO/register.toml"
+
 cat > "$DEMO/collector.toml" <<TOML
 # Demo collector (written by scripts/demo.sh; paths relative to this file).
 [grpc]
@@ -46,8 +54,12 @@ key_path = "pki/server.key"
 [store]
 path = "campanile.db"
 [territory]
-register_path = "../deploy/territory/register.toml"
+register_path = "register.toml"
 reload_check_secs = 2
+[probes]
+plan_refresh_secs = 5
+[probes.wan]
+interval_secs = 10
 [[api.tokens]]
 name = "demo"
 sha256 = "$TOKEN_SHA256"
@@ -65,6 +77,15 @@ cert_path = "agent/agent.pem"
 key_path = "agent/agent.key"
 [collect]
 interval_secs = 5
+[probes]
+# Demo only: never probe this machine's real gateway or resolvers. Real
+# installs leave auto_gateway and auto_dns on (the default).
+auto_gateway = false
+auto_dns = false
+# The collector is on 127.0.0.1; its HTTP port stands in for "the centre".
+[[probes.tcp]]
+name = "centre"
+address = "127.0.0.1:9471"
 TOML
 
 "$BIN/campanile-collector" check-config "$DEMO/collector.toml"
@@ -99,7 +120,8 @@ cat <<MSG
     gaps:     curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:9471/api/v1/gaps
     comuni:   curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:9471/api/v1/comuni
     planning: curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:9471/api/v1/inventory.csv
-    register: edit deploy/territory/register.toml; the collector reloads it within 2 s
+    reach:    curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:9471/api/v1/reachability?site=$SITE
+    register: edit $DEMO/register.toml; the collector reloads it within 2 s
     one-shot: $BIN/campanile-agent once --config $DEMO/agent.toml
   Press Ctrl-C to stop both.
 

@@ -1,7 +1,11 @@
 //! Agent configuration: TOML parsed, then validated into [`AgentConfig`].
 //! Relative paths resolve against the config file's directory.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use campanile_probe::{IcmpSpec, valid_target_name};
 
 use campanile_proto::identity;
 use serde::Deserialize;
@@ -18,6 +22,8 @@ struct RawConfig {
     collect: CollectConfig,
     #[serde(default)]
     queue: QueueConfig,
+    #[serde(default)]
+    probes: RawProbes,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,10 +100,326 @@ impl Default for QueueConfig {
     }
 }
 
+/// `[probes]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawProbes {
+    enabled: bool,
+    auto_gateway: bool,
+    auto_dns: bool,
+    auto_collector: bool,
+    icmp_count: u32,
+    icmp_interval_ms: u64,
+    icmp_timeout_ms: u64,
+    tcp_timeout_ms: u64,
+    dns_timeout_ms: u64,
+    dns_resolvers: Vec<String>,
+    max_duty_devices: usize,
+    icmp: Vec<RawIcmpTarget>,
+    tcp: Vec<RawTcpTarget>,
+    dns: Vec<RawDnsTarget>,
+}
+
+impl Default for RawProbes {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            auto_gateway: true,
+            auto_dns: true,
+            auto_collector: true,
+            icmp_count: 5,
+            icmp_interval_ms: 200,
+            icmp_timeout_ms: 1000,
+            tcp_timeout_ms: 3000,
+            dns_timeout_ms: 2000,
+            dns_resolvers: Vec::new(),
+            max_duty_devices: 32,
+            icmp: Vec::new(),
+            tcp: Vec::new(),
+            dns: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIcmpTarget {
+    name: String,
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTcpTarget {
+    name: String,
+    /// "host:port" or "[v6]:port".
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDnsTarget {
+    name: String,
+    query: String,
+    /// "ip" or "ip:port"; default: the first resolver of the host.
+    resolver: Option<String>,
+    #[serde(default)]
+    ipv6: bool,
+}
+
+/// Target names the agent gives the targets it finds by itself.
+pub const AUTO_TARGETS: &[&str] = &["gateway", "gateway6", "dns1", "dns2", "dns3", "collector"];
+
+/// Configured targets, all kinds together: they become label values on the
+/// collector, so they are few.
+pub const MAX_CONFIGURED_TARGETS: usize = 16;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IcmpTarget {
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpTarget {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsTarget {
+    pub name: String,
+    pub query: String,
+    pub resolver: Option<SocketAddr>,
+    pub ipv6: bool,
+}
+
+/// Validated `[probes]`: what the agent measures of its links each cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    pub enabled: bool,
+    /// Ping the default gateways (IPv4 and IPv6) from the routing table.
+    pub auto_gateway: bool,
+    /// Ping the host's DNS resolvers (or `dns_resolvers`).
+    pub auto_dns: bool,
+    /// Ping the collector's host.
+    pub auto_collector: bool,
+    pub icmp: IcmpSpec,
+    pub tcp_timeout: Duration,
+    pub dns_timeout: Duration,
+    /// Resolvers to use instead of the host's own; empty = the host's.
+    pub dns_resolvers: Vec<SocketAddr>,
+    pub max_duty_devices: usize,
+    pub icmp_targets: Vec<IcmpTarget>,
+    pub tcp_targets: Vec<TcpTarget>,
+    pub dns_targets: Vec<DnsTarget>,
+}
+
+impl ProbeConfig {
+    /// Probes off: what tests and `once` without a config use.
+    pub fn disabled() -> Self {
+        let mut p = Self::from_raw(RawProbes::default(), Path::new(""), u32::MAX)
+            .unwrap_or_else(|_| unreachable!("the defaults are valid"));
+        p.enabled = false;
+        p
+    }
+
+    /// The longest one probe cycle can take.
+    pub fn max_duration(&self) -> Duration {
+        self.icmp
+            .max_duration()
+            .max(self.tcp_timeout)
+            .max(self.dns_timeout)
+    }
+
+    fn from_raw(raw: RawProbes, path: &Path, interval_secs: u32) -> Result<Self, ConfigError> {
+        let invalid =
+            |field: &'static str, reason: String| ConfigError::invalid(path, field, reason);
+        if raw.icmp_count == 0 || raw.icmp_count > 100 {
+            return Err(invalid(
+                "probes.icmp_count",
+                "must be between 1 and 100".into(),
+            ));
+        }
+        for (field, v) in [
+            ("probes.icmp_interval_ms", raw.icmp_interval_ms),
+            ("probes.icmp_timeout_ms", raw.icmp_timeout_ms),
+            ("probes.tcp_timeout_ms", raw.tcp_timeout_ms),
+            ("probes.dns_timeout_ms", raw.dns_timeout_ms),
+        ] {
+            if v == 0 || v > 60_000 {
+                return Err(invalid(field, "must be between 1 and 60000".into()));
+            }
+        }
+        if raw.max_duty_devices > 64 {
+            return Err(invalid("probes.max_duty_devices", "at most 64".into()));
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut check_name = |field: &'static str, name: &str| -> Result<(), ConfigError> {
+            if !valid_target_name(name) {
+                return Err(invalid(
+                    field,
+                    format!("target name {name:?} must be 1-32 of [a-z0-9_-]"),
+                ));
+            }
+            if AUTO_TARGETS.contains(&name) || names.iter().any(|n| n == name) {
+                return Err(invalid(
+                    field,
+                    format!("target name {name:?} is used twice (or is one of {AUTO_TARGETS:?})"),
+                ));
+            }
+            names.push(name.to_owned());
+            Ok(())
+        };
+        let mut icmp_targets = Vec::new();
+        for t in &raw.icmp {
+            check_name("probes.icmp.name", &t.name)?;
+            if t.address.trim().is_empty() {
+                return Err(invalid(
+                    "probes.icmp.address",
+                    format!("target {:?} has no address", t.name),
+                ));
+            }
+            icmp_targets.push(IcmpTarget {
+                name: t.name.clone(),
+                address: t.address.trim().to_owned(),
+            });
+        }
+        let mut tcp_targets = Vec::new();
+        for t in &raw.tcp {
+            check_name("probes.tcp.name", &t.name)?;
+            let (host, port) = split_host_port(&t.address).ok_or_else(|| {
+                invalid(
+                    "probes.tcp.address",
+                    format!("target {:?}: {:?} is not host:port", t.name, t.address),
+                )
+            })?;
+            tcp_targets.push(TcpTarget {
+                name: t.name.clone(),
+                host,
+                port,
+            });
+        }
+        let mut dns_targets = Vec::new();
+        for t in &raw.dns {
+            check_name("probes.dns.name", &t.name)?;
+            if t.query.trim().is_empty() || t.query.len() > 253 {
+                return Err(invalid(
+                    "probes.dns.query",
+                    format!("target {:?}: the query must be a DNS name", t.name),
+                ));
+            }
+            let resolver = match &t.resolver {
+                None => None,
+                Some(r) => Some(parse_resolver(r).ok_or_else(|| {
+                    invalid(
+                        "probes.dns.resolver",
+                        format!("target {:?}: {r:?} is not an IP or IP:port", t.name),
+                    )
+                })?),
+            };
+            dns_targets.push(DnsTarget {
+                name: t.name.clone(),
+                query: t.query.trim().to_owned(),
+                resolver,
+                ipv6: t.ipv6,
+            });
+        }
+        if names.len() > MAX_CONFIGURED_TARGETS {
+            return Err(invalid(
+                "probes",
+                format!(
+                    "{} targets configured; at most {MAX_CONFIGURED_TARGETS}",
+                    names.len()
+                ),
+            ));
+        }
+        let dns_resolvers = raw
+            .dns_resolvers
+            .iter()
+            .map(|r| {
+                parse_resolver(r).ok_or_else(|| {
+                    invalid(
+                        "probes.dns_resolvers",
+                        format!("{r:?} is not an IP or IP:port"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if dns_resolvers.len() > 3 {
+            return Err(invalid("probes.dns_resolvers", "at most 3".into()));
+        }
+        let probes = Self {
+            enabled: raw.enabled,
+            auto_gateway: raw.auto_gateway,
+            auto_dns: raw.auto_dns,
+            auto_collector: raw.auto_collector,
+            icmp: IcmpSpec {
+                count: raw.icmp_count,
+                interval: Duration::from_millis(raw.icmp_interval_ms),
+                timeout: Duration::from_millis(raw.icmp_timeout_ms),
+            },
+            tcp_timeout: Duration::from_millis(raw.tcp_timeout_ms),
+            dns_timeout: Duration::from_millis(raw.dns_timeout_ms),
+            dns_resolvers,
+            max_duty_devices: raw.max_duty_devices,
+            icmp_targets,
+            tcp_targets,
+            dns_targets,
+        };
+        // Probes run inside the cycle; they must end well before the next.
+        let budget = Duration::from_secs(u64::from(interval_secs)) * 3 / 4;
+        if probes.enabled && probes.max_duration() > budget {
+            return Err(invalid(
+                "probes",
+                format!(
+                    "one probe cycle can take {} ms, more than 3/4 of collect.interval_secs ({} ms): fewer ICMP packets or shorter timeouts",
+                    probes.max_duration().as_millis(),
+                    budget.as_millis()
+                ),
+            ));
+        }
+        Ok(probes)
+    }
+}
+
+/// "192.0.2.53", "192.0.2.53:5353", "2001:db8::53", "[2001:db8::53]:53".
+pub fn parse_resolver(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(sa) = text.parse::<SocketAddr>() {
+        return Some(sa);
+    }
+    text.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 53))
+}
+
+/// "host:port", "192.0.2.1:443", "[2001:db8::1]:22".
+fn split_host_port(text: &str) -> Option<(String, u16)> {
+    let text = text.trim();
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:")?;
+        (host, port)
+    } else {
+        let (host, port) = text.rsplit_once(':')?;
+        if host.contains(':') {
+            return None; // a bare IPv6 address needs brackets
+        }
+        (host, port)
+    };
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    (!host.is_empty()).then(|| (host.to_owned(), port))
+}
+
 /// Where and how to reach the collector.
 #[derive(Debug, Clone)]
 pub struct CollectorEndpoint {
     pub endpoint: String,
+    /// The endpoint's host (name or IP), probed as the "collector" target.
+    pub host: String,
     pub server_name: String,
     pub ca_cert_path: PathBuf,
     pub cert_path: PathBuf,
@@ -113,6 +435,7 @@ pub struct AgentConfig {
     pub collector: CollectorEndpoint,
     pub collect: CollectConfig,
     pub queue: QueueConfig,
+    pub probes: ProbeConfig,
 }
 
 impl AgentConfig {
@@ -135,7 +458,7 @@ impl AgentConfig {
         };
         let host = host_of(rest)
             .ok_or_else(|| invalid("collector.endpoint", format!("{endpoint:?} has no host")))?;
-        let server_name = raw.collector.server_name.unwrap_or(host);
+        let server_name = raw.collector.server_name.unwrap_or_else(|| host.clone());
         let c = &raw.collect;
         if c.interval_secs == 0 || c.interval_secs > 86_400 {
             return Err(invalid(
@@ -152,11 +475,13 @@ impl AgentConfig {
         if raw.collector.request_timeout_secs == 0 || raw.collector.connect_timeout_secs == 0 {
             return Err(invalid("collector", "timeouts must be positive".into()));
         }
+        let probes = ProbeConfig::from_raw(raw.probes, path, c.interval_secs)?;
         let base = loader::base_dir(path);
         Ok(Self {
             host_id: raw.identity.host_id,
             collector: CollectorEndpoint {
                 endpoint,
+                host,
                 server_name,
                 ca_cert_path: base.join(raw.collector.ca_cert_path),
                 cert_path: base.join(raw.collector.cert_path),
@@ -166,6 +491,7 @@ impl AgentConfig {
             },
             collect: raw.collect,
             queue: raw.queue,
+            probes,
         })
     }
 }
@@ -216,6 +542,77 @@ mod tests {
         assert_eq!(c.collector.cert_path, Path::new("/etc/c/agent.pem"));
         let c = AgentConfig::parse(&cfg("https://[::1]:9470"), Path::new("a.toml")).unwrap();
         assert_eq!(c.collector.server_name, "::1");
+    }
+
+    #[test]
+    fn probe_defaults_are_on_with_auto_targets() {
+        let c = AgentConfig::parse(&cfg("https://x:1"), Path::new("a.toml")).unwrap();
+        assert!(
+            c.probes.enabled
+                && c.probes.auto_gateway
+                && c.probes.auto_dns
+                && c.probes.auto_collector
+        );
+        assert_eq!(c.probes.icmp.count, 5);
+    }
+
+    #[test]
+    fn parses_probe_targets() {
+        let text = cfg("https://x:1")
+            + r#"
+            [probes]
+            dns_resolvers = ["192.0.2.53", "[2001:db8::53]:5353"]
+            [[probes.icmp]]
+            name = "router"
+            address = "192.168.1.1"
+            [[probes.tcp]]
+            name = "centre-web"
+            address = "[2001:db8::80]:443"
+            [[probes.dns]]
+            name = "resolve-centre"
+            query = "portal.cst.example"
+            "#;
+        let c = AgentConfig::parse(&text, Path::new("a.toml")).unwrap();
+        assert_eq!(c.probes.dns_resolvers[1].to_string(), "[2001:db8::53]:5353");
+        assert_eq!(c.probes.dns_resolvers[0].port(), 53);
+        assert_eq!(c.probes.tcp_targets[0].host, "2001:db8::80");
+        assert_eq!(c.probes.tcp_targets[0].port, 443);
+        assert_eq!(c.probes.dns_targets[0].resolver, None);
+    }
+
+    #[test]
+    fn rejects_bad_probe_targets() {
+        for (extra, needle) in [
+            (
+                "[[probes.icmp]]\nname = \"Router 1\"\naddress = \"192.0.2.1\"",
+                "[a-z0-9_-]",
+            ),
+            (
+                "[[probes.icmp]]\nname = \"gateway\"\naddress = \"192.0.2.1\"",
+                "used twice",
+            ),
+            (
+                "[[probes.tcp]]\nname = \"web\"\naddress = \"2001:db8::1:443\"",
+                "host:port",
+            ),
+            (
+                "[[probes.tcp]]\nname = \"web\"\naddress = \"host:0\"",
+                "host:port",
+            ),
+            (
+                "[[probes.dns]]\nname = \"r\"\nquery = \"x.example\"\nresolver = \"dns.example\"",
+                "IP or IP:port",
+            ),
+            ("[probes]\nicmp_count = 0", "icmp_count"),
+            (
+                "[probes]\nicmp_count = 100\nicmp_interval_ms = 1000",
+                "3/4 of collect.interval_secs",
+            ),
+        ] {
+            let text = format!("{}\n{extra}\n", cfg("https://x:1"));
+            let e = AgentConfig::parse(&text, Path::new("a.toml")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+        }
     }
 
     #[test]

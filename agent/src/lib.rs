@@ -17,8 +17,9 @@ use campanile_proto::v1::{AgentStats, Report};
 use tokio::time::Instant;
 
 use collect::HostCollector;
+use collect::probe::Prober;
 pub use config::AgentConfig;
-use config::CollectConfig;
+use config::{CollectConfig, ProbeConfig};
 use queue::ReportQueue;
 use report::ReportBuilder;
 use transport::{Backoff, SendError, Transport};
@@ -40,20 +41,41 @@ pub fn now_ms() -> i64 {
 }
 
 /// Collects one report without sending it (`campanile-agent once`). Takes
-/// two CPU samples a moment apart so the CPU figure is real.
-pub fn collect_once(host_id: &str, cfg: &CollectConfig) -> Report {
+/// two CPU samples a moment apart so the CPU figure is real; runs the
+/// probes meanwhile when they are on.
+pub async fn collect_once(
+    host_id: &str,
+    cfg: &CollectConfig,
+    probes: &ProbeConfig,
+    collector_host: &str,
+) -> Report {
     let mut collector = HostCollector::new(cfg.clone());
     collector.prime();
-    std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(250)));
+    let pause =
+        tokio::time::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(250)));
+    let probe_results = async {
+        if probes.enabled {
+            Some(
+                Prober::new(probes.clone(), collector_host.to_owned())
+                    .run()
+                    .await,
+            )
+        } else {
+            None
+        }
+    };
+    let ((), probe_results) = tokio::join!(pause, probe_results);
     let health = collector.health();
     let inventory = collector.inventory();
-    ReportBuilder::new(host_id.to_owned()).build(
+    let mut report = ReportBuilder::new(host_id.to_owned()).build(
         now_ms(),
         cfg.interval_secs,
         health,
         inventory,
         None,
-    )
+    );
+    report.probes = probe_results;
+    report
 }
 
 /// What happened to the queue in one send attempt.
@@ -76,6 +98,9 @@ pub struct Agent {
     interval: Duration,
     send_failures_total: u64,
     invalid_dropped_total: u64,
+    /// Opened at the first cycle (it needs the runtime); `None` while
+    /// probes are off.
+    prober: Option<Prober>,
 }
 
 impl Agent {
@@ -97,6 +122,7 @@ impl Agent {
             interval,
             send_failures_total: 0,
             invalid_dropped_total: 0,
+            prober: None,
             cfg,
         })
     }
@@ -114,8 +140,16 @@ impl Agent {
         self.queue.batch(usize::MAX)
     }
 
-    /// Collects one report and queues it.
-    pub fn collect(&mut self) {
+    /// Collects one report, with this cycle's probes, and queues it.
+    pub async fn collect(&mut self) {
+        let probes = if self.cfg.probes.enabled {
+            let prober = self.prober.get_or_insert_with(|| {
+                Prober::new(self.cfg.probes.clone(), self.cfg.collector.host.clone())
+            });
+            Some(prober.run().await)
+        } else {
+            None
+        };
         let health = self.collector.health();
         let inventory = self.collector.inventory();
         let stats = AgentStats {
@@ -128,9 +162,15 @@ impl Agent {
                 .map_or(0, |t| u64::try_from((now_ms() - t) / 1000).unwrap_or(0)),
         };
         let secs = u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX);
-        let report = self
+        let mut report = self
             .builder
             .build(now_ms(), secs, health, inventory, Some(stats));
+        report.probes = probes;
+        report.probe_duty_sha256 = self
+            .prober
+            .as_ref()
+            .map(Prober::duty_sha256)
+            .unwrap_or_default();
         self.enqueue(report);
     }
 
@@ -161,6 +201,12 @@ impl Agent {
                         if d.send_full_inventory {
                             tracing::info!("collector asked for the full inventory");
                             self.builder.resend_full_inventory();
+                        }
+                        if let Some(duty) = d.probe_duty {
+                            match &mut self.prober {
+                                Some(p) => p.set_duty(duty),
+                                None => tracing::debug!("probe duty ignored: probes are off"),
+                            }
                         }
                         if d.interval_secs > 0
                             && u64::from(d.interval_secs) != self.interval.as_secs()
@@ -234,7 +280,7 @@ impl Agent {
             }
             let now = Instant::now();
             if now >= next_collect {
-                self.collect();
+                self.collect().await;
                 next_collect += self.interval;
                 if next_collect < now {
                     // We fell behind (suspend, slow send): skip missed cycles.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use campanile_agent::config::{AgentConfig, CollectConfig};
+use campanile_agent::config::{AgentConfig, CollectConfig, ProbeConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -81,14 +81,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Once { config } => {
-            let (host_id, collect) = match config {
+            let (host_id, collect, probes, collector_host) = match config {
                 Some(p) => {
                     let cfg = AgentConfig::load(&p)?;
-                    (cfg.host_id, cfg.collect)
+                    (cfg.host_id, cfg.collect, cfg.probes, cfg.collector.host)
                 }
-                None => ("unconfigured".to_owned(), CollectConfig::default()),
+                // Without a config there is no collector, and no consent to
+                // send packets anywhere: probes stay off.
+                None => (
+                    "unconfigured".to_owned(),
+                    CollectConfig::default(),
+                    ProbeConfig::disabled(),
+                    String::new(),
+                ),
             };
-            let report = campanile_agent::collect_once(&host_id, &collect);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = rt.block_on(campanile_agent::collect_once(
+                &host_id,
+                &collect,
+                &probes,
+                &collector_host,
+            ));
             let json = serde_json::to_string_pretty(&report)?;
             // `once | head` must not panic when the reader goes away.
             match writeln!(std::io::stdout().lock(), "{json}") {

@@ -53,6 +53,8 @@ impl ReportBuilder {
             inventory_sha256: hash.to_vec(),
             inventory: send_full.then_some(inventory),
             agent_stats: stats,
+            probes: None,
+            probe_duty_sha256: Vec::new(),
         }
     }
 

@@ -4,6 +4,8 @@
 //! - `GET /comuni` — every comune with its gap score and counts, worst first
 //! - `GET /comuni/{istat_code}` — one comune: its sites, hosts and missing assets
 //! - `GET /hosts/{host_id}` — one host: state, gaps, inventory, change history
+//! - `GET /reachability` — every site's state (dark, line up...), its WAN
+//!   probe, its probe targets and its agentless devices (`?site=`)
 //! - `GET /gaps` — every concrete gap with its reason (`?kind=`, `?istat_code=`, `?site=`)
 //! - `GET /inventory.csv` — one row per host, for planning purchases
 
@@ -25,6 +27,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/comuni/{istat_code}", get(comune))
         .route("/hosts/{host_id}", get(host))
         .route("/gaps", get(gaps))
+        .route("/reachability", get(reachability))
         .route("/inventory.csv", get(inventory_csv))
 }
 
@@ -116,6 +119,11 @@ struct HostDetail {
     inventory: Option<campanile_proto::v1::Inventory>,
     inventory_updated_ms: Option<i64>,
     changes: Vec<Change>,
+    /// The latest report's probe results: gateway, resolvers, collector,
+    /// configured targets and the devices of its probe duty.
+    probes: Option<campanile_proto::v1::Probes>,
+    /// Devices this host probes for the collector (as of the last plan).
+    probe_duty: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -152,6 +160,13 @@ async fn host(State(s): State<HttpState>, Path(host_id): Path<String>) -> Respon
             interval_secs: h.interval_secs,
             agent_version: h.agent_version.clone(),
             health: h.health.clone(),
+            probes: h.probes.clone(),
+            probe_duty: s
+                .reach
+                .plan()
+                .duty_of(&host_id)
+                .map(|d| d.devices.iter().map(|d| d.device.clone()).collect())
+                .unwrap_or_default(),
             inventory_updated_ms: stored.0.as_ref().map(|s| s.updated_ms),
             inventory: stored.0.map(|s| s.inventory),
             changes: stored
@@ -166,6 +181,74 @@ async fn host(State(s): State<HttpState>, Path(host_id): Path<String>) -> Respon
                 .collect(),
         })
         .into_response()
+    })
+    .await
+    .unwrap_or_else(|r| r)
+}
+
+#[derive(Deserialize)]
+struct SiteFilter {
+    site: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SiteReach {
+    site: String,
+    istat_code: Option<String>,
+    state: &'static str,
+    hosts_up: u64,
+    hosts_silent: u64,
+    wan: Option<crate::reach::wan::WanSite>,
+    targets: Vec<TargetReach>,
+    devices: Vec<crate::reach::aggregate::DeviceSummary>,
+}
+
+#[derive(Serialize)]
+struct TargetReach {
+    target: String,
+    hosts: u32,
+    success_ratio: Option<f64>,
+    loss_ratio: Option<f64>,
+    rtt_seconds: Option<f64>,
+}
+
+async fn reachability(State(s): State<HttpState>, Query(f): Query<SiteFilter>) -> Response {
+    s.with_snapshot(move |s, snap| {
+        let probes = snap.site_probes(&s.reach.config.targets);
+        let wan = s.reach.wan();
+        let sites: Vec<SiteReach> = snap
+            .view
+            .sites
+            .iter()
+            .filter(|v| f.site.as_ref().is_none_or(|x| *x == v.id))
+            .map(|v| SiteReach {
+                site: v.id.clone(),
+                istat_code: v.istat_code.clone(),
+                state: crate::reach::classify::classify(&v.counts, wan.site_up(&v.id)).as_str(),
+                hosts_up: v.counts.reporting,
+                hosts_silent: v.counts.offline,
+                wan: wan.sites.get(&v.id).cloned(),
+                targets: probes
+                    .targets
+                    .iter()
+                    .filter(|((site, _), _)| *site == v.id)
+                    .map(|((_, target), t)| TargetReach {
+                        target: target.clone(),
+                        hosts: t.hosts,
+                        success_ratio: t.success_ratio(),
+                        loss_ratio: t.loss_ratio(),
+                        rtt_seconds: t.rtt_seconds(),
+                    })
+                    .collect(),
+                devices: probes
+                    .devices
+                    .iter()
+                    .filter(|d| d.site == v.id)
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
+        Json(sites).into_response()
     })
     .await
     .unwrap_or_else(|r| r)

@@ -17,10 +17,11 @@ use axum::routing::get;
 use crate::config::{ApiConfig, ExpositionConfig};
 use crate::exposition::{self, Scrape};
 use crate::ingest::now_ms;
-use crate::store::{HostState, Store, StoreError};
+use crate::reach::Reach;
+pub use crate::snapshot::Snapshot;
+use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
-use crate::territory::evaluate::{self, View};
-use crate::territory::state::{Loaded, Territory};
+use crate::territory::state::Territory;
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -29,36 +30,14 @@ pub struct HttpState {
     pub exposition: ExpositionConfig,
     pub territory: Arc<Territory>,
     pub api: Arc<ApiConfig>,
-}
-
-/// The hosts and the territory evaluated over them, at one instant.
-pub struct Snapshot {
-    pub hosts: Vec<HostState>,
-    pub view: View,
-    pub loaded: Arc<Loaded>,
-    pub now_ms: i64,
+    pub reach: Arc<Reach>,
 }
 
 impl HttpState {
     /// Reads every host and evaluates the territory (blocking: run it on
     /// `spawn_blocking`).
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let hosts = self.store.host_states()?;
-        let loaded = self.territory.current();
-        let now = now_ms();
-        let view = evaluate::evaluate(
-            &loaded.register,
-            &loaded.catalog,
-            self.territory.config(),
-            &hosts,
-            now,
-        );
-        Ok(Snapshot {
-            hosts,
-            view,
-            loaded,
-            now_ms: now,
-        })
+        Snapshot::take(&self.store, &self.territory, now_ms())
     }
 
     /// Runs `f` over a fresh snapshot off the async threads; store errors and
@@ -70,14 +49,7 @@ impl HttpState {
         let s = self.clone();
         match tokio::task::spawn_blocking(move || s.snapshot().map(|snap| f(&s, snap))).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the store");
-                Err((
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("store error: {e}\n"),
-                )
-                    .into_response())
-            }
+            Ok(Err(e)) => Err(store_error(e)),
             Err(e) => Err((
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("task failed: {e}\n"),
@@ -85,6 +57,15 @@ impl HttpState {
                 .into_response()),
         }
     }
+}
+
+fn store_error(e: StoreError) -> Response {
+    tracing::error!(error = %e, "cannot read the store");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("store error: {e}\n"),
+    )
+        .into_response()
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -147,7 +128,9 @@ fn unauthorized(reason: &str) -> Response {
 async fn metrics(State(s): State<HttpState>) -> Response {
     let rendered = s
         .with_snapshot(|s, snap| {
-            exposition::render(
+            let counters = s.store.probe_counters()?;
+            let probes = snap.site_probes(&s.reach.config.targets);
+            Ok::<_, StoreError>(exposition::render(
                 &Scrape {
                     hosts: &snap.hosts,
                     view: &snap.view,
@@ -155,14 +138,18 @@ async fn metrics(State(s): State<HttpState>) -> Response {
                     reload: &s.territory.status(),
                     now_ms: snap.now_ms,
                     store_size_bytes: s.store.size_bytes(),
+                    probes: &probes,
+                    probe_counters: &counters,
+                    wan: &s.reach.wan(),
                 },
                 &s.exposition,
                 &s.telemetry,
-            )
+            ))
         })
         .await;
     match rendered {
-        Ok(body) => (
+        Ok(Err(e)) => store_error(e),
+        Ok(Ok(body)) => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,

@@ -10,6 +10,8 @@ use campanile_proto::v1::{DeliverRequest, DeliverResponse, Directives};
 use tonic::{Request, Response, Status};
 
 use crate::config::Limits;
+use crate::reach::Reach;
+use crate::store::ProbeCounting;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use crate::tls::PeerInfo;
@@ -19,14 +21,21 @@ pub struct IngestService {
     store: Arc<Store>,
     limits: Limits,
     telemetry: Arc<Telemetry>,
+    reach: Arc<Reach>,
 }
 
 impl IngestService {
-    pub fn new(store: Arc<Store>, limits: Limits, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        limits: Limits,
+        telemetry: Arc<Telemetry>,
+        reach: Arc<Reach>,
+    ) -> Self {
         Self {
             store,
             limits,
             telemetry,
+            reach,
         }
     }
 
@@ -86,8 +95,22 @@ impl Ingest for IngestService {
         }
         let store = self.store.clone();
         let id = identity.clone();
-        let result =
-            tokio::task::spawn_blocking(move || store.ingest(&id, &body.reports, now)).await;
+        let (plan, reach) = (self.reach.plan(), self.reach.clone());
+        let held_duty = body
+            .reports
+            .last()
+            .map(|r| r.probe_duty_sha256.clone())
+            .unwrap_or_default();
+        let result = tokio::task::spawn_blocking(move || {
+            let counting = ProbeCounting {
+                // The register's site when the plan knows the host; a new
+                // host counts for its certificate's site until then.
+                site: plan.site_of(&id.host_id).unwrap_or(&id.site),
+                targets: &reach.config.targets,
+            };
+            store.ingest(&id, &body.reports, now, &counting)
+        })
+        .await;
         let outcome = match result {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {
@@ -109,6 +132,12 @@ impl Ingest for IngestService {
         self.telemetry
             .reports_duplicate
             .inc_by(outcome.duplicates as u64);
+        if outcome.ignored_probe_results > 0 {
+            self.telemetry
+                .probe_results_ignored
+                .inc_by(outcome.ignored_probe_results as u64);
+            tracing::debug!(host = %identity.host_id, ignored = outcome.ignored_probe_results, "probe results for targets not in probes.targets ignored");
+        }
         self.telemetry
             .ingest_duration
             .observe(started.elapsed().as_secs_f64());
@@ -124,6 +153,7 @@ impl Ingest for IngestService {
             directives: Some(Directives {
                 interval_secs: 0,
                 send_full_inventory: outcome.need_full_inventory,
+                probe_duty: self.reach.plan().directive(&identity.host_id, &held_duty),
             }),
         }))
     }

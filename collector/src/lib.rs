@@ -12,6 +12,8 @@ pub mod http;
 pub mod ingest;
 pub mod inventory_diff;
 pub mod pki;
+pub mod reach;
+pub mod snapshot;
 pub mod store;
 pub mod telemetry;
 pub mod territory;
@@ -61,11 +63,13 @@ pub struct Running {
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
     pub territory: Arc<Territory>,
+    pub reach: Arc<reach::Reach>,
     shutdown: watch::Sender<bool>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     http: JoinHandle<std::io::Result<()>>,
     accept: JoinHandle<()>,
-    watcher: JoinHandle<()>,
+    /// Territory watcher, probe planner, WAN prober.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// Opens the store, binds both ports and starts serving.
@@ -102,10 +106,12 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         Duration::from_secs(cfg.handshake_timeout_secs),
         telemetry.clone(),
     );
+    let reach = Arc::new(reach::Reach::new(cfg.probes.clone()));
     let service = IngestServer::new(ingest::IngestService::new(
         store.clone(),
         cfg.limits.clone(),
         telemetry.clone(),
+        reach.clone(),
     ))
     .max_decoding_message_size(cfg.max_message_bytes);
     let mut grpc_rx = rx.clone();
@@ -124,8 +130,27 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         exposition: cfg.exposition.clone(),
         territory: territory.clone(),
         api: Arc::new(cfg.api.clone()),
+        reach: reach.clone(),
     });
-    let watcher = territory::state::watch(territory.clone(), rx.clone(), ingest::now_ms);
+    let mut tasks = vec![
+        territory::state::watch(territory.clone(), rx.clone(), ingest::now_ms),
+        reach::plan::spawn_planner(
+            reach.clone(),
+            store.clone(),
+            territory.clone(),
+            ingest::now_ms,
+            rx.clone(),
+        ),
+    ];
+    if cfg.probes.wan.enabled {
+        tasks.push(reach::wan::spawn(
+            reach.clone(),
+            territory.clone(),
+            cfg.probes.wan.clone(),
+            ingest::now_ms,
+            rx.clone(),
+        ));
+    }
     let mut http_rx = rx;
     let http = tokio::spawn(async move {
         axum::serve(http_listener, app)
@@ -141,11 +166,12 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         store,
         telemetry,
         territory,
+        reach,
         shutdown,
         grpc,
         http,
         accept,
-        watcher,
+        tasks,
     })
 }
 
@@ -168,7 +194,9 @@ impl Running {
         self.accept.abort();
         let grpc = self.grpc.await;
         let http = self.http.await;
-        let _ = self.watcher.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
         let serve_err = |what, message: String| CollectorError::Serve { what, message };
         grpc.map_err(|e| serve_err("gRPC", e.to_string()))?
             .map_err(|e| serve_err("gRPC", e.to_string()))?;

@@ -10,6 +10,7 @@ pub struct Telemetry {
     pub requests_rejected: IntCounterVec,
     pub handshake_failures: IntCounterVec,
     pub ingest_duration: Histogram,
+    pub probe_results_ignored: IntCounter,
 }
 
 /// Reasons a request is refused; pre-registered so every series exists from
@@ -70,6 +71,11 @@ impl Telemetry {
             ]),
         )
         .expect("valid metric");
+        let probe_results_ignored = IntCounter::new(
+            "campanile_probe_results_ignored_total",
+            "Probe results ignored because their target is not in probes.targets.",
+        )
+        .expect("valid metric");
         for r in REJECT_REASONS {
             requests_rejected.with_label_values(&[r]);
         }
@@ -82,6 +88,7 @@ impl Telemetry {
             Box::new(requests_rejected.clone()),
             Box::new(handshake_failures.clone()),
             Box::new(ingest_duration.clone()),
+            Box::new(probe_results_ignored.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -92,6 +99,7 @@ impl Telemetry {
             requests_rejected,
             handshake_failures,
             ingest_duration,
+            probe_results_ignored,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Checks a delivered batch before anything is stored. Every refusal says
 //! which report and why, so a technician can act on the agent's log line.
 
-use campanile_proto::identity::HostIdentity;
-use campanile_proto::v1::{DeliverRequest, Health, Inventory, Report};
+use campanile_proto::identity::{HostIdentity, validate_id};
+use campanile_proto::v1::{DeliverRequest, Health, Inventory, Probes, Report};
 
 use crate::config::Limits;
 
@@ -116,6 +116,15 @@ fn report(r: &Report, limits: &Limits, now_ms: i64) -> Result<(), String> {
     }
     if let Some(inv) = &r.inventory {
         inventory(inv, limits)?;
+    }
+    if let Some(p) = &r.probes {
+        probes(p, limits)?;
+    }
+    if !r.probe_duty_sha256.is_empty() && r.probe_duty_sha256.len() != 32 {
+        return Err(format!(
+            "probe_duty_sha256 has {} bytes, expected 32 or none",
+            r.probe_duty_sha256.len()
+        ));
     }
     Ok(())
 }
@@ -233,6 +242,92 @@ fn inventory(inv: &Inventory, limits: &Limits) -> Result<(), String> {
     Ok(())
 }
 
+/// Results of each kind one report may carry (own targets plus duty).
+pub const MAX_PROBE_RESULTS: usize = 64;
+
+fn probes(p: &Probes, limits: &Limits) -> Result<(), String> {
+    if let Some(reason) = &p.icmp_unavailable {
+        text("icmp_unavailable", reason, limits)?;
+    }
+    for (kind, n) in [
+        ("icmp", p.icmp.len()),
+        ("tcp", p.tcp.len()),
+        ("dns", p.dns.len()),
+    ] {
+        if n > MAX_PROBE_RESULTS {
+            return Err(format!(
+                "{n} {kind} probe results; at most {MAX_PROBE_RESULTS}"
+            ));
+        }
+    }
+    for r in &p.icmp {
+        let who = owner("icmp", &r.target, &r.device)?;
+        text("probe address", &r.address, limits)?;
+        if r.lost > r.sent || r.sent > 1000 {
+            return Err(format!(
+                "{who}: {} lost of {} sent (at most 1000 per cycle, lost <= sent)",
+                r.lost, r.sent
+            ));
+        }
+        for (name, v) in [
+            ("rtt_min_seconds", r.rtt_min_seconds),
+            ("rtt_avg_seconds", r.rtt_avg_seconds),
+            ("rtt_max_seconds", r.rtt_max_seconds),
+            ("rtt_stddev_seconds", r.rtt_stddev_seconds),
+        ] {
+            if let Some(v) = v {
+                seconds(&who, name, v)?;
+            }
+        }
+        if let Some(e) = &r.error {
+            text("probe error", e, limits)?;
+        }
+    }
+    for r in &p.tcp {
+        let who = owner("tcp", &r.target, &r.device)?;
+        text("probe address", &r.address, limits)?;
+        seconds(&who, "seconds", r.seconds)?;
+        if let Some(e) = &r.error {
+            text("probe error", e, limits)?;
+        }
+    }
+    for r in &p.dns {
+        let who = owner("dns", &r.target, "")?;
+        text("dns probe name", &r.name, limits)?;
+        text("dns probe resolver", &r.resolver, limits)?;
+        seconds(&who, "seconds", r.seconds)?;
+        if let Some(e) = &r.error {
+            text("probe error", e, limits)?;
+        }
+    }
+    Ok(())
+}
+
+/// "icmp target gateway" / "tcp device printer-1"; exactly one must be set.
+fn owner(kind: &str, target: &str, device: &str) -> Result<String, String> {
+    match (target.is_empty(), device.is_empty()) {
+        (false, true) if campanile_probe::valid_target_name(target) => {
+            Ok(format!("{kind} target {target}"))
+        }
+        (false, true) => Err(format!(
+            "{kind} probe target {target:?} is not 1-32 of [a-z0-9_-]"
+        )),
+        (true, false) => validate_id("device", device)
+            .map(|()| format!("{kind} device {device}"))
+            .map_err(|e| format!("{kind} probe: {e}")),
+        _ => Err(format!(
+            "{kind} probe result must name exactly one of target and device"
+        )),
+    }
+}
+
+fn seconds(who: &str, name: &str, v: f64) -> Result<(), String> {
+    if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {
+        return Err(format!("{who}: {name} {v} is not between 0 and 3600"));
+    }
+    Ok(())
+}
+
 fn not_above(a: &str, av: Option<u64>, b: &str, bv: Option<u64>) -> Result<(), String> {
     match (av, bv) {
         (Some(x), Some(y)) if x > y => Err(format!("{a} {x} > {b} {y}")),
@@ -314,7 +409,40 @@ mod tests {
             collected_at_ms: 1_700_000_000_000 + 3_600_000,
             ..ok_report()
         };
+        let probe = |p: Probes| Report {
+            probes: Some(p),
+            ..ok_report()
+        };
+        let icmp = |target: &str, device: &str, sent, lost| Probes {
+            icmp: vec![campanile_proto::v1::IcmpResult {
+                target: target.into(),
+                device: device.into(),
+                sent,
+                lost,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut slow = icmp("gateway", "", 5, 0);
+        slow.icmp[0].rtt_avg_seconds = Some(f64::INFINITY);
+        let bad_hash = Report {
+            probe_duty_sha256: vec![1; 5],
+            ..ok_report()
+        };
         for (r, needle) in [
+            (probe(icmp("gateway", "", 5, 6)), "6 lost of 5 sent"),
+            (
+                probe(icmp("", "", 5, 0)),
+                "exactly one of target and device",
+            ),
+            (
+                probe(icmp("gw", "router-1", 5, 0)),
+                "exactly one of target and device",
+            ),
+            (probe(icmp("Gateway 1", "", 5, 0)), "not 1-32 of"),
+            (probe(icmp("", "Router 1", 5, 0)), "icmp probe"),
+            (probe(slow), "rtt_avg_seconds inf"),
+            (bad_hash, "probe_duty_sha256"),
             (nan, "load1"),
             (neg_cpu, "cpu_usage_ratio"),
             (fs, "available 11 > size 10"),

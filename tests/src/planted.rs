@@ -104,6 +104,8 @@ impl Host<'_> {
                 ..Default::default()
             }),
             agent_stats: None,
+            probes: None,
+            probe_duty_sha256: Vec::new(),
         }
     }
 }

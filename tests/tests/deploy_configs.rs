@@ -27,6 +27,43 @@ fn example_agent_config_parses() -> Result<()> {
     let a = AgentConfig::load(&deploy("agent.toml"))?;
     assert_eq!(a.collector.server_name, "collector.cst.example");
     assert_eq!(a.collect.interval_secs, 60);
+    // Real installs probe their own links by default.
+    assert!(a.probes.enabled && a.probes.auto_gateway && a.probes.auto_dns);
+    // Every example target is a name the example collector counts.
+    let c = CollectorConfig::load(&deploy("collector.toml"))?;
+    let names = a
+        .probes
+        .icmp_targets
+        .iter()
+        .map(|t| &t.name)
+        .chain(a.probes.tcp_targets.iter().map(|t| &t.name))
+        .chain(a.probes.dns_targets.iter().map(|t| &t.name));
+    for n in names {
+        assert!(
+            c.probes.targets.contains(n),
+            "{n} not in the collector's probes.targets"
+        );
+    }
+    for auto in campanile_agent::config::AUTO_TARGETS {
+        assert!(c.probes.targets.contains(*auto), "{auto}");
+    }
+    Ok(())
+}
+
+#[test]
+fn systemd_units_grant_cap_net_raw_and_nothing_else() -> Result<()> {
+    for unit in ["campanile-agent.service", "campanile-collector.service"] {
+        let text = std::fs::read_to_string(deploy(&format!("systemd/{unit}")))?;
+        let values = |key: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_owned())
+                .collect()
+        };
+        assert_eq!(values("AmbientCapabilities="), ["CAP_NET_RAW"], "{unit}");
+        assert_eq!(values("CapabilityBoundingSet="), ["CAP_NET_RAW"], "{unit}");
+        assert_eq!(values("NoNewPrivileges="), ["yes"], "{unit}");
+    }
     Ok(())
 }
 
@@ -51,6 +88,7 @@ fn example_register_loads_and_the_collector_config_points_at_it() -> Result<()> 
         "territory/register.toml",
     ))?;
     assert!(r.comuni.len() >= 3 && r.sites.len() >= 5 && r.assets.len() >= 5);
+    assert!(r.devices.iter().any(|d| d.tcp_port.is_some()));
     let c = CollectorConfig::load(&deploy("collector.toml"))?;
     assert_eq!(
         c.territory.register_path.as_deref(),

@@ -14,7 +14,7 @@ async fn agent_report_shows_in_metrics_with_collected_values() -> Result<()> {
     let mut agent =
         Agent::new(pki.agent_config("pc-01", "municipio-a", collector.running.grpc_addr, 60)?)?;
 
-    agent.collect();
+    agent.collect().await;
     let sent = agent.queued().remove(0);
     assert_eq!(agent.send().await, SendOutcome::Drained);
 
@@ -91,10 +91,10 @@ async fn second_report_with_unchanged_inventory_carries_only_the_hash() -> Resul
     let mut agent =
         Agent::new(pki.agent_config("pc-02", "site-b", collector.running.grpc_addr, 60)?)?;
 
-    agent.collect();
+    agent.collect().await;
     let first = agent.queued().remove(0);
     assert_eq!(agent.send().await, SendOutcome::Drained);
-    agent.collect();
+    agent.collect().await;
     let second = agent.queued().remove(0);
     assert_eq!(agent.send().await, SendOutcome::Drained);
 
@@ -153,7 +153,7 @@ async fn hosts_and_inventory_survive_a_collector_restart() -> Result<()> {
     let collector = TestCollector::start_at(&pki, &db).await?;
     let mut agent =
         Agent::new(pki.agent_config("pc-04", "site-d", collector.running.grpc_addr, 60)?)?;
-    agent.collect();
+    agent.collect().await;
     assert_eq!(agent.send().await, SendOutcome::Drained);
     let before = collector.running.store.inventory("pc-04")?.expect("stored");
     collector.stop().await?;
@@ -177,7 +177,7 @@ async fn hosts_and_inventory_survive_a_collector_restart() -> Result<()> {
     // and the collector does not ask for the inventory again.
     let mut agent =
         Agent::new(pki.agent_config("pc-04", "site-d", collector.running.grpc_addr, 60)?)?;
-    agent.collect();
+    agent.collect().await;
     assert_eq!(agent.send().await, SendOutcome::Drained);
     collector.stop().await?;
     Ok(())

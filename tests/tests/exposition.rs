@@ -55,6 +55,7 @@ async fn send_awkward_report(pki: &TestPki, c: &TestCollector) -> Result<()> {
             ..Default::default()
         }),
         agent_stats: None,
+        ..Default::default()
     };
     Transport::new(&cfg.collector)?
         .deliver(vec![report])
@@ -69,7 +70,7 @@ async fn awkward_text_still_gives_valid_unique_exposition() -> Result<()> {
     let c = TestCollector::start(&pki).await?;
     send_awkward_report(&pki, &c).await?;
     let mut agent = Agent::new(pki.agent_config("real-pc", "site-r", c.running.grpc_addr, 60)?)?;
-    agent.collect();
+    agent.collect().await;
     assert_eq!(agent.send().await, SendOutcome::Drained);
 
     let text = c.metrics().await?;
@@ -107,7 +108,7 @@ async fn real_prometheus_scrapes_the_collector() -> Result<()> {
     send_awkward_report(&pki, &c).await?;
     let mut agent =
         Agent::new(pki.agent_config("scraped-pc", "site-s", c.running.grpc_addr, 60)?)?;
-    agent.collect();
+    agent.collect().await;
     assert_eq!(agent.send().await, SendOutcome::Drained);
 
     let prom = TestPrometheus::start(c.running.http_addr)?;

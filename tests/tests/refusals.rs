@@ -18,7 +18,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 /// A valid agent still gets through.
 async fn valid_agent_still_delivers(pki: &TestPki, c: &TestCollector) -> Result<()> {
     let mut agent = Agent::new(pki.agent_config("good-pc", "site-ok", c.running.grpc_addr, 60)?)?;
-    agent.collect();
+    agent.collect().await;
     match agent.send().await {
         SendOutcome::Drained => Ok(()),
         other => bail!("valid agent could not deliver after a refusal: {other:?}"),

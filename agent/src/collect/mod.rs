@@ -7,6 +7,7 @@ mod filesystem;
 mod inventory;
 mod memory;
 mod network;
+pub mod probe;
 mod system;
 
 use campanile_proto::v1::{Health, Inventory};

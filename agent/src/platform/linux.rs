@@ -233,6 +233,44 @@ pub fn failed_units() -> Option<FailedUnits> {
     })
 }
 
+/// Default gateways from the kernel's routing tables.
+pub fn default_gateways() -> Option<super::netconf::Gateways> {
+    use super::netconf;
+    let v4 = fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| netconf::ipv4_default_gateway(&t))
+        .map(|ip| campanile_probe::Address::new(ip.into()));
+    let v6 = fs::read_to_string("/proc/net/ipv6_route")
+        .ok()
+        .and_then(|t| netconf::ipv6_default_gateway(&t))
+        .map(|(ip, dev)| campanile_probe::Address {
+            ip: ip.into(),
+            // Only link-local next hops need the interface.
+            scope_id: if ip.is_unicast_link_local() {
+                read_u64(format!("/sys/class/net/{dev}/ifindex"))
+                    .and_then(|i| u32::try_from(i).ok())
+                    .unwrap_or(0)
+            } else {
+                0
+            },
+        });
+    Some(netconf::Gateways { v4, v6 })
+}
+
+/// The resolvers the host uses. When resolv.conf names only
+/// systemd-resolved's local stub, its upstream servers are the ones worth
+/// probing.
+pub fn dns_resolvers() -> Option<Vec<campanile_probe::Address>> {
+    use super::netconf;
+    let etc = netconf::resolv_conf_nameservers(&fs::read_to_string("/etc/resolv.conf").ok()?);
+    if !etc.is_empty() && etc.iter().all(netconf::is_local_stub) {
+        if let Ok(t) = fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+            return Some(netconf::resolv_conf_nameservers(&t));
+        }
+    }
+    Some(etc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

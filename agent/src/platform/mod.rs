@@ -11,6 +11,8 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::*;
 
+pub mod netconf;
+
 #[cfg(not(target_os = "linux"))]
 mod other;
 #[cfg(not(target_os = "linux"))]

@@ -42,3 +42,11 @@ pub fn process_count() -> Option<u32> {
 pub fn failed_units() -> Option<FailedUnits> {
     None
 }
+/// Gateways and resolvers come from the routing table and resolver config,
+/// not read on this platform yet: configure probe targets explicitly.
+pub fn default_gateways() -> Option<super::netconf::Gateways> {
+    None
+}
+pub fn dns_resolvers() -> Option<Vec<campanile_probe::Address>> {
+    None
+}

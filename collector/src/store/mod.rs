@@ -8,15 +8,17 @@
 //! `tokio::task::spawn_blocking`.
 
 mod facts;
+mod probes;
 mod schema;
 
 pub use facts::{Facts, iso_date, parse_date};
+pub use probes::{ProbeCounter, ProbeCounting};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use campanile_proto::identity::HostIdentity;
-use campanile_proto::v1::{AgentStats, Health, Inventory, Report};
+use campanile_proto::v1::{AgentStats, Health, Inventory, Probes, Report};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -52,6 +54,8 @@ pub struct IngestOutcome {
     pub duplicates: usize,
     /// The collector does not hold the inventory whose hash the agent sent.
     pub need_full_inventory: bool,
+    /// Probe results naming a target the collector does not count.
+    pub ignored_probe_results: usize,
 }
 
 /// Current state of one host, as `/metrics` needs it.
@@ -73,12 +77,40 @@ pub struct HostState {
     pub facts: Facts,
     pub health: Option<Health>,
     pub agent_stats: Option<AgentStats>,
+    /// The latest report's probe results; `None` when probes are off.
+    pub probes: Option<Probes>,
+    /// ProbeDuty.sha256 the host said it holds; empty = none.
+    pub probe_duty_sha256: Vec<u8>,
 }
 
 /// A host is up while its last report is younger than this many intervals.
 pub const UP_INTERVALS: i64 = 3;
 
 impl HostState {
+    /// A host that has just reported, with nothing else known: the start of
+    /// scenarios in tests and benchmarks.
+    pub fn reported(host_id: &str, site: &str, at_ms: i64) -> Self {
+        Self {
+            host_id: host_id.into(),
+            site: site.into(),
+            first_seen_ms: at_ms,
+            last_report_ms: at_ms,
+            last_collected_ms: at_ms,
+            interval_secs: 60,
+            agent_version: "test".into(),
+            hostname: None,
+            os_name: None,
+            os_version: None,
+            kernel: None,
+            arch: None,
+            facts: Facts::default(),
+            health: None,
+            agent_stats: None,
+            probes: None,
+            probe_duty_sha256: Vec::new(),
+        }
+    }
+
     pub fn is_up(&self, now_ms: i64) -> bool {
         now_ms - self.last_report_ms < UP_INTERVALS * i64::from(self.interval_secs.max(1)) * 1000
     }
@@ -162,6 +194,7 @@ impl Store {
         identity: &HostIdentity,
         reports: &[Report],
         received_ms: i64,
+        counting: &ProbeCounting<'_>,
     ) -> Result<IngestOutcome, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(|e| self.err(e))?;
@@ -191,16 +224,19 @@ impl Store {
             let stored_hash = cursor.as_ref().and_then(|c| c.2.clone());
             let health = report.health.as_ref().map(Message::encode_to_vec);
             let stats = report.agent_stats.as_ref().map(Message::encode_to_vec);
+            let probes = report.probes.as_ref().map(Message::encode_to_vec);
             tx.execute(
                 "INSERT INTO hosts (host_id, site, first_seen_ms, last_report_ms, last_collected_ms,
-                                    interval_secs, epoch, last_seq, agent_version, health, agent_stats)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                    interval_secs, epoch, last_seq, agent_version, health, agent_stats,
+                                    probes, probe_duty_sha256)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT(host_id) DO UPDATE SET
                     site = excluded.site, last_report_ms = excluded.last_report_ms,
                     last_collected_ms = excluded.last_collected_ms,
                     interval_secs = excluded.interval_secs, epoch = excluded.epoch,
                     last_seq = excluded.last_seq, agent_version = excluded.agent_version,
-                    health = excluded.health, agent_stats = excluded.agent_stats",
+                    health = excluded.health, agent_stats = excluded.agent_stats,
+                    probes = excluded.probes, probe_duty_sha256 = excluded.probe_duty_sha256",
                 params![
                     identity.host_id,
                     identity.site,
@@ -212,9 +248,15 @@ impl Store {
                     report.agent_version,
                     health,
                     stats,
+                    probes,
+                    report.probe_duty_sha256,
                 ],
             )
             .map_err(|e| self.err(e))?;
+            if let Some(p) = &report.probes {
+                out.ignored_probe_results +=
+                    probes::count(&tx, counting, p).map_err(|e| self.err(e))?;
+            }
             let mut new_hash = stored_hash;
             if let Some(inv) = &report.inventory {
                 self.store_inventory(
@@ -319,7 +361,7 @@ impl Store {
                 "SELECT host_id, site, first_seen_ms, last_report_ms, last_collected_ms, interval_secs,
                         agent_version, hostname, os_name, os_version, kernel, arch, health, agent_stats,
                         os_edition, serial, macs, vendor, model, cpu_model, cpu_cores,
-                        memory_total_bytes, system_disk_bytes, bios_date
+                        memory_total_bytes, system_disk_bytes, bios_date, probes, probe_duty_sha256
                  FROM hosts ORDER BY host_id",
             )
             .map_err(|e| self.err(e))?;
@@ -353,17 +395,21 @@ impl Store {
                         },
                         health: None,
                         agent_stats: None,
+                        probes: None,
+                        probe_duty_sha256: r.get::<_, Option<Vec<u8>>>(25)?.unwrap_or_default(),
                     },
                     r.get::<_, Option<Vec<u8>>>(12)?,
                     r.get::<_, Option<Vec<u8>>>(13)?,
+                    r.get::<_, Option<Vec<u8>>>(24)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (mut state, health, stats) = row.map_err(|e| self.err(e))?;
+            let (mut state, health, stats, probes) = row.map_err(|e| self.err(e))?;
             state.health = self.decode(&state.host_id, "health", health)?;
             state.agent_stats = self.decode(&state.host_id, "agent stats", stats)?;
+            state.probes = self.decode(&state.host_id, "probes", probes)?;
             out.push(state);
         }
         Ok(out)
@@ -430,6 +476,12 @@ impl Store {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Every site's probe counters, by site then target.
+    pub fn probe_counters(&self) -> Result<Vec<ProbeCounter>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        probes::counters(&conn).map_err(|e| self.err(e))
     }
 
     /// A cheap read that proves the store answers (for `/healthz`).

@@ -60,6 +60,21 @@ pub fn migrations() -> Migrations<'static> {
              ALTER TABLE hosts ADD COLUMN bios_date TEXT;",
             backfill_facts,
         ),
+        // 3: network probes. The latest results of each host, the probe
+        // duty it holds, and per-site counters that only grow.
+        M::up(
+            "ALTER TABLE hosts ADD COLUMN probes BLOB;   -- campanile.v1.Probes
+             ALTER TABLE hosts ADD COLUMN probe_duty_sha256 BLOB;
+             CREATE TABLE probe_counters (
+                site            TEXT NOT NULL,
+                target          TEXT NOT NULL,
+                packets_sent    INTEGER NOT NULL,
+                packets_lost    INTEGER NOT NULL,
+                checks          INTEGER NOT NULL,
+                check_failures  INTEGER NOT NULL,
+                PRIMARY KEY (site, target)
+             ) STRICT, WITHOUT ROWID;",
+        ),
     ])
 }
 

@@ -656,7 +656,6 @@ fn human_duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Facts;
 
     const DAY_MS: i64 = 86_400_000;
     const NOW: i64 = 1_795_000_000_000;
@@ -688,21 +687,9 @@ mod tests {
 
     fn host(id: &str, last_report_ms: i64) -> HostState {
         HostState {
-            host_id: id.into(),
-            site: "uno".into(),
             first_seen_ms: NOW - 30 * DAY_MS,
-            last_report_ms,
-            last_collected_ms: last_report_ms,
-            interval_secs: 60,
-            agent_version: "t".into(),
             hostname: Some(id.to_uppercase()),
-            os_name: None,
-            os_version: None,
-            kernel: None,
-            arch: None,
-            facts: Facts::default(),
-            health: None,
-            agent_stats: None,
+            ..HostState::reported(id, "uno", last_report_ms)
         }
     }
 

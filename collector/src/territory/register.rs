@@ -33,6 +33,24 @@ struct RawRegister {
     site: Vec<RawSite>,
     #[serde(default)]
     asset: Vec<RawAsset>,
+    #[serde(default)]
+    device: Vec<RawDevice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    id: Spanned<String>,
+    site: Spanned<String>,
+    address: Spanned<String>,
+    #[serde(default = "default_device_kind")]
+    kind: Spanned<String>,
+    name: Option<String>,
+    tcp_port: Option<Spanned<u32>>,
+}
+
+fn default_device_kind() -> Spanned<String> {
+    Spanned::new(0..0, "other".into())
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +103,35 @@ pub const ASSET_ROLES: &[&str] = &[
     "other",
 ];
 
+pub const DEVICE_KINDS: &[&str] = &[
+    "router",
+    "switch",
+    "firewall",
+    "access_point",
+    "printer",
+    "ups",
+    "camera",
+    "other",
+];
+
+/// Agentless devices one site may list: agents on duty probe them all each
+/// cycle, so the number stays small.
+pub const MAX_DEVICES_PER_SITE: usize = 32;
+
+/// An agentless device (router, switch, printer) that agents of its site
+/// probe on the collector's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub site: String,
+    /// IP literal or host name, as the agents will resolve it.
+    pub address: String,
+    pub kind: String,
+    pub name: Option<String>,
+    /// Probe by TCP connect to this port instead of ICMP echo.
+    pub tcp_port: Option<u16>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comune {
     /// ISTAT code: six digits, the national identifier of a comune.
@@ -120,16 +167,18 @@ pub struct Register {
     pub comuni: Vec<Comune>,
     pub sites: Vec<Site>,
     pub assets: Vec<PlannedAsset>,
+    pub devices: Vec<Device>,
 }
 
 impl Register {
-    /// "4 comuni, 6 sites, 9 assets".
+    /// "4 comuni, 6 sites, 9 assets, 2 devices".
     pub fn summary(&self) -> String {
         format!(
-            "{} comuni, {} sites, {} assets",
+            "{} comuni, {} sites, {} assets, {} devices",
             self.comuni.len(),
             self.sites.len(),
-            self.assets.len()
+            self.assets.len(),
+            self.devices.len()
         )
     }
 
@@ -306,12 +355,92 @@ impl Register {
                 name: a.name,
             });
         }
+        let mut devices = Vec::with_capacity(raw.device.len());
+        let mut device_ids = HashSet::new();
+        let mut per_site: std::collections::HashMap<String, usize> = Default::default();
+        for d in raw.device {
+            let id = d.id.get_ref();
+            validate_id("device", id).map_err(|e| err(d.id.span(), e.to_string()))?;
+            if !device_ids.insert(id.clone()) {
+                return Err(err(d.id.span(), format!("device {id} is listed twice")));
+            }
+            let site = d.site.get_ref();
+            if !site_ids.contains(site) {
+                return Err(err(
+                    d.site.span(),
+                    format!("device {id}: site {site} is not in the register"),
+                ));
+            }
+            let n = per_site.entry(site.clone()).or_default();
+            *n += 1;
+            if *n > MAX_DEVICES_PER_SITE {
+                return Err(err(
+                    d.id.span(),
+                    format!("site {site} lists more than {MAX_DEVICES_PER_SITE} devices"),
+                ));
+            }
+            if !DEVICE_KINDS.contains(&d.kind.get_ref().as_str()) {
+                return Err(err(
+                    d.kind.span(),
+                    format!(
+                        "device {id}: kind {:?} is not one of {}",
+                        d.kind.get_ref(),
+                        DEVICE_KINDS.join(", ")
+                    ),
+                ));
+            }
+            let address = d.address.get_ref().trim();
+            if !valid_device_address(address) {
+                return Err(err(
+                    d.address.span(),
+                    format!("device {id}: address {address:?} is not an IP address or host name"),
+                ));
+            }
+            let tcp_port = match &d.tcp_port {
+                Some(p) => Some(
+                    u16::try_from(*p.get_ref())
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| {
+                            err(p.span(), format!("device {id}: tcp_port must be 1-65535"))
+                        })?,
+                ),
+                None => None,
+            };
+            devices.push(Device {
+                id: id.clone(),
+                site: site.clone(),
+                address: address.to_owned(),
+                kind: d.kind.into_inner(),
+                name: d
+                    .name
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty()),
+                tcp_port,
+            });
+        }
         Ok(Self {
             comuni,
             sites,
             assets,
+            devices,
         })
     }
+}
+
+/// An IP literal, or a DNS host name (letters, digits, '-', '.').
+fn valid_device_address(a: &str) -> bool {
+    if a.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    (1..=253).contains(&a.len())
+        && a.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Short, lower-case host name: "PC-01.comune.local" -> "pc-01".
@@ -423,5 +552,58 @@ mac = "AA-BB-CC-00-11-22"
             format!("{OK}\n[[asset]]\nsite = \"borgo-municipio\"\nhostname = \"pc-segreteria\"\n");
         let e = Register::parse(&twice, "t").unwrap_err().to_string();
         assert!(e.contains("already planned"), "{e}");
+    }
+
+    #[test]
+    fn parses_devices_and_refuses_bad_ones_with_their_line() {
+        let with = |d: &str| format!("{OK}\n[[device]]\n{d}\n");
+        let r = Register::parse(
+            &with("id = \"router-municipio\"\nsite = \"borgo-municipio\"\naddress = \"192.0.2.1\"\nkind = \"router\""),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(r.devices[0].id, "router-municipio");
+        assert_eq!(r.devices[0].tcp_port, None);
+        let r = Register::parse(
+            &with("id = \"stampante\"\nsite = \"borgo-municipio\"\naddress = \"printer-1.borgo.local\"\nkind = \"printer\"\ntcp_port = 9100"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(r.devices[0].tcp_port, Some(9100));
+        for (device, needle) in [
+            (
+                "id = \"r\"\nsite = \"nowhere\"\naddress = \"192.0.2.1\"",
+                "not in the register",
+            ),
+            (
+                "id = \"r\"\nsite = \"borgo-municipio\"\naddress = \"not an address!\"",
+                "not an IP address or host name",
+            ),
+            (
+                "id = \"r\"\nsite = \"borgo-municipio\"\naddress = \"192.0.2.1\"\nkind = \"toaster\"",
+                "kind",
+            ),
+            (
+                "id = \"r\"\nsite = \"borgo-municipio\"\naddress = \"192.0.2.1\"\ntcp_port = 70000",
+                "tcp_port",
+            ),
+            (
+                "id = \"R 1\"\nsite = \"borgo-municipio\"\naddress = \"192.0.2.1\"",
+                "device",
+            ),
+        ] {
+            let e = Register::parse(&with(device), "t").unwrap_err().to_string();
+            assert!(e.contains(needle), "{device}: {e}");
+            assert!(e.contains(", line 2"), "{device}: {e}");
+        }
+        let twice = with(
+            "id = \"r\"\nsite = \"borgo-municipio\"\naddress = \"192.0.2.1\"\n[[device]]\nid = \"r\"\nsite = \"borgo-municipio\"\naddress = \"192.0.2.2\"",
+        );
+        assert!(
+            Register::parse(&twice, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("listed twice")
+        );
     }
 }

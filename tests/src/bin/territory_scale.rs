@@ -2,6 +2,8 @@
 //! 500 sites and 100 comuni (each host with 6 filesystems and 2 interfaces,
 //! the per-host maximum), a register planning most of them, then
 //! - series on `/metrics`, per host and for the site and comune aggregates,
+//!   with every host probing its gateway, resolver and the collector and
+//!   two agentless devices per site (reachability series),
 //! - time to read the store, evaluate the territory and render `/metrics`,
 //! - time to build `/api/v1/gaps`,
 //! - the process's peak memory.
@@ -12,16 +14,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use campanile_collector::config::{ApiConfig, ExpositionConfig, TerritoryConfig};
+use campanile_collector::config::{ApiConfig, ExpositionConfig, ProbesConfig, TerritoryConfig};
 use campanile_collector::exposition::{self, Scrape};
 use campanile_collector::http::HttpState;
-use campanile_collector::store::Store;
+use campanile_collector::reach::aggregate;
+use campanile_collector::reach::{Reach, WanState};
+use campanile_collector::store::{ProbeCounting, Store};
 use campanile_collector::telemetry::Telemetry;
 use campanile_collector::territory::evaluate;
 use campanile_collector::territory::state::Territory;
 use campanile_proto::identity::HostIdentity;
 use campanile_proto::v1::{
-    Disk, DiskList, Dmi, Filesystem, Health, Inventory, NetInterface, Nic, NicList, Report,
+    Disk, DiskList, Dmi, Filesystem, Health, IcmpResult, Inventory, NetInterface, Nic, NicList,
+    Probes, Report, TcpResult,
 };
 
 const HOSTS: usize = 10_000;
@@ -118,7 +123,43 @@ fn report(i: usize, now_ms: i64) -> Report {
             ..Default::default()
         }),
         agent_stats: None,
+        probes: Some(probes(i)),
+        probe_duty_sha256: Vec::new(),
     }
+}
+
+/// What a real agent's cycle looks like: ICMP to the gateway, a resolver
+/// and the collector; the site's two devices for the agent on duty.
+fn probes(i: usize) -> Probes {
+    let icmp = |target: &str, device: &str| IcmpResult {
+        target: target.into(),
+        device: device.into(),
+        address: "192.0.2.1".into(),
+        sent: 5,
+        lost: u32::from(i % 10 == 0),
+        rtt_min_seconds: Some(0.001),
+        rtt_avg_seconds: Some(0.002),
+        rtt_max_seconds: Some(0.004),
+        rtt_stddev_seconds: Some(0.001),
+        error: None,
+    };
+    let mut out = Probes {
+        icmp: vec![icmp("gateway", ""), icmp("dns1", ""), icmp("collector", "")],
+        tcp: vec![TcpResult {
+            target: "centre".into(),
+            address: "192.0.2.80:443".into(),
+            success: true,
+            seconds: 0.02,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    if i < SITES {
+        let s = i % SITES;
+        out.icmp.push(icmp("", &format!("router-{s:03}")));
+        out.icmp.push(icmp("", &format!("switch-{s:03}")));
+    }
+    out
 }
 
 /// 100 comuni of 5 sites; 9,800 hosts planned (by serial, MAC or hostname
@@ -134,7 +175,9 @@ fn register() -> String {
     }
     for s in 0..SITES {
         out += &format!(
-            "[[site]]\nid = \"site-{s:03}\"\ncomune = \"{:06}\"\nname = \"Sede {s}\"\nkind = \"town_hall\"\n\n",
+            "[[site]]\nid = \"site-{s:03}\"\ncomune = \"{:06}\"\nname = \"Sede {s}\"\nkind = \"town_hall\"\nwan_address = \"192.0.2.1\"\n\n\
+             [[device]]\nid = \"router-{s:03}\"\nsite = \"site-{s:03}\"\naddress = \"192.0.2.1\"\nkind = \"router\"\n\n\
+             [[device]]\nid = \"switch-{s:03}\"\nsite = \"site-{s:03}\"\naddress = \"192.0.2.2\"\nkind = \"switch\"\n\n",
             900_000 + s / (SITES / COMUNI)
         );
     }
@@ -182,10 +225,16 @@ fn main() -> Result<()> {
     std::fs::write(&register_path, register())?;
     let store = Arc::new(Store::open(&dir.path().join("campanile.db"))?);
     let now = campanile_agent::now_ms();
+    let probes_cfg = ProbesConfig::default();
     let started = Instant::now();
     for i in 0..HOSTS {
-        let id = HostIdentity::new(&format!("pc-{i:05}"), &format!("site-{:03}", i % SITES))?;
-        store.ingest(&id, &[report(i, now)], now)?;
+        let site = format!("site-{:03}", i % SITES);
+        let id = HostIdentity::new(&format!("pc-{i:05}"), &site)?;
+        let counting = ProbeCounting {
+            site: &site,
+            targets: &probes_cfg.targets,
+        };
+        store.ingest(&id, &[report(i, now)], now, &counting)?;
     }
     let ingest_secs = started.elapsed().as_secs_f64();
 
@@ -202,6 +251,7 @@ fn main() -> Result<()> {
         exposition: ExpositionConfig::default(),
         territory: territory.clone(),
         api: Arc::new(ApiConfig::default()),
+        reach: Arc::new(Reach::new(probes_cfg.clone())),
     };
 
     let (mut read_ms, mut eval_ms, mut render_ms, mut gaps_ms) = (vec![], vec![], vec![], vec![]);
@@ -219,6 +269,9 @@ fn main() -> Result<()> {
             &hosts,
             now,
         );
+        let probes =
+            aggregate::aggregate(&view, &hosts, &loaded.register, &probes_cfg.targets, now);
+        let counters = store.probe_counters()?;
         let t2 = Instant::now();
         text = exposition::render(
             &Scrape {
@@ -228,6 +281,9 @@ fn main() -> Result<()> {
                 reload: &territory.status(),
                 now_ms: now,
                 store_size_bytes: store.size_bytes(),
+                probes: &probes,
+                probe_counters: &counters,
+                wan: &WanState::default(),
             },
             &state.exposition,
             &state.telemetry,
@@ -258,6 +314,14 @@ fn main() -> Result<()> {
     let comune_series = series
         .iter()
         .filter(|l| l.starts_with("campanile_comune_"))
+        .count();
+    let probe_series = series
+        .iter()
+        .filter(|l| l.starts_with("campanile_site_probe_"))
+        .count();
+    let device_series = series
+        .iter()
+        .filter(|l| l.starts_with("campanile_device_"))
         .count();
     let mut per_host = std::collections::HashMap::<&str, usize>::new();
     for l in &series {
@@ -293,6 +357,8 @@ fn main() -> Result<()> {
     println!("| series on /metrics | {} | |", series.len());
     println!("| host series (max per host) | {host_series} ({max_per_host}) | ≤ 40 per host |");
     println!("| site series / comune series | {site_series} / {comune_series} | |");
+    println!("| of the site series, probe targets (4 targets) | {probe_series} | |");
+    println!("| device series (1,000 devices) | {device_series} | |");
     println!(
         "| /metrics size | {:.1} MiB | |",
         text.len() as f64 / (1024.0 * 1024.0)

@@ -3,14 +3,20 @@
 //! Series per host are bounded: 15 host series, 2 per filesystem and 6 per
 //! interface, with filesystems and interfaces capped by
 //! [`ExpositionConfig`] (defaults 6 and 2: at most 39 series per host).
-//! The territory adds 5 series per site and 6 per comune. Long lists stay
-//! in the inventory API, never in labels.
+//! The territory adds 5 series per site and 6 per comune; reachability adds
+//! 11 per site (6 of them the one-hot state), up to 8 per site and probe
+//! target, and 3 per agentless device. Long lists stay in the inventory
+//! API, never in labels.
+
+mod reach;
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
 use crate::config::ExpositionConfig;
-use crate::store::HostState;
+use crate::reach::WanState;
+use crate::reach::aggregate::SiteProbes;
+use crate::store::{HostState, ProbeCounter};
 use crate::telemetry::Telemetry;
 use crate::territory::evaluate::{ComuneView, Counts, View};
 use crate::territory::register::Register;
@@ -77,6 +83,10 @@ pub struct Scrape<'a> {
     pub reload: &'a ReloadStatus,
     pub now_ms: i64,
     pub store_size_bytes: u64,
+    /// The agents' latest probes, per site and target and per device.
+    pub probes: &'a SiteProbes,
+    pub probe_counters: &'a [ProbeCounter],
+    pub wan: &'a WanState,
 }
 
 /// Renders the text exposition format: hosts, the territory's gaps and the
@@ -84,6 +94,7 @@ pub struct Scrape<'a> {
 pub fn render(scrape: &Scrape<'_>, cfg: &ExpositionConfig, telemetry: &Telemetry) -> String {
     let mut families = host_families(scrape, cfg);
     families.extend(territory_families(scrape));
+    families.extend(reach::families(scrape));
     families.extend(collector_families(scrape));
     families.retain(|mf| !mf.get_metric().is_empty());
     families.extend(telemetry.registry.gather());
@@ -383,6 +394,7 @@ fn collector_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
         ("comuni", scrape.register.comuni.len()),
         ("sites", scrape.register.sites.len()),
         ("assets", scrape.register.assets.len()),
+        ("devices", scrape.register.devices.len()),
     ] {
         entries.push(&[("kind", kind)], n as f64);
     }

@@ -1,0 +1,54 @@
+//! Reachability: is it the PC or the line?
+//!
+//! - [`plan`]: which site each host counts for, and which agents probe the
+//!   site's agentless devices (probe duty, handed out in the ack).
+//! - [`wan`]: the centre's own probe of each site's WAN address.
+//! - [`aggregate`]: the agents' latest results per site and target, and
+//!   per device.
+//! - [`classify`]: one state per site from hosts, devices and the WAN probe.
+
+pub mod aggregate;
+pub mod classify;
+pub mod plan;
+pub mod wan;
+
+use std::sync::{Arc, RwLock};
+
+use crate::config::ProbesConfig;
+
+pub use plan::Plan;
+pub use wan::WanState;
+
+/// The reachability state shared by ingest (plan), the WAN prober and the
+/// HTTP side. Readers take an `Arc` snapshot and never hold the lock.
+pub struct Reach {
+    pub config: ProbesConfig,
+    plan: RwLock<Arc<Plan>>,
+    wan: RwLock<Arc<WanState>>,
+}
+
+impl Reach {
+    pub fn new(config: ProbesConfig) -> Self {
+        Self {
+            config,
+            plan: RwLock::new(Arc::new(Plan::default())),
+            wan: RwLock::new(Arc::new(WanState::default())),
+        }
+    }
+
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_plan(&self, plan: Plan) {
+        *self.plan.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(plan);
+    }
+
+    pub fn wan(&self) -> Arc<WanState> {
+        self.wan.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_wan(&self, wan: WanState) {
+        *self.wan.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(wan);
+    }
+}

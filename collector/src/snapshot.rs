@@ -1,0 +1,49 @@
+//! The hosts and the territory evaluated over them, at one instant: what
+//! `/metrics`, the API and the probe planner all read.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::reach::aggregate::{self, SiteProbes};
+use crate::store::{HostState, Store, StoreError};
+use crate::territory::evaluate::{self, View};
+use crate::territory::state::{Loaded, Territory};
+
+pub struct Snapshot {
+    pub hosts: Vec<HostState>,
+    pub view: View,
+    pub loaded: Arc<Loaded>,
+    pub now_ms: i64,
+}
+
+impl Snapshot {
+    /// Reads every host and evaluates the territory (blocking).
+    pub fn take(store: &Store, territory: &Territory, now_ms: i64) -> Result<Self, StoreError> {
+        let hosts = store.host_states()?;
+        let loaded = territory.current();
+        let view = evaluate::evaluate(
+            &loaded.register,
+            &loaded.catalog,
+            territory.config(),
+            &hosts,
+            now_ms,
+        );
+        Ok(Self {
+            hosts,
+            view,
+            loaded,
+            now_ms,
+        })
+    }
+
+    /// The agents' latest probes summed up per site, target and device.
+    pub fn site_probes(&self, targets: &BTreeSet<String>) -> SiteProbes {
+        aggregate::aggregate(
+            &self.view,
+            &self.hosts,
+            &self.loaded.register,
+            targets,
+            self.now_ms,
+        )
+    }
+}
