@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use campanile_proto::v1::{
-    Disk, DiskList, Dmi, Filesystem, Health, Inventory, Nic, NicList, Report,
+    Disk, DiskList, Dmi, Filesystem, Health, Inventory, Nic, NicList, Probes, Report,
 };
 
 pub const GIB: u64 = 1024 * 1024 * 1024;
@@ -20,6 +20,8 @@ pub struct Host<'a> {
     pub serial: Option<&'a str>,
     pub mac: Option<&'a str>,
     pub interval_secs: u32,
+    /// Probe results of the one report (none: probes off).
+    pub probes: Option<Probes>,
 }
 
 impl Host<'_> {
@@ -34,6 +36,7 @@ impl Host<'_> {
             serial: None,
             mac: None,
             interval_secs: 60,
+            probes: None,
         }
     }
 
@@ -104,7 +107,7 @@ impl Host<'_> {
                 ..Default::default()
             }),
             agent_stats: None,
-            probes: None,
+            probes: self.probes.clone(),
             probe_duty_sha256: Vec::new(),
         }
     }

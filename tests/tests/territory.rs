@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use campanile_proto::v1::{IcmpResult, Probes};
 use campanile_tests::planted::{GIB, Host, write};
 use campanile_tests::{
     TestCollector, TestPki, TestPrometheus, deliver, duplicate_series, eventually, http_get_with,
@@ -550,11 +551,23 @@ async fn every_dashboard_and_rule_query_runs_and_finds_data() -> Result<()> {
     let pki = TestPki::new()?;
     // A comune where nothing reports (gap score 1), and a release whose end
     // of life is 90 days away.
+    // Reachability: Casale's line is down as seen from the centre (its WAN
+    // address refuses), Spenta's answers while its only host falls silent,
+    // Alfa's router does not answer its agent and its gateway loses pings.
+    let wan = std::net::TcpListener::bind("127.0.0.1:0")?;
     let register = format!(
         "{REGISTER}\n[[comune]]\nistat_code = \"037009\"\nname = \"Dormiente\"\n\
          [[site]]\nid = \"dormiente\"\ncomune = \"037009\"\nname = \"Municipio\"\n\
-         [[asset]]\nsite = \"dormiente\"\nhostname = \"dorm-pc\"\n"
+         [[asset]]\nsite = \"dormiente\"\nhostname = \"dorm-pc\"\n\
+         [[comune]]\nistat_code = \"037010\"\nname = \"Spenta\"\n\
+         [[site]]\nid = \"spenta\"\ncomune = \"037010\"\nname = \"Municipio\"\nwan_address = \"127.0.0.1\"\n\
+         [[device]]\nid = \"alfa-router\"\nsite = \"alfa-municipio\"\naddress = \"192.0.2.1\"\nkind = \"router\"\n"
+    )
+    .replace(
+        "id = \"casale-municipio\"",
+        "id = \"casale-municipio\"\nwan_address = \"127.0.0.2\"",
     );
+    anyhow::ensure!(register.contains("127.0.0.2"), "Casale got its WAN address");
     let soon = time::OffsetDateTime::now_utc().date() + time::Duration::days(90);
     let catalog = format!(
         "{CATALOG}\n[[release]]\nid = \"debian-12\"\nname = \"Debian 12\"\nos = \"debian\"\n\
@@ -562,13 +575,34 @@ async fn every_dashboard_and_rule_query_runs_and_finds_data() -> Result<()> {
     );
     let register_path = write(pki.path(), "register.toml", &register)?;
     let catalog_path = write(pki.path(), "catalog.toml", &catalog)?;
-    let c =
-        TestCollector::start_with(&pki, &token_config(&register_path, &catalog_path, 3600)).await?;
+    let config = format!(
+        "{}\n[probes.wan]\nmethod = \"tcp\"\ntcp_port = {}\ninterval_secs = 1\n",
+        token_config(&register_path, &catalog_path, 3600),
+        wan.local_addr()?.port()
+    );
+    let c = TestCollector::start_with(&pki, &config).await?;
     let grpc = c.running.grpc_addr;
+    let icmp = |target: &str, device: &str, lost| IcmpResult {
+        target: target.into(),
+        device: device.into(),
+        address: "192.0.2.1".into(),
+        sent: 10,
+        lost,
+        rtt_avg_seconds: (lost < 10).then_some(0.004),
+        ..Default::default()
+    };
     for h in [
         Host {
             os: ("Debian GNU/Linux", "12"),
+            probes: Some(Probes {
+                icmp: vec![icmp("gateway", "", 3), icmp("", "alfa-router", 10)],
+                ..Default::default()
+            }),
             ..Host::healthy("alfa-pc1", "alfa-municipio")
+        },
+        Host {
+            interval_secs: 1,
+            ..Host::healthy("spenta-pc", "spenta")
         },
         Host {
             os: ("Debian GNU/Linux", "10"),
