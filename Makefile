@@ -15,15 +15,18 @@ build:
 demo:
 	./scripts/demo.sh
 
-## Run every test; installs the test peers (Debian prometheus: promtool + server) if missing.
+## Run every test; installs the test peers if missing: Debian's prometheus
+## (promtool + server), nftables and iproute2 (network-namespace probe tests).
 test: test-deps
 	$(CARGO) test --workspace --locked
 
 test-deps:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
-		echo "installing Debian's prometheus package (promtool and server for tests)"; \
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+		|| ! command -v nft >/dev/null || ! command -v ip >/dev/null || ! command -v setpriv >/dev/null; then \
+		echo "installing test peers: prometheus (promtool and server), nftables, iproute2, util-linux"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			prometheus nftables iproute2 util-linux; \
 	fi
 
 lint:
@@ -37,10 +40,10 @@ bench:
 	$(CARGO) run --release -p campanile-tests --bin footprint -- target/release/campanile-agent
 	$(CARGO) run --release -p campanile-tests --bin territory_scale
 
-## Type-check the agent for Windows and ARM musl (see ../shared/tools/cross-check.sh).
+## Type-check the agent for Windows, ARM musl and 32-bit MIPS routers (see ../shared/tools/cross-check.sh).
 cross-check:
 	bash ../shared/tools/cross-check.sh setup
-	bash ../shared/tools/cross-check.sh check x86_64-pc-windows-gnu aarch64-unknown-linux-musl -- -p campanile-agent
+	bash ../shared/tools/cross-check.sh check x86_64-pc-windows-gnu aarch64-unknown-linux-musl mips-unknown-linux-musl -- -p campanile-agent
 
 ## Stripped release size of the agent.
 release-size:

@@ -236,7 +236,7 @@ impl ProbeConfig {
     fn from_raw(raw: RawProbes, path: &Path, interval_secs: u32) -> Result<Self, ConfigError> {
         let invalid =
             |field: &'static str, reason: String| ConfigError::invalid(path, field, reason);
-        if raw.icmp_count == 0 || raw.icmp_count > 100 {
+        if raw.icmp_count == 0 || raw.icmp_count > 1000 {
             return Err(invalid(
                 "probes.icmp_count",
                 "must be between 1 and 100".into(),

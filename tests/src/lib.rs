@@ -2,6 +2,7 @@
 //! collector on 127.0.0.1:0, agents pointed at it, and real peers
 //! (promtool, Prometheus) started and stopped by the tests.
 
+pub mod netns;
 pub mod planted;
 
 use std::net::SocketAddr;
@@ -122,32 +123,118 @@ impl TestPki {
         cert: &Path,
         key: &Path,
     ) -> Result<AgentConfig> {
-        let text = format!(
-            r#"
-            [identity]
-            host_id = "{host_id}"
-            [collector]
-            endpoint = "https://127.0.0.1:{port}"
-            server_name = "localhost"
-            ca_cert_path = "{ca}"
-            cert_path = "{cert}"
-            key_path = "{key}"
-            connect_timeout_secs = 5
-            request_timeout_secs = 10
-            [collect]
-            interval_secs = {interval_secs}
-            systemd_units = false
-            # Tests send packets only where they say so.
-            [probes]
-            enabled = false
-            "#,
-            port = grpc.port(),
-            ca = ca.display(),
-            cert = cert.display(),
-            key = key.display(),
+        // Tests send packets only where they say so.
+        let text = agent_toml(
+            host_id,
+            grpc,
+            interval_secs,
+            ca,
+            cert,
+            key,
+            "[probes]\nenabled = false",
         );
         Ok(AgentConfig::parse(&text, Path::new("/test/agent.toml"))?)
     }
+
+    /// Agent config text with a fresh certificate and the given `[probes]`
+    /// section (auto-detected gateway and resolvers stay off unless it turns
+    /// them on: tests never probe this machine's real network).
+    pub fn probing_agent_toml(
+        &self,
+        host_id: &str,
+        site: &str,
+        grpc: SocketAddr,
+        interval_secs: u32,
+        probes: &str,
+    ) -> Result<String> {
+        let (cert, key) = self.agent(host_id, site)?;
+        Ok(agent_toml(
+            host_id,
+            grpc,
+            interval_secs,
+            &self.path().join("ca.pem"),
+            &cert,
+            &key,
+            probes,
+        ))
+    }
+}
+
+fn agent_toml(
+    host_id: &str,
+    grpc: SocketAddr,
+    interval_secs: u32,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    probes: &str,
+) -> String {
+    format!(
+        r#"
+[identity]
+host_id = "{host_id}"
+[collector]
+endpoint = "https://127.0.0.1:{port}"
+server_name = "localhost"
+ca_cert_path = "{ca}"
+cert_path = "{cert}"
+key_path = "{key}"
+connect_timeout_secs = 5
+request_timeout_secs = 10
+[collect]
+interval_secs = {interval_secs}
+systemd_units = false
+{probes}
+"#,
+        port = grpc.port(),
+        ca = ca.display(),
+        cert = cert.display(),
+        key = key.display(),
+    )
+}
+
+/// The agent binary of this build, built first if needed (the tests crate
+/// cannot name another package's binaries).
+pub fn agent_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable outside target/<profile>/deps")?;
+    let target_dir = profile_dir.parent().context("no target dir")?;
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "campanile-agent",
+        "--bin",
+        "campanile-agent",
+    ])
+    .arg("--target-dir")
+    .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("running cargo build for the agent")?;
+    anyhow::ensure!(status.success(), "cargo build of campanile-agent failed");
+    let bin = profile_dir.join("campanile-agent");
+    anyhow::ensure!(bin.is_file(), "{} missing after the build", bin.display());
+    Ok(bin)
+}
+
+/// Runs as root: only then can tests make network namespaces and drop
+/// privileges.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 /// A collector started on ephemeral ports, with the store in its own tempdir.

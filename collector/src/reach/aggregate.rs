@@ -178,3 +178,109 @@ fn note<'a>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ProbesConfig, TerritoryConfig};
+    use crate::territory::eol::EolCatalog;
+    use crate::territory::evaluate::evaluate;
+    use campanile_proto::v1::{IcmpResult, Probes, TcpResult};
+
+    const NOW: i64 = 1_790_000_000_000;
+
+    fn icmp(target: &str, device: &str, sent: u32, lost: u32) -> IcmpResult {
+        IcmpResult {
+            target: target.into(),
+            device: device.into(),
+            sent,
+            lost,
+            rtt_avg_seconds: (lost < sent).then_some(0.010),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_device_is_up_if_any_agent_reaches_it_and_targets_sum_per_site() {
+        let register = Register::parse(
+            "[[comune]]\nistat_code = \"999001\"\nname = \"Alfa\"\n\
+             [[site]]\nid = \"a\"\ncomune = \"999001\"\nname = \"A\"\n\
+             [[device]]\nid = \"router\"\nsite = \"a\"\naddress = \"192.0.2.1\"\n\
+             [[device]]\nid = \"printer\"\nsite = \"a\"\naddress = \"192.0.2.2\"\n\
+             [[device]]\nid = \"switch\"\nsite = \"a\"\naddress = \"192.0.2.3\"\n",
+            "t",
+        )
+        .unwrap();
+        let host = |id: &str, probes: Probes, last: i64| HostState {
+            probes: Some(probes),
+            ..HostState::reported(id, "a", last)
+        };
+        let hosts = vec![
+            host(
+                "a1",
+                Probes {
+                    icmp: vec![
+                        icmp("gateway", "", 5, 0),
+                        icmp("", "router", 5, 5),
+                        icmp("bogus", "", 5, 5),
+                    ],
+                    tcp: vec![TcpResult {
+                        device: "printer".into(),
+                        success: false,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+                NOW,
+            ),
+            host(
+                "a2",
+                Probes {
+                    icmp_unavailable: Some("no CAP_NET_RAW".into()),
+                    icmp: vec![icmp("gateway", "", 5, 2), icmp("", "router", 5, 0)],
+                    ..Default::default()
+                },
+                NOW,
+            ),
+            // Silent for an hour: its results are old news.
+            host(
+                "a3",
+                Probes {
+                    icmp: vec![icmp("", "switch", 5, 0)],
+                    ..Default::default()
+                },
+                NOW - 3_600_000,
+            ),
+        ];
+        let view = evaluate(
+            &register,
+            &EolCatalog::embedded(),
+            &TerritoryConfig::default(),
+            &hosts,
+            NOW,
+        );
+        let s = aggregate(
+            &view,
+            &hosts,
+            &register,
+            &ProbesConfig::default().targets,
+            NOW,
+        );
+        let dev = |id: &str| s.devices.iter().find(|d| d.device == id).unwrap();
+        assert_eq!((dev("router").agents, dev("router").up), (2, Some(true)));
+        assert_eq!((dev("printer").agents, dev("printer").up), (1, Some(false)));
+        assert_eq!((dev("switch").agents, dev("switch").up), (0, None));
+        let gw = &s.targets[&("a".to_owned(), "gateway".to_owned())];
+        assert_eq!(
+            (gw.hosts, gw.succeeded, gw.packets_sent, gw.packets_lost),
+            (2, 2, 10, 2)
+        );
+        assert_eq!(gw.loss_ratio(), Some(0.2));
+        assert!(
+            !s.targets
+                .contains_key(&("a".to_owned(), "bogus".to_owned())),
+            "not in probes.targets"
+        );
+        assert_eq!(s.icmp_unavailable.get("a"), Some(&1));
+    }
+}
