@@ -224,6 +224,23 @@ pub fn agent_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Runs `cmd` with `input` on its stdin and collects its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> Result<std::process::Output> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    Ok(child.wait_with_output()?)
+}
+
 /// Runs as root: only then can tests make network namespaces and drop
 /// privileges.
 pub fn is_root() -> bool {
@@ -392,19 +409,10 @@ pub const ALLOWED_LINTS: &[&str] =
 
 /// Runs `promtool check metrics` on an exposition; fails with its complaints.
 pub fn promtool_check_metrics(exposition: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new(require_tool("promtool")?)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(exposition.as_bytes())?;
-    let out = child.wait_with_output()?;
+    let out = output_with_stdin(
+        Command::new(require_tool("promtool")?).args(["check", "metrics"]),
+        exposition,
+    )?;
     // promtool 2.42 prints lint findings on stderr and exits 3 for them.
     let findings = String::from_utf8_lossy(&out.stderr);
     let only_allowed = out.status.code() == Some(3)

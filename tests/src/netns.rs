@@ -2,8 +2,7 @@
 //! networks for probes, so no test ever sends a packet to this machine's
 //! real gateway, resolvers or the outside world.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
@@ -42,18 +41,10 @@ impl NetNs {
 
     /// Loads an nftables ruleset inside the namespace.
     pub fn nft(&self, ruleset: &str) -> Result<()> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("running nft (package nftables)")?;
-        child
-            .stdin
-            .take()
-            .context("nft stdin")?
-            .write_all(ruleset.as_bytes())?;
-        let out = child.wait_with_output()?;
+        let out = crate::output_with_stdin(
+            Command::new("ip").args(["netns", "exec", &self.name, "nft", "-f", "-"]),
+            ruleset,
+        )?;
         if !out.status.success() {
             bail!("nft: {}", String::from_utf8_lossy(&out.stderr));
         }
