@@ -103,15 +103,8 @@ impl TestPki {
         grpc: SocketAddr,
         interval_secs: u32,
     ) -> Result<AgentConfig> {
-        let (cert, key) = self.agent(host_id, site)?;
-        self.agent_config_with(
-            host_id,
-            grpc,
-            interval_secs,
-            &self.path().join("ca.pem"),
-            &cert,
-            &key,
-        )
+        let text = self.probing_agent_toml(host_id, site, grpc, interval_secs, PROBES_OFF)?;
+        Ok(AgentConfig::parse(&text, Path::new("/test/agent.toml"))?)
     }
 
     pub fn agent_config_with(
@@ -159,6 +152,9 @@ impl TestPki {
         ))
     }
 }
+
+/// Tests send packets only where they say so.
+const PROBES_OFF: &str = "[probes]\nenabled = false";
 
 fn agent_toml(
     host_id: &str,
