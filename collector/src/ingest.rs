@@ -95,7 +95,10 @@ impl Ingest for IngestService {
         }
         let store = self.store.clone();
         let id = identity.clone();
-        let (plan, reach) = (self.reach.plan(), self.reach.clone());
+        // One plan for the whole request: the site the figures count for
+        // and the duty in the ack come from the same snapshot.
+        let plan = self.reach.plan();
+        let (plan_for_store, reach) = (plan.clone(), self.reach.clone());
         let held_duty = body
             .reports
             .last()
@@ -105,7 +108,7 @@ impl Ingest for IngestService {
             let counting = ProbeCounting {
                 // The register's site when the plan knows the host; a new
                 // host counts for its certificate's site until then.
-                site: plan.site_of(&id.host_id).unwrap_or(&id.site),
+                site: plan_for_store.site_of(&id.host_id).unwrap_or(&id.site),
                 targets: &reach.config.targets,
             };
             store.ingest(&id, &body.reports, now, &counting)
@@ -153,7 +156,7 @@ impl Ingest for IngestService {
             directives: Some(Directives {
                 interval_secs: 0,
                 send_full_inventory: outcome.need_full_inventory,
-                probe_duty: self.reach.plan().directive(&identity.host_id, &held_duty),
+                probe_duty: plan.directive(&identity.host_id, &held_duty),
             }),
         }))
     }
