@@ -77,6 +77,10 @@ cert_path = "agent/agent.pem"
 key_path = "agent/agent.key"
 [collect]
 interval_secs = 5
+[spool]
+# Unsent reports survive a restart of the demo (stop the collector to see
+# them pile up, start it again to see them delivered).
+path = "agent/spool.redb"
 [probes]
 # Demo only: never probe this machine's real gateway or resolvers. Real
 # installs leave auto_gateway and auto_dns on (the default).

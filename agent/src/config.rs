@@ -8,6 +8,8 @@ use std::time::Duration;
 use campanile_probe::{IcmpSpec, valid_target_name};
 
 use campanile_proto::identity;
+
+use crate::spool::SpoolConfig;
 use serde::Deserialize;
 
 use campanile_proto::config as loader;
@@ -21,7 +23,7 @@ struct RawConfig {
     #[serde(default)]
     collect: CollectConfig,
     #[serde(default)]
-    queue: QueueConfig,
+    spool: RawSpool,
     #[serde(default)]
     probes: RawProbes,
 }
@@ -80,23 +82,92 @@ impl Default for CollectConfig {
     }
 }
 
-/// Reports waiting for an acknowledgement. Held in memory for now; the
-/// durable spool replaces this queue.
-#[derive(Debug, Clone, Deserialize)]
+/// `[spool]` as written.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct QueueConfig {
-    /// Oldest reports are dropped (and counted) beyond this.
-    pub max_reports: usize,
-    /// Reports per Deliver call.
-    pub max_batch: usize,
+struct RawSpool {
+    path: PathBuf,
+    max_bytes: u64,
+    max_age_secs: u64,
+    batch_max_reports: usize,
+    batch_max_bytes: u64,
 }
 
-impl Default for QueueConfig {
+/// Where the spool lives when the config does not say: the systemd unit's
+/// StateDirectory, or ProgramData on Windows.
+fn default_spool_path() -> PathBuf {
+    if cfg!(windows) {
+        let base = std::env::var_os("ProgramData").unwrap_or_else(|| r"C:\ProgramData".into());
+        PathBuf::from(base).join("Campanile").join("spool.redb")
+    } else {
+        PathBuf::from("/var/lib/campanile-agent/spool.redb")
+    }
+}
+
+impl Default for RawSpool {
     fn default() -> Self {
         Self {
-            max_reports: 1440,
-            max_batch: 50,
+            path: default_spool_path(),
+            // A week-long outage at a 60 s interval is 10,080 reports of
+            // 0.3-1 KB (with probes), plus a few full inventories of ~30 KB.
+            max_bytes: 32 * 1024 * 1024,
+            max_age_secs: 8 * 86_400,
+            batch_max_reports: 100,
+            batch_max_bytes: 1024 * 1024,
         }
+    }
+}
+
+/// The durable outbox and how it is drained.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    pub spool: SpoolConfig,
+    /// Reports per Deliver call (the collector refuses more than its
+    /// `limits.max_reports_per_request`, 500 by default).
+    pub batch_max_reports: usize,
+    /// Encoded bytes per Deliver call before compression; a single larger
+    /// report goes alone.
+    pub batch_max_bytes: u64,
+}
+
+const MIN_SPOOL_BYTES: u64 = 1024 * 1024;
+
+impl SendConfig {
+    fn from_raw(raw: RawSpool, path: &Path, interval_secs: u32) -> Result<Self, ConfigError> {
+        let invalid = |field, reason: String| ConfigError::invalid(path, field, reason);
+        if raw.path.as_os_str().is_empty() {
+            return Err(invalid("spool.path", "must not be empty".into()));
+        }
+        if raw.max_bytes < MIN_SPOOL_BYTES {
+            return Err(invalid(
+                "spool.max_bytes",
+                format!("{} is too small: at least {MIN_SPOOL_BYTES} (one full inventory must fit)", raw.max_bytes),
+            ));
+        }
+        if raw.max_age_secs < u64::from(interval_secs) {
+            return Err(invalid(
+                "spool.max_age_secs",
+                format!("{} is shorter than collect.interval_secs ({interval_secs})", raw.max_age_secs),
+            ));
+        }
+        if !(1..=500).contains(&raw.batch_max_reports) {
+            return Err(invalid("spool.batch_max_reports", "must be between 1 and 500".into()));
+        }
+        if !(4096..=16 * 1024 * 1024).contains(&raw.batch_max_bytes) {
+            return Err(invalid(
+                "spool.batch_max_bytes",
+                "must be between 4096 and 16777216".into(),
+            ));
+        }
+        Ok(Self {
+            spool: SpoolConfig {
+                path: loader::base_dir(path).join(raw.path),
+                max_bytes: raw.max_bytes,
+                max_age_secs: raw.max_age_secs,
+            },
+            batch_max_reports: raw.batch_max_reports,
+            batch_max_bytes: raw.batch_max_bytes,
+        })
     }
 }
 
@@ -434,7 +505,7 @@ pub struct AgentConfig {
     pub host_id: String,
     pub collector: CollectorEndpoint,
     pub collect: CollectConfig,
-    pub queue: QueueConfig,
+    pub send: SendConfig,
     pub probes: ProbeConfig,
 }
 
@@ -466,16 +537,11 @@ impl AgentConfig {
                 "must be between 1 and 86400".into(),
             ));
         }
-        if raw.queue.max_reports == 0 || raw.queue.max_batch == 0 {
-            return Err(invalid(
-                "queue",
-                "max_reports and max_batch must be positive".into(),
-            ));
-        }
         if raw.collector.request_timeout_secs == 0 || raw.collector.connect_timeout_secs == 0 {
             return Err(invalid("collector", "timeouts must be positive".into()));
         }
         let probes = ProbeConfig::from_raw(raw.probes, path, c.interval_secs)?;
+        let send = SendConfig::from_raw(raw.spool, path, c.interval_secs)?;
         let base = loader::base_dir(path);
         Ok(Self {
             host_id: raw.identity.host_id,
@@ -490,7 +556,7 @@ impl AgentConfig {
                 request_timeout_secs: raw.collector.request_timeout_secs,
             },
             collect: raw.collect,
-            queue: raw.queue,
+            send,
             probes,
         })
     }

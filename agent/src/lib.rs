@@ -1,26 +1,26 @@
-//! Campanile agent: collects host health and inventory, queues reports and
-//! delivers them to the collector over mTLS gRPC.
+//! Campanile agent: collects host health and inventory, spools reports on
+//! disk and delivers them to the collector over mTLS gRPC.
 //!
-//! Data flows one way: [`collect`] → [`report`] → [`queue`] → [`transport`].
+//! Data flows one way: [`collect`] → [`report`] → [`spool`] → [`transport`].
 
 pub mod collect;
 pub mod config;
 pub mod platform;
-pub mod queue;
 pub mod report;
+pub mod spool;
 pub mod transport;
 
 use std::future::Future;
 use std::time::Duration;
 
-use campanile_proto::v1::{AgentStats, Report};
+use campanile_proto::v1::{Directives, Report};
 use tokio::time::Instant;
 
 use collect::HostCollector;
 use collect::probe::Prober;
 pub use config::AgentConfig;
 use config::{CollectConfig, ProbeConfig};
-use queue::ReportQueue;
+use spool::{Spool, SpoolError};
 use report::ReportBuilder;
 use transport::{Backoff, SendError, Transport};
 
@@ -30,6 +30,8 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub enum AgentError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
     #[error(transparent)]
     Transport(#[from] transport::TransportError),
 }
@@ -78,40 +80,46 @@ pub async fn collect_once(
     report
 }
 
-/// What happened to the queue in one send attempt.
+/// How a send pass ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
-    /// Everything queued was acknowledged.
+    /// Everything spooled was acknowledged.
     Drained,
-    /// Some reports are still queued; try again after the given delay.
+    /// The pass reached its deadline with reports left; send more soon.
+    More,
+    /// Some reports are still spooled; try again after the given delay.
     RetryAfter(Duration),
 }
 
-/// One agent: its collectors, its queue and its connection.
+/// One agent: its collectors, its spool and its connection.
 pub struct Agent {
     cfg: AgentConfig,
     collector: HostCollector,
     builder: ReportBuilder,
-    queue: ReportQueue,
+    spool: Spool,
     transport: Transport,
     backoff: Backoff,
     interval: Duration,
-    send_failures_total: u64,
-    invalid_dropped_total: u64,
+    /// Reports per call; halved when the collector says a request is too
+    /// large, grown back after each success.
+    batch_reports: usize,
     /// Opened at the first cycle (it needs the runtime); `None` while
     /// probes are off.
     prober: Option<Prober>,
 }
 
 impl Agent {
+    /// Opens the spool (creating it, or setting a damaged one aside) and
+    /// prepares the connection; nothing is sent yet.
     pub fn new(cfg: AgentConfig) -> Result<Self, AgentError> {
         let transport = Transport::new(&cfg.collector)?;
+        let spool = Spool::open(&cfg.send.spool)?;
         let interval = Duration::from_secs(u64::from(cfg.collect.interval_secs));
         let mut collector = HostCollector::new(cfg.collect.clone());
         collector.prime();
         Ok(Self {
             builder: ReportBuilder::new(cfg.host_id.clone()),
-            queue: ReportQueue::new(cfg.queue.max_reports),
+            spool,
             // Cap at one interval: a new report is waiting by then anyway.
             backoff: Backoff::new(
                 Duration::from_millis(500),
@@ -120,8 +128,7 @@ impl Agent {
             collector,
             transport,
             interval,
-            send_failures_total: 0,
-            invalid_dropped_total: 0,
+            batch_reports: cfg.send.batch_max_reports,
             prober: None,
             cfg,
         })
@@ -131,16 +138,16 @@ impl Agent {
         self.interval
     }
 
-    pub fn queue_len(&self) -> usize {
-        self.queue.len()
+    pub fn spool(&self) -> &Spool {
+        &self.spool
     }
 
-    /// Copies of the queued reports, oldest first.
-    pub fn queued(&self) -> Vec<Report> {
-        self.queue.batch(usize::MAX)
+    /// Copies of the spooled reports, oldest first.
+    pub fn spooled(&mut self) -> Result<Vec<Report>, SpoolError> {
+        self.spool.batch(usize::MAX, u64::MAX)
     }
 
-    /// Collects one report, with this cycle's probes, and queues it.
+    /// Collects one report, with this cycle's probes, and spools it.
     pub async fn collect(&mut self) {
         let probes = if self.cfg.probes.enabled {
             let prober = self.prober.get_or_insert_with(|| {
@@ -152,19 +159,12 @@ impl Agent {
         };
         let health = self.collector.health();
         let inventory = self.collector.inventory();
-        let stats = AgentStats {
-            queue_depth: self.queue.len() as u64,
-            dropped_reports_total: self.queue.dropped_total() + self.invalid_dropped_total,
-            send_failures_total: self.send_failures_total,
-            oldest_unsent_age_seconds: self
-                .queue
-                .oldest_collected_ms()
-                .map_or(0, |t| u64::try_from((now_ms() - t) / 1000).unwrap_or(0)),
-        };
+        let now = now_ms();
+        let stats = self.spool.stats(now);
         let secs = u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX);
         let mut report = self
             .builder
-            .build(now_ms(), secs, health, inventory, Some(stats));
+            .build(now, secs, health, inventory, Some(stats));
         report.probes = probes;
         report.probe_duty_sha256 = self
             .prober
@@ -174,104 +174,149 @@ impl Agent {
         self.enqueue(report);
     }
 
-    /// Queues a report built elsewhere (tests, the fleet simulator).
+    /// Spools a report built elsewhere (tests, the fleet simulator); its
+    /// epoch and seq are the spool's. A report the spool cannot write (disk
+    /// full, I/O error) is dropped and counted.
     pub fn enqueue(&mut self, report: Report) {
-        if let Some(dropped) = self.queue.push(report) {
-            tracing::warn!(
-                dropped_total = self.queue.dropped_total(),
-                "queue full: oldest report dropped"
-            );
-            if dropped.had_full_inventory {
-                self.builder.resend_full_inventory();
+        let carried_inventory = report.inventory.is_some();
+        match self.spool.append(report, now_ms()) {
+            Ok(appended) => {
+                if appended.dropped_full_inventory {
+                    self.builder.resend_full_inventory();
+                }
+            }
+            Err(error) => {
+                self.spool.note_unspooled();
+                if carried_inventory {
+                    self.builder.resend_full_inventory();
+                }
+                tracing::error!(%error, "cannot write the report to the spool: dropped");
             }
         }
     }
 
-    /// Sends queued reports in batches until the queue is empty or a call fails.
-    pub async fn send(&mut self) -> SendOutcome {
-        while !self.queue.is_empty() {
-            let batch = self.queue.batch(self.cfg.queue.max_batch);
-            let (epoch, first_seq) = (batch[0].epoch, batch[0].seq);
+    /// Sends spooled reports in batches until the spool is empty, a call
+    /// fails, or `deadline` passes.
+    pub async fn send_until(&mut self, deadline: Option<Instant>) -> SendOutcome {
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return SendOutcome::More;
+            }
+            let batch = match self
+                .spool
+                .batch(self.batch_reports, self.cfg.send.batch_max_bytes)
+            {
+                Ok(b) => b,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the spool");
+                    return SendOutcome::RetryAfter(self.backoff.next_delay());
+                }
+            };
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                return SendOutcome::Drained;
+            };
+            let (epoch, first_seq, last_seq) = (first.epoch, first.seq, last.seq);
             let count = batch.len();
-            match self.transport.deliver(batch).await {
+            let stats = self.spool.stats(now_ms());
+            match self.transport.deliver(batch, stats).await {
                 Ok(ack) => {
                     self.backoff.reset();
-                    self.queue.ack(epoch, ack.committed_seq);
-                    if let Some(d) = ack.directives {
-                        if d.send_full_inventory {
-                            tracing::info!("collector asked for the full inventory");
-                            self.builder.resend_full_inventory();
-                        }
-                        if let Some(duty) = d.probe_duty {
-                            match &mut self.prober {
-                                Some(p) => p.set_duty(duty),
-                                None => tracing::debug!("probe duty ignored: probes are off"),
-                            }
-                        }
-                        if d.interval_secs > 0
-                            && u64::from(d.interval_secs) != self.interval.as_secs()
-                        {
-                            tracing::info!(
-                                interval_secs = d.interval_secs,
-                                "collector set the collection interval"
-                            );
-                            self.interval = Duration::from_secs(u64::from(d.interval_secs));
-                        }
+                    self.batch_reports = (self.batch_reports * 2).min(self.cfg.send.batch_max_reports);
+                    if let Err(error) = self.spool.ack(epoch, ack.committed_seq) {
+                        tracing::error!(%error, "cannot remove acknowledged reports from the spool");
+                        return SendOutcome::RetryAfter(self.backoff.next_delay());
                     }
-                    tracing::debug!(
-                        count,
-                        committed_seq = ack.committed_seq,
-                        "reports acknowledged"
-                    );
-                    if self
-                        .queue
-                        .front()
-                        .is_some_and(|r| r.epoch == epoch && r.seq == first_seq)
-                    {
-                        // The ack did not cover our batch (should not happen):
-                        // do not spin; retry later.
+                    if let Some(d) = ack.directives {
+                        self.apply(d);
+                    }
+                    tracing::debug!(count, first_seq, last_seq, committed_seq = ack.committed_seq, "reports acknowledged");
+                    if ack.committed_seq < first_seq {
+                        // The ack does not cover the batch (a collector that
+                        // lost its state?): do not spin; retry later.
+                        tracing::warn!(committed_seq = ack.committed_seq, first_seq, "acknowledgement does not cover the batch");
                         return SendOutcome::RetryAfter(self.backoff.next_delay());
                     }
                 }
                 Err(SendError::InvalidReport { seq, message }) => {
-                    self.invalid_dropped_total += 1;
-                    if self
-                        .queue
-                        .remove(epoch, seq)
-                        .is_some_and(|r| r.inventory.is_some())
-                    {
-                        self.builder.resend_full_inventory();
-                    }
-                    tracing::error!(seq, %message, "collector refused a report as invalid; dropped");
+                    self.drop_invalid(seq, &message);
+                }
+                Err(SendError::TooLarge { message }) if count > 1 => {
+                    self.batch_reports = (count / 2).max(1);
+                    tracing::warn!(%message, count, next = self.batch_reports, "request too large for the collector; sending smaller batches");
+                }
+                Err(SendError::TooLarge { message }) => {
+                    // One report alone is larger than the collector takes:
+                    // it will never be accepted.
+                    self.drop_invalid(first_seq, &message);
                 }
                 Err(SendError::Refused { code, message }) => {
-                    self.send_failures_total += 1;
+                    self.spool.note_send_failure();
                     tracing::error!(?code, %message, endpoint = self.transport.endpoint(), "collector refused the reports; check this agent's certificate and host id");
                     return SendOutcome::RetryAfter(self.backoff.next_delay());
                 }
                 Err(SendError::Retry { message }) => {
-                    self.send_failures_total += 1;
+                    self.spool.note_send_failure();
                     let delay = self.backoff.next_delay();
-                    tracing::warn!(%message, queued = self.queue.len(), retry_in_ms = delay.as_millis() as u64, "cannot deliver reports");
+                    tracing::warn!(%message, spooled = self.spool.len(), retry_in_ms = delay.as_millis() as u64, "cannot deliver reports");
                     return SendOutcome::RetryAfter(delay);
                 }
             }
         }
-        SendOutcome::Drained
+    }
+
+    /// Sends until the spool is empty or a call fails.
+    pub async fn send(&mut self) -> SendOutcome {
+        self.send_until(None).await
+    }
+
+    fn drop_invalid(&mut self, seq: u64, message: &str) {
+        match self.spool.drop_invalid(seq) {
+            Ok(Some(r)) => {
+                if r.inventory.is_some() {
+                    self.builder.resend_full_inventory();
+                }
+                tracing::error!(seq, %message, "collector refused a report as invalid; dropped");
+            }
+            Ok(None) => tracing::warn!(seq, %message, "collector refused a report that is no longer spooled"),
+            Err(error) => tracing::error!(seq, %error, "cannot drop a refused report from the spool"),
+        }
+    }
+
+    fn apply(&mut self, d: Directives) {
+        if d.send_full_inventory {
+            tracing::info!("collector asked for the full inventory");
+            self.builder.resend_full_inventory();
+        }
+        if let Some(duty) = d.probe_duty {
+            match &mut self.prober {
+                Some(p) => p.set_duty(duty),
+                None => tracing::debug!("probe duty ignored: probes are off"),
+            }
+        }
+        if d.interval_secs > 0 && u64::from(d.interval_secs) != self.interval.as_secs() {
+            tracing::info!(
+                interval_secs = d.interval_secs,
+                "collector set the collection interval"
+            );
+            self.interval = Duration::from_secs(u64::from(d.interval_secs));
+        }
     }
 
     /// Runs until `shutdown` completes: collect every interval, send what
-    /// is queued, retry failed sends with backoff without delaying collection.
+    /// is spooled, retry failed sends with backoff without delaying
+    /// collection. Whatever is unsent stays in the spool for the next start.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         tracing::info!(
             host_id = %self.cfg.host_id,
             endpoint = self.transport.endpoint(),
             interval_secs = self.interval.as_secs(),
+            spooled = self.spool.len(),
             "agent started"
         );
         let mut next_collect = Instant::now();
-        let mut next_send: Option<Instant> = None;
+        // Reports left from the last run go out first.
+        let mut next_send: Option<Instant> = (!self.spool.is_empty()).then(Instant::now);
         loop {
             let wake = next_send.map_or(next_collect, |s| s.min(next_collect));
             tokio::select! {
@@ -291,12 +336,22 @@ impl Agent {
                 next_send = Some(next_send.unwrap_or(now));
             }
             if next_send.is_some_and(|s| Instant::now() >= s) {
-                next_send = match self.send().await {
+                // A long backlog is sent in passes that end at the next
+                // collection, so draining never delays a cycle; a shutdown
+                // waits at most for the call in flight.
+                let pass = self.send_until(Some(next_collect));
+                tokio::pin!(pass);
+                let outcome = tokio::select! {
+                    _ = &mut shutdown => break,
+                    o = &mut pass => o,
+                };
+                next_send = match outcome {
                     SendOutcome::Drained => None,
+                    SendOutcome::More => Some(Instant::now()),
                     SendOutcome::RetryAfter(d) => Some(Instant::now() + d),
                 };
             }
         }
-        tracing::info!(queued = self.queue.len(), "agent stopped");
+        tracing::info!(spooled = self.spool.len(), "agent stopped");
     }
 }

@@ -1,28 +1,23 @@
-//! Turns one collection cycle into a `Report`: sequence number, epoch and
-//! the choice between the full inventory and only its hash.
+//! Turns one collection cycle into a `Report`: the choice between the full
+//! inventory and only its hash. The spool numbers reports (epoch, seq).
 
 use campanile_proto::inventory_sha256;
 use campanile_proto::v1::{AgentStats, Health, Inventory, Report};
 
-/// Numbering and inventory-delta state of one agent.
+/// Inventory-delta state of one agent.
 pub struct ReportBuilder {
     host_id: String,
-    epoch: u64,
-    next_seq: u64,
     /// Hash of the last full inventory put in a report that is still queued
     /// or was acknowledged: later reports with the same hash carry only it.
     sent_full: Option<[u8; 32]>,
 }
 
 impl ReportBuilder {
-    /// A new sequence. The epoch is random per start until the durable
-    /// spool keeps it across restarts, so the collector never mistakes a
-    /// restarted agent's seq 1 for a duplicate.
+    /// The first report carries the full inventory: the collector may not
+    /// hold it (a new install, or the inventory changed while stopped).
     pub fn new(host_id: String) -> Self {
         Self {
             host_id,
-            epoch: fastrand::u64(1..),
-            next_seq: 1,
             sent_full: None,
         }
     }
@@ -40,12 +35,11 @@ impl ReportBuilder {
         if send_full {
             self.sent_full = Some(hash);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
         Report {
             host_id: self.host_id.clone(),
-            epoch: self.epoch,
-            seq,
+            // Numbered when spooled.
+            epoch: 0,
+            seq: 0,
             collected_at_ms,
             interval_secs,
             agent_version: crate::AGENT_VERSION.to_owned(),
@@ -81,7 +75,6 @@ mod tests {
         assert!(r1.inventory.is_some());
         assert!(r2.inventory.is_none());
         assert_eq!(r1.inventory_sha256, r2.inventory_sha256);
-        assert_eq!((r1.seq, r2.seq), (1, 2));
         let changed = Inventory {
             hostname: Some("pc-2".into()),
             ..Default::default()

@@ -1,12 +1,13 @@
 //! The mTLS gRPC client: one lazily connected channel that reconnects by
-//! itself, and exponential backoff with full jitter between failed sends so
+//! itself, gzip-compressed requests, and exponential backoff with full jitter between failed sends so
 //! a territory of agents coming back after an outage does not arrive at once.
 
 use std::time::Duration;
 
 use campanile_proto::INVALID_SEQ_METADATA;
 use campanile_proto::v1::ingest_client::IngestClient;
-use campanile_proto::v1::{DeliverRequest, DeliverResponse, Report};
+use campanile_proto::v1::{AgentStats, DeliverRequest, DeliverResponse, Report};
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::CollectorEndpoint;
@@ -27,6 +28,8 @@ pub enum TransportError {
 pub enum SendError {
     /// The collector refused one report as invalid: drop it, send the rest.
     InvalidReport { seq: u64, message: String },
+    /// The request is larger than the collector accepts: send fewer reports.
+    TooLarge { message: String },
     /// The whole request was refused and will never be accepted as is
     /// (wrong host in certificate, malformed request).
     Refused { code: tonic::Code, message: String },
@@ -68,7 +71,11 @@ impl Transport {
             .keep_alive_timeout(Duration::from_secs(20))
             .tcp_nodelay(true);
         Ok(Self {
-            client: IngestClient::new(endpoint.connect_lazy()),
+            // gzip both ways: a backlog of similar reports compresses
+            // several times over on slow municipal links.
+            client: IngestClient::new(endpoint.connect_lazy())
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip),
             endpoint: cfg.endpoint.clone(),
         })
     }
@@ -77,8 +84,16 @@ impl Transport {
         &self.endpoint
     }
 
-    pub async fn deliver(&mut self, reports: Vec<Report>) -> Result<DeliverResponse, SendError> {
-        match self.client.deliver(DeliverRequest { reports }).await {
+    pub async fn deliver(
+        &mut self,
+        reports: Vec<Report>,
+        agent_stats: AgentStats,
+    ) -> Result<DeliverResponse, SendError> {
+        let request = DeliverRequest {
+            reports,
+            agent_stats: Some(agent_stats),
+        };
+        match self.client.deliver(request).await {
             Ok(resp) => Ok(resp.into_inner()),
             Err(status) => Err(classify(&status)),
         }
@@ -103,10 +118,8 @@ fn classify(status: &tonic::Status) -> SendError {
                 },
             }
         }
-        Code::PermissionDenied
-        | Code::Unauthenticated
-        | Code::OutOfRange
-        | Code::ResourceExhausted => SendError::Refused {
+        Code::OutOfRange | Code::ResourceExhausted => SendError::TooLarge { message },
+        Code::PermissionDenied | Code::Unauthenticated => SendError::Refused {
             code: status.code(),
             message,
         },

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use campanile_proto::v1::ingest_server::IngestServer;
 use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -113,7 +114,11 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         telemetry.clone(),
         reach.clone(),
     ))
-    .max_decoding_message_size(cfg.max_message_bytes);
+    // The limit applies to the decompressed message, so gzip cannot smuggle
+    // in more than max_message_bytes.
+    .max_decoding_message_size(cfg.max_message_bytes)
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Gzip);
     let mut grpc_rx = rx.clone();
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()

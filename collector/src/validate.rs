@@ -368,7 +368,10 @@ mod tests {
     fn check(r: Report) -> Result<(), Refusal> {
         let id = HostIdentity::new("pc-1", "s").unwrap();
         request(
-            &DeliverRequest { reports: vec![r] },
+            &DeliverRequest {
+                reports: vec![r],
+                agent_stats: None,
+            },
             &id,
             &Limits::default(),
             1_700_000_000_000,

@@ -117,15 +117,8 @@ impl TestPki {
         key: &Path,
     ) -> Result<AgentConfig> {
         // Tests send packets only where they say so.
-        let text = agent_toml(
-            host_id,
-            grpc,
-            interval_secs,
-            ca,
-            cert,
-            key,
-            "[probes]\nenabled = false",
-        );
+        let spool = spool_path(cert.parent().unwrap_or(Path::new(".")), host_id);
+        let text = agent_toml(host_id, grpc, interval_secs, ca, cert, key, &spool, PROBES_OFF);
         Ok(AgentConfig::parse(&text, Path::new("/test/agent.toml"))?)
     }
 
@@ -148,6 +141,7 @@ impl TestPki {
             &self.path().join("ca.pem"),
             &cert,
             &key,
+            &spool_path(self.path(), host_id),
             probes,
         ))
     }
@@ -156,6 +150,13 @@ impl TestPki {
 /// Tests send packets only where they say so.
 const PROBES_OFF: &str = "[probes]\nenabled = false";
 
+/// One spool per host id in the test's directory: an agent restarted with
+/// the same host id finds what it left unsent.
+pub fn spool_path(dir: &Path, host_id: &str) -> PathBuf {
+    dir.join(format!("spool-{host_id}.redb"))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn agent_toml(
     host_id: &str,
     grpc: SocketAddr,
@@ -163,6 +164,7 @@ fn agent_toml(
     ca: &Path,
     cert: &Path,
     key: &Path,
+    spool: &Path,
     probes: &str,
 ) -> String {
     format!(
@@ -180,9 +182,12 @@ request_timeout_secs = 10
 [collect]
 interval_secs = {interval_secs}
 systemd_units = false
+[spool]
+path = "{spool}"
 {probes}
 "#,
         port = grpc.port(),
+        spool = spool.display(),
         ca = ca.display(),
         cert = cert.display(),
         key = key.display(),
@@ -340,7 +345,7 @@ pub async fn deliver(
 ) -> Result<()> {
     let cfg = pki.agent_config(&report.host_id, site, grpc, report.interval_secs)?;
     campanile_agent::transport::Transport::new(&cfg.collector)?
-        .deliver(vec![report])
+        .deliver(vec![report], Default::default())
         .await
         .map_err(|e| anyhow::anyhow!("deliver: {e:?}"))?;
     Ok(())

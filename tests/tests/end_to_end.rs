@@ -15,7 +15,7 @@ async fn agent_report_shows_in_metrics_with_collected_values() -> Result<()> {
         Agent::new(pki.agent_config("pc-01", "municipio-a", collector.running.grpc_addr, 60)?)?;
 
     agent.collect().await;
-    let sent = agent.queued().remove(0);
+    let sent = agent.spooled()?.remove(0);
     assert_eq!(agent.send().await, SendOutcome::Drained);
 
     let text = collector.metrics().await?;
@@ -92,10 +92,10 @@ async fn second_report_with_unchanged_inventory_carries_only_the_hash() -> Resul
         Agent::new(pki.agent_config("pc-02", "site-b", collector.running.grpc_addr, 60)?)?;
 
     agent.collect().await;
-    let first = agent.queued().remove(0);
+    let first = agent.spooled()?.remove(0);
     assert_eq!(agent.send().await, SendOutcome::Drained);
     agent.collect().await;
-    let second = agent.queued().remove(0);
+    let second = agent.spooled()?.remove(0);
     assert_eq!(agent.send().await, SendOutcome::Drained);
 
     assert!(first.inventory.is_some());
@@ -157,6 +157,7 @@ async fn hosts_and_inventory_survive_a_collector_restart() -> Result<()> {
     assert_eq!(agent.send().await, SendOutcome::Drained);
     let before = collector.running.store.inventory("pc-04")?.expect("stored");
     collector.stop().await?;
+    drop(agent);
 
     let collector = TestCollector::start_at(&pki, &db).await?;
     let text = collector.metrics().await?;

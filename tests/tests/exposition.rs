@@ -58,7 +58,7 @@ async fn send_awkward_report(pki: &TestPki, c: &TestCollector) -> Result<()> {
         ..Default::default()
     };
     Transport::new(&cfg.collector)?
-        .deliver(vec![report])
+        .deliver(vec![report], Default::default())
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(())

@@ -309,6 +309,9 @@ async fn agent_without_icmp_permission_says_so_and_still_reports_tcp_probes() ->
         std::fs::copy(&from, dir.path().join(name))?;
         open(&dir.path().join(name), 0o644)?;
     }
+    // The spool's directory, writable by the unprivileged agent.
+    std::fs::create_dir(dir.path().join("state"))?;
+    open(&dir.path().join("state"), 0o777)?;
     let bin = dir.path().join("campanile-agent");
     std::fs::copy(campanile_tests::agent_binary()?, &bin)?;
     open(&bin, 0o755)?;
@@ -326,6 +329,8 @@ key_path = "agent.key"
 interval_secs = 2
 systemd_units = false
 packages = false
+[spool]
+path = "state/spool.redb"
 [probes]
 auto_gateway = false
 auto_dns = false

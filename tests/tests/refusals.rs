@@ -68,6 +68,7 @@ async fn first_rpc_fails(channel: tonic::transport::Channel, host: &str) -> Resu
     match client
         .deliver(DeliverRequest {
             reports: vec![report(host, 1)],
+            agent_stats: None,
         })
         .await
     {
@@ -215,7 +216,10 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
         ..Default::default()
     });
     let status = IngestClient::new(ch.clone())
-        .deliver(DeliverRequest { reports: vec![big] })
+        .deliver(DeliverRequest {
+            reports: vec![big],
+            agent_stats: None,
+        })
         .await
         .expect_err("oversize must be refused");
     assert!(status.code() == tonic::Code::OutOfRange, "{status:?}");
@@ -237,7 +241,7 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
         &key,
     )?;
     let mut transport = Transport::new(&cfg.collector)?;
-    match transport.deliver(vec![bad]).await {
+    match transport.deliver(vec![bad], Default::default()).await {
         Err(SendError::InvalidReport { seq: 5, message }) => {
             assert!(message.contains("memory_available_bytes"), "{message}")
         }
@@ -256,6 +260,7 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
     let ok = IngestClient::new(ch)
         .deliver(DeliverRequest {
             reports: vec![report("pc-m", 1)],
+            agent_stats: None,
         })
         .await?;
     assert_eq!(ok.into_inner().committed_seq, 1);
