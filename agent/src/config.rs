@@ -141,17 +141,26 @@ impl SendConfig {
         if raw.max_bytes < MIN_SPOOL_BYTES {
             return Err(invalid(
                 "spool.max_bytes",
-                format!("{} is too small: at least {MIN_SPOOL_BYTES} (one full inventory must fit)", raw.max_bytes),
+                format!(
+                    "{} is too small: at least {MIN_SPOOL_BYTES} (one full inventory must fit)",
+                    raw.max_bytes
+                ),
             ));
         }
         if raw.max_age_secs < u64::from(interval_secs) {
             return Err(invalid(
                 "spool.max_age_secs",
-                format!("{} is shorter than collect.interval_secs ({interval_secs})", raw.max_age_secs),
+                format!(
+                    "{} is shorter than collect.interval_secs ({interval_secs})",
+                    raw.max_age_secs
+                ),
             ));
         }
         if !(1..=500).contains(&raw.batch_max_reports) {
-            return Err(invalid("spool.batch_max_reports", "must be between 1 and 500".into()));
+            return Err(invalid(
+                "spool.batch_max_reports",
+                "must be between 1 and 500".into(),
+            ));
         }
         if !(4096..=16 * 1024 * 1024).contains(&raw.batch_max_bytes) {
             return Err(invalid(

@@ -20,8 +20,8 @@ use collect::HostCollector;
 use collect::probe::Prober;
 pub use config::AgentConfig;
 use config::{CollectConfig, ProbeConfig};
-use spool::{Spool, SpoolError};
 use report::ReportBuilder;
+use spool::{Spool, SpoolError};
 use transport::{Backoff, SendError, Transport};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -221,7 +221,8 @@ impl Agent {
             match self.transport.deliver(batch, stats).await {
                 Ok(ack) => {
                     self.backoff.reset();
-                    self.batch_reports = (self.batch_reports * 2).min(self.cfg.send.batch_max_reports);
+                    self.batch_reports =
+                        (self.batch_reports * 2).min(self.cfg.send.batch_max_reports);
                     if let Err(error) = self.spool.ack(epoch, ack.committed_seq) {
                         tracing::error!(%error, "cannot remove acknowledged reports from the spool");
                         return SendOutcome::RetryAfter(self.backoff.next_delay());
@@ -229,11 +230,21 @@ impl Agent {
                     if let Some(d) = ack.directives {
                         self.apply(d);
                     }
-                    tracing::debug!(count, first_seq, last_seq, committed_seq = ack.committed_seq, "reports acknowledged");
+                    tracing::debug!(
+                        count,
+                        first_seq,
+                        last_seq,
+                        committed_seq = ack.committed_seq,
+                        "reports acknowledged"
+                    );
                     if ack.committed_seq < first_seq {
                         // The ack does not cover the batch (a collector that
                         // lost its state?): do not spin; retry later.
-                        tracing::warn!(committed_seq = ack.committed_seq, first_seq, "acknowledgement does not cover the batch");
+                        tracing::warn!(
+                            committed_seq = ack.committed_seq,
+                            first_seq,
+                            "acknowledgement does not cover the batch"
+                        );
                         return SendOutcome::RetryAfter(self.backoff.next_delay());
                     }
                 }
@@ -277,8 +288,12 @@ impl Agent {
                 }
                 tracing::error!(seq, %message, "collector refused a report as invalid; dropped");
             }
-            Ok(None) => tracing::warn!(seq, %message, "collector refused a report that is no longer spooled"),
-            Err(error) => tracing::error!(seq, %error, "cannot drop a refused report from the spool"),
+            Ok(None) => {
+                tracing::warn!(seq, %message, "collector refused a report that is no longer spooled")
+            }
+            Err(error) => {
+                tracing::error!(seq, %error, "cannot drop a refused report from the spool")
+            }
         }
     }
 

@@ -215,7 +215,9 @@ impl Spool {
             // per start, so damage is found here and not mid-run.
             match db.check_integrity() {
                 Ok(true) => {}
-                Ok(false) => tracing::warn!(spool = %path.display(), "spool damage found and repaired"),
+                Ok(false) => {
+                    tracing::warn!(spool = %path.display(), "spool damage found and repaired")
+                }
                 Err(e) => return Err(classify_open(path, e)),
             }
             let loaded = Loaded::read(&db).map_err(Opened::Damaged)?;
@@ -394,7 +396,10 @@ impl Spool {
         let mut removed = 0;
         self.write_with(Durability::None, |tx, s| {
             let mut table = tx.open_table(REPORTS).map_err(storage)?;
-            for entry in table.extract_from_if(..=seq, |_, _| true).map_err(storage)? {
+            for entry in table
+                .extract_from_if(..=seq, |_, _| true)
+                .map_err(storage)?
+            {
                 let (_, v) = entry.map_err(storage)?;
                 s.len -= 1;
                 s.bytes = s.bytes.saturating_sub(v.value().len() as u64);
@@ -411,7 +416,10 @@ impl Spool {
         let mut dropped = None;
         self.write_with(Durability::None, |tx, s| {
             let mut table = tx.open_table(REPORTS).map_err(storage)?;
-            let value = table.remove(seq).map_err(storage)?.map(|v| v.value().to_vec());
+            let value = table
+                .remove(seq)
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
             if let Some(value) = value {
                 s.len -= 1;
                 s.bytes = s.bytes.saturating_sub(value.len() as u64);
@@ -673,7 +681,11 @@ mod tests {
         assert!(s.bytes() <= size * 3);
         drop(s);
         let s = Spool::open(&cfg(dir.path(), size * 3)).unwrap();
-        assert_eq!(s.counters().dropped_spool_full, 7, "counters survive restarts");
+        assert_eq!(
+            s.counters().dropped_spool_full,
+            7,
+            "counters survive restarts"
+        );
     }
 
     #[test]
@@ -699,7 +711,11 @@ mod tests {
         }
         assert_eq!(s.batch(4, u64::MAX).unwrap().len(), 4);
         let one = s.batch(10, 1).unwrap();
-        assert_eq!(one.len(), 1, "a report larger than the byte bound goes alone");
+        assert_eq!(
+            one.len(),
+            1,
+            "a report larger than the byte bound goes alone"
+        );
         let size = one[0].encoded_len() as u64;
         assert_eq!(s.batch(10, size * 3 + 1).unwrap().len(), 3);
     }
@@ -777,7 +793,10 @@ mod tests {
             std::fs::write(&c.path, &bytes).unwrap();
             let mut s = Spool::open(&c).unwrap_or_else(|e| panic!("round {round}: {e}"));
             let got = seqs(&mut s);
-            assert!(got.windows(2).all(|w| w[0] < w[1]), "round {round}: {got:?}");
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "round {round}: {got:?}"
+            );
             let next = s.append(report(99), 0).unwrap().seq;
             assert!(got.last().is_none_or(|&l| next > l), "round {round}");
         }

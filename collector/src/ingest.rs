@@ -1,5 +1,5 @@
 //! The gRPC service agents call: identity from the certificate, validation,
-//! then one store transaction; the ack goes out only after the commit.
+//! then the group committer; the ack goes out only after the commit.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,16 +9,15 @@ use campanile_proto::v1::ingest_server::Ingest;
 use campanile_proto::v1::{DeliverRequest, DeliverResponse, Directives};
 use tonic::{Request, Response, Status};
 
+use crate::commit::{self, CommitError, Committer};
 use crate::config::Limits;
 use crate::reach::Reach;
-use crate::store::ProbeCounting;
-use crate::store::Store;
 use crate::telemetry::Telemetry;
 use crate::tls::PeerInfo;
 use crate::validate::{self, Refusal};
 
 pub struct IngestService {
-    store: Arc<Store>,
+    committer: Committer,
     limits: Limits,
     telemetry: Arc<Telemetry>,
     reach: Arc<Reach>,
@@ -26,13 +25,13 @@ pub struct IngestService {
 
 impl IngestService {
     pub fn new(
-        store: Arc<Store>,
+        committer: Committer,
         limits: Limits,
         telemetry: Arc<Telemetry>,
         reach: Arc<Reach>,
     ) -> Self {
         Self {
-            store,
+            committer,
             limits,
             telemetry,
             reach,
@@ -93,40 +92,40 @@ impl Ingest for IngestService {
                 _ => Status::invalid_argument(refusal.to_string()),
             });
         }
-        let store = self.store.clone();
-        let id = identity.clone();
         // One plan for the whole request: the site the figures count for
         // and the duty in the ack come from the same snapshot.
         let plan = self.reach.plan();
-        let (plan_for_store, reach) = (plan.clone(), self.reach.clone());
         let held_duty = body
             .reports
             .last()
             .map(|r| r.probe_duty_sha256.clone())
             .unwrap_or_default();
-        let result = tokio::task::spawn_blocking(move || {
-            let counting = ProbeCounting {
-                // The register's site when the plan knows the host; a new
-                // host counts for its certificate's site until then.
-                site: plan_for_store.site_of(&id.host_id).unwrap_or(&id.site),
-                targets: &reach.config.targets,
-            };
-            store.ingest(&id, &body.reports, now, &counting)
-        })
-        .await;
-        let outcome = match result {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => {
+        // The register's site when the plan knows the host; a new host
+        // counts for its certificate's site until then.
+        let site = plan
+            .site_of(&identity.host_id)
+            .unwrap_or(&identity.site)
+            .to_owned();
+        let request = commit::Request {
+            identity: identity.clone(),
+            reports: body.reports,
+            agent_stats: body.agent_stats,
+            received_ms: now,
+            site,
+        };
+        let outcome = match self.committer.commit(request).await {
+            Ok(o) => o,
+            Err(CommitError::Store(e)) => {
                 self.reject("store_error");
                 tracing::error!(host = %identity.host_id, error = %e, "store commit failed");
                 return Err(Status::unavailable(
                     "collector cannot store reports now; retry later",
                 ));
             }
-            Err(e) => {
-                self.reject("store_error");
-                tracing::error!(host = %identity.host_id, error = %e, "store task failed");
-                return Err(Status::internal("store task failed"));
+            Err(CommitError::Stopped) => {
+                return Err(Status::unavailable(
+                    "collector is shutting down; retry later",
+                ));
             }
         };
         self.telemetry
@@ -135,6 +134,9 @@ impl Ingest for IngestService {
         self.telemetry
             .reports_duplicate
             .inc_by(outcome.duplicates as u64);
+        self.telemetry
+            .reports_backfilled
+            .inc_by(outcome.backfilled as u64);
         if outcome.ignored_probe_results > 0 {
             self.telemetry
                 .probe_results_ignored

@@ -6,6 +6,7 @@
 //! handle; the binary and the end-to-end tests drive the same code.
 
 pub mod api;
+pub mod commit;
 pub mod config;
 pub mod exposition;
 pub mod http;
@@ -26,9 +27,9 @@ use std::time::Duration;
 
 use campanile_proto::v1::ingest_server::IngestServer;
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
 
 pub use config::CollectorConfig;
 use store::Store;
@@ -57,6 +58,10 @@ pub enum CollectorError {
     Serve { what: &'static str, message: String },
 }
 
+/// Reports per SQLite transaction at most. Large enough that a burst of
+/// agents shares one fsync, small enough that one commit stays short.
+pub const GROUP_COMMIT_MAX_REPORTS: usize = 2000;
+
 /// A running collector. Dropping it does not stop it: call [`Running::shutdown`].
 pub struct Running {
     pub grpc_addr: SocketAddr,
@@ -67,6 +72,7 @@ pub struct Running {
     pub reach: Arc<reach::Reach>,
     shutdown: watch::Sender<bool>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    commit_thread: commit::CommitterThread,
     http: JoinHandle<std::io::Result<()>>,
     accept: JoinHandle<()>,
     /// Territory watcher, probe planner, WAN prober.
@@ -108,8 +114,14 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         telemetry.clone(),
     );
     let reach = Arc::new(reach::Reach::new(cfg.probes.clone()));
-    let service = IngestServer::new(ingest::IngestService::new(
+    let (committer, commit_thread) = commit::Committer::start(
         store.clone(),
+        Arc::new(cfg.probes.targets.clone()),
+        telemetry.clone(),
+        GROUP_COMMIT_MAX_REPORTS,
+    );
+    let service = IngestServer::new(ingest::IngestService::new(
+        committer,
         cfg.limits.clone(),
         telemetry.clone(),
         reach.clone(),
@@ -174,6 +186,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         reach,
         shutdown,
         grpc,
+        commit_thread,
         http,
         accept,
         tasks,
@@ -197,7 +210,22 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), CollectorError> {
         let _ = self.shutdown.send(true);
         self.accept.abort();
+        // The server returns once its in-flight requests are answered; it
+        // then drops the service and with it the last committer handle, so
+        // the committer drains what is queued and stops.
         let grpc = self.grpc.await;
+        // A connection that ignores the shutdown could keep a handle alive:
+        // wait a bounded time. Nothing is lost by giving up, since only
+        // committed requests were acknowledged; agents resend the rest.
+        let commit_thread = self.commit_thread;
+        let drained = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::task::spawn_blocking(move || commit_thread.join()),
+        )
+        .await;
+        if drained.is_err() {
+            tracing::warn!("committer still busy after 30 s; stopping without it");
+        }
         let http = self.http.await;
         for t in self.tasks {
             let _ = t.await;

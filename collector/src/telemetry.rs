@@ -11,6 +11,9 @@ pub struct Telemetry {
     pub handshake_failures: IntCounterVec,
     pub ingest_duration: Histogram,
     pub probe_results_ignored: IntCounter,
+    pub reports_backfilled: IntCounter,
+    pub commit_duration: Histogram,
+    pub commit_reports: Histogram,
 }
 
 /// Reasons a request is refused; pre-registered so every series exists from
@@ -76,6 +79,32 @@ impl Telemetry {
             "Probe results ignored because their target is not in probes.targets.",
         )
         .expect("valid metric");
+        let reports_backfilled = IntCounter::new(
+            "campanile_ingest_reports_backfilled_total",
+            "Reports committed that were collected before the host's current state: \
+             counted, not made current.",
+        )
+        .expect("valid metric");
+        let commit_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "campanile_store_commit_duration_seconds",
+                "Time to commit one group of requests (one SQLite transaction, one fsync).",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )
+        .expect("valid metric");
+        let commit_reports = Histogram::with_opts(
+            HistogramOpts::new(
+                "campanile_store_commit_reports",
+                "Reports per group commit (per SQLite transaction).",
+            )
+            .buckets(vec![
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+            ]),
+        )
+        .expect("valid metric");
         for r in REJECT_REASONS {
             requests_rejected.with_label_values(&[r]);
         }
@@ -89,6 +118,9 @@ impl Telemetry {
             Box::new(handshake_failures.clone()),
             Box::new(ingest_duration.clone()),
             Box::new(probe_results_ignored.clone()),
+            Box::new(reports_backfilled.clone()),
+            Box::new(commit_duration.clone()),
+            Box::new(commit_reports.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -100,6 +132,9 @@ impl Telemetry {
             handshake_failures,
             ingest_duration,
             probe_results_ignored,
+            reports_backfilled,
+            commit_duration,
+            commit_reports,
         }
     }
 }

@@ -118,7 +118,16 @@ impl TestPki {
     ) -> Result<AgentConfig> {
         // Tests send packets only where they say so.
         let spool = spool_path(cert.parent().unwrap_or(Path::new(".")), host_id);
-        let text = agent_toml(host_id, grpc, interval_secs, ca, cert, key, &spool, PROBES_OFF);
+        let text = agent_toml(
+            host_id,
+            grpc,
+            interval_secs,
+            ca,
+            cert,
+            key,
+            &spool,
+            PROBES_OFF,
+        );
         Ok(AgentConfig::parse(&text, Path::new("/test/agent.toml"))?)
     }
 

@@ -14,6 +14,7 @@ mod schema;
 pub use facts::{Facts, iso_date, parse_date};
 pub use probes::{ProbeCounter, ProbeCounting};
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -36,6 +37,9 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite_migration::Error,
     },
+    /// A failed group commit, as told to each request that was in it.
+    #[error("{message}")]
+    Shared { message: String },
     #[error("store {path}: stored {what} for host {host} does not decode: {source}")]
     Corrupt {
         path: PathBuf,
@@ -43,6 +47,16 @@ pub enum StoreError {
         what: &'static str,
         source: prost::DecodeError,
     },
+}
+
+impl StoreError {
+    /// A copy for each caller of a failed group commit (the underlying
+    /// errors cannot be cloned).
+    pub fn clone_for_caller(&self) -> Self {
+        Self::Shared {
+            message: self.to_string(),
+        }
+    }
 }
 
 /// What one ingest transaction did.
@@ -56,7 +70,25 @@ pub struct IngestOutcome {
     pub need_full_inventory: bool,
     /// Probe results naming a target the collector does not count.
     pub ignored_probe_results: usize,
+    /// Accepted reports older than the host's current state: counted, not
+    /// made current.
+    pub backfilled: usize,
 }
+
+/// One Deliver request, validated, for [`Store::ingest_group`].
+#[derive(Debug, Clone, Copy)]
+pub struct IngestJob<'a> {
+    pub identity: &'a HostIdentity,
+    pub reports: &'a [Report],
+    /// The agent's self-metrics sent with the request (fresher than the
+    /// copies inside its reports).
+    pub agent_stats: Option<&'a AgentStats>,
+    pub received_ms: i64,
+    pub counting: ProbeCounting<'a>,
+}
+
+/// Epochs per host whose dedup cursor is kept.
+const EPOCHS_KEPT: i64 = 4;
 
 /// Current state of one host, as `/metrics` needs it.
 #[derive(Debug, Clone)]
@@ -186,9 +218,8 @@ impl Store {
         }
     }
 
-    /// Commits a batch of already-validated reports of one host in one
-    /// transaction. Reports whose (epoch, seq) is not newer than what is
-    /// stored are duplicates: counted and skipped.
+    /// Commits one request (already-validated reports of one host) in its
+    /// own transaction. See [`Store::ingest_group`].
     pub fn ingest(
         &self,
         identity: &HostIdentity,
@@ -196,98 +227,220 @@ impl Store {
         received_ms: i64,
         counting: &ProbeCounting<'_>,
     ) -> Result<IngestOutcome, StoreError> {
+        let job = IngestJob {
+            identity,
+            reports,
+            agent_stats: None,
+            received_ms,
+            counting: *counting,
+        };
+        self.ingest_group(std::slice::from_ref(&job))?
+            .pop()
+            .expect("one result per job")
+    }
+
+    /// Group commit: several requests in one transaction, so one fsync
+    /// covers them all. Each request runs in its own savepoint: one that
+    /// fails (a damaged stored inventory, say) is rolled back alone and
+    /// gets its error while the others commit. The outer error means the
+    /// commit itself failed and nothing was stored.
+    ///
+    /// Per report: a (host, epoch, seq) already stored is a duplicate,
+    /// counted and skipped. A report collected before the host's current
+    /// state (an old epoch delivered late) is backfilled: it advances the
+    /// dedup cursor, counts its probe figures and proves the host alive,
+    /// but leaves the current health, inventory and probes as they are.
+    pub fn ingest_group(
+        &self,
+        jobs: &[IngestJob<'_>],
+    ) -> Result<Vec<Result<IngestOutcome, StoreError>>, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let mut out = IngestOutcome::default();
-        let mut cursor: Option<(u64, u64, Option<Vec<u8>>)> = tx
-            .query_row(
-                "SELECT epoch, last_seq, inventory_sha256 FROM hosts WHERE host_id = ?1",
-                [&identity.host_id],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u64,
-                        r.get::<_, i64>(1)? as u64,
-                        r.get(2)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let mut last_hash_sent: Option<&[u8]> = None;
-        for report in reports {
-            if let Some((epoch, last_seq, _)) = &cursor {
-                if *epoch == report.epoch && report.seq <= *last_seq {
-                    out.duplicates += 1;
-                    continue;
+        let mut tx = conn.transaction().map_err(|e| self.err(e))?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let sp = tx.savepoint().map_err(|e| self.err(e))?;
+            match self.apply(&sp, job) {
+                Ok(outcome) => {
+                    sp.commit().map_err(|e| self.err(e))?;
+                    results.push(Ok(outcome));
                 }
+                // Dropping the savepoint rolls this request back.
+                Err(e) => results.push(Err(e)),
             }
-            let stored_hash = cursor.as_ref().and_then(|c| c.2.clone());
-            let health = report.health.as_ref().map(Message::encode_to_vec);
-            let stats = report.agent_stats.as_ref().map(Message::encode_to_vec);
-            let probes = report.probes.as_ref().map(Message::encode_to_vec);
-            tx.execute(
-                "INSERT INTO hosts (host_id, site, first_seen_ms, last_report_ms, last_collected_ms,
-                                    interval_secs, epoch, last_seq, agent_version, health, agent_stats,
-                                    probes, probe_duty_sha256)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT(host_id) DO UPDATE SET
-                    site = excluded.site, last_report_ms = excluded.last_report_ms,
-                    last_collected_ms = excluded.last_collected_ms,
-                    interval_secs = excluded.interval_secs, epoch = excluded.epoch,
-                    last_seq = excluded.last_seq, agent_version = excluded.agent_version,
-                    health = excluded.health, agent_stats = excluded.agent_stats,
-                    probes = excluded.probes, probe_duty_sha256 = excluded.probe_duty_sha256",
-                params![
-                    identity.host_id,
-                    identity.site,
-                    received_ms,
-                    report.collected_at_ms,
-                    report.interval_secs,
-                    report.epoch as i64,
-                    report.seq as i64,
-                    report.agent_version,
-                    health,
-                    stats,
-                    probes,
-                    report.probe_duty_sha256,
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-            if let Some(p) = &report.probes {
-                out.ignored_probe_results +=
-                    probes::count(&tx, counting, p).map_err(|e| self.err(e))?;
-            }
-            let mut new_hash = stored_hash;
-            if let Some(inv) = &report.inventory {
-                self.store_inventory(
-                    &tx,
-                    &identity.host_id,
-                    inv,
-                    &report.inventory_sha256,
-                    received_ms,
-                )?;
-                new_hash = Some(report.inventory_sha256.clone());
-            }
-            last_hash_sent = Some(&report.inventory_sha256);
-            cursor = Some((report.epoch, report.seq, new_hash));
-            out.accepted += 1;
         }
         tx.commit().map_err(|e| self.err(e))?;
-        if let Some((_, seq, stored)) = &cursor {
-            out.committed_seq = *seq;
-            out.need_full_inventory = match (last_hash_sent, stored) {
+        Ok(results)
+    }
+
+    fn apply(&self, conn: &Connection, job: &IngestJob<'_>) -> Result<IngestOutcome, StoreError> {
+        let host = job.identity.host_id.as_str();
+        let received_ms = job.received_ms;
+        let mut out = IngestOutcome::default();
+        let current: Option<(i64, Option<Vec<u8>>)> = conn
+            .prepare_cached(
+                "SELECT last_collected_ms, inventory_sha256 FROM hosts WHERE host_id = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row([host], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let (mut last_collected, mut stored_hash) = match current {
+            Some((t, h)) => (Some(t), h),
+            None => (None, None),
+        };
+        // epoch -> last committed seq, read once per epoch.
+        let mut cursors: HashMap<u64, Option<u64>> = HashMap::new();
+        let mut current_hash_sent: Option<&[u8]> = None;
+        for report in job.reports {
+            let cursor = match cursors.get(&report.epoch) {
+                Some(c) => *c,
+                None => {
+                    let c = self.cursor(conn, host, report.epoch)?;
+                    cursors.insert(report.epoch, c);
+                    c
+                }
+            };
+            if cursor.is_some_and(|last| report.seq <= last) {
+                out.duplicates += 1;
+                continue;
+            }
+            self.advance_cursor(
+                conn,
+                host,
+                report.epoch,
+                report.seq,
+                received_ms,
+                cursor.is_none(),
+            )?;
+            cursors.insert(report.epoch, Some(report.seq));
+            let backfill = last_collected.is_some_and(|t| report.collected_at_ms < t);
+            if backfill {
+                conn.prepare_cached("UPDATE hosts SET last_report_ms = ?2 WHERE host_id = ?1")
+                    .and_then(|mut st| st.execute(params![host, received_ms]))
+                    .map_err(|e| self.err(e))?;
+                out.backfilled += 1;
+            } else {
+                self.store_current(conn, job.identity, report, received_ms)?;
+                if let Some(inv) = &report.inventory {
+                    self.store_inventory(conn, host, inv, &report.inventory_sha256, received_ms)?;
+                    stored_hash = Some(report.inventory_sha256.clone());
+                }
+                current_hash_sent = Some(&report.inventory_sha256);
+                last_collected = Some(report.collected_at_ms);
+            }
+            if let Some(p) = &report.probes {
+                out.ignored_probe_results +=
+                    probes::count(conn, &job.counting, p).map_err(|e| self.err(e))?;
+            }
+            out.accepted += 1;
+        }
+        if let Some(stats) = job.agent_stats {
+            conn.prepare_cached("UPDATE hosts SET agent_stats = ?2 WHERE host_id = ?1")
+                .and_then(|mut st| st.execute(params![host, stats.encode_to_vec()]))
+                .map_err(|e| self.err(e))?;
+        }
+        if let Some(last) = job.reports.last() {
+            out.committed_seq = cursors.get(&last.epoch).copied().flatten().unwrap_or(0);
+            out.need_full_inventory = match (current_hash_sent, &stored_hash) {
                 (Some(sent), Some(have)) => sent != have.as_slice(),
                 (Some(_), None) => true,
-                // Only duplicates: ask again only if we never had an inventory.
+                // Only duplicates or backfill: ask only if we never had one.
                 (None, have) => have.is_none(),
             };
         }
         Ok(out)
     }
 
+    fn cursor(&self, conn: &Connection, host: &str, epoch: u64) -> Result<Option<u64>, StoreError> {
+        conn.prepare_cached(
+            "SELECT last_seq FROM delivery_cursors WHERE host_id = ?1 AND epoch = ?2",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![host, epoch as i64], |r| r.get::<_, i64>(0))
+                .optional()
+        })
+        .map(|seq| seq.map(|s| s as u64))
+        .map_err(|e| self.err(e))
+    }
+
+    /// Records (epoch, seq) as committed. A new epoch also forgets all but
+    /// the host's most recent epochs, so the table stays small.
+    fn advance_cursor(
+        &self,
+        conn: &Connection,
+        host: &str,
+        epoch: u64,
+        seq: u64,
+        received_ms: i64,
+        new_epoch: bool,
+    ) -> Result<(), StoreError> {
+        conn.prepare_cached(
+            "INSERT INTO delivery_cursors (host_id, epoch, last_seq, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(host_id, epoch) DO UPDATE SET
+                last_seq = excluded.last_seq, updated_ms = excluded.updated_ms",
+        )
+        .and_then(|mut st| st.execute(params![host, epoch as i64, seq as i64, received_ms]))
+        .map_err(|e| self.err(e))?;
+        if new_epoch {
+            conn.prepare_cached(
+                "DELETE FROM delivery_cursors WHERE host_id = ?1 AND epoch NOT IN
+                    (SELECT epoch FROM delivery_cursors WHERE host_id = ?1
+                     ORDER BY updated_ms DESC LIMIT ?2)",
+            )
+            .and_then(|mut st| st.execute(params![host, EPOCHS_KEPT]))
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The report becomes the host's current state.
+    fn store_current(
+        &self,
+        conn: &Connection,
+        identity: &HostIdentity,
+        report: &Report,
+        received_ms: i64,
+    ) -> Result<(), StoreError> {
+        let health = report.health.as_ref().map(Message::encode_to_vec);
+        let stats = report.agent_stats.as_ref().map(Message::encode_to_vec);
+        let probes = report.probes.as_ref().map(Message::encode_to_vec);
+        conn.prepare_cached(
+            "INSERT INTO hosts (host_id, site, first_seen_ms, last_report_ms, last_collected_ms,
+                                interval_secs, epoch, last_seq, agent_version, health, agent_stats,
+                                probes, probe_duty_sha256)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT(host_id) DO UPDATE SET
+                site = excluded.site, last_report_ms = excluded.last_report_ms,
+                last_collected_ms = excluded.last_collected_ms,
+                interval_secs = excluded.interval_secs, epoch = excluded.epoch,
+                last_seq = excluded.last_seq, agent_version = excluded.agent_version,
+                health = excluded.health, agent_stats = excluded.agent_stats,
+                probes = excluded.probes, probe_duty_sha256 = excluded.probe_duty_sha256",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                identity.host_id,
+                identity.site,
+                received_ms,
+                report.collected_at_ms,
+                report.interval_secs,
+                report.epoch as i64,
+                report.seq as i64,
+                report.agent_version,
+                health,
+                stats,
+                probes,
+                report.probe_duty_sha256,
+            ])
+        })
+        .map(|_| ())
+        .map_err(|e| self.err(e))
+    }
+
     fn store_inventory(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &Connection,
         host_id: &str,
         inv: &Inventory,
         sha256: &[u8],
@@ -500,5 +653,128 @@ impl Store {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use campanile_proto::v1::{Health, Inventory};
+
+    use super::*;
+
+    fn report(epoch: u64, seq: u64, collected_at_ms: i64, load: f64) -> Report {
+        Report {
+            host_id: "pc-1".into(),
+            epoch,
+            seq,
+            collected_at_ms,
+            interval_secs: 60,
+            health: Some(Health {
+                load1: Some(load),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        (dir, store)
+    }
+
+    fn ingest(store: &Store, id: &HostIdentity, reports: &[Report]) -> IngestOutcome {
+        let targets = BTreeSet::new();
+        let counting = ProbeCounting {
+            site: "s",
+            targets: &targets,
+        };
+        store.ingest(id, reports, 1_000, &counting).unwrap()
+    }
+
+    fn load1(store: &Store) -> Option<f64> {
+        store.host_states().unwrap()[0]
+            .health
+            .as_ref()
+            .and_then(|h| h.load1)
+    }
+
+    #[test]
+    fn drops_duplicates_of_every_recent_epoch() {
+        let (_d, store) = open();
+        let id = HostIdentity::new("pc-1", "s").unwrap();
+        let o = ingest(&store, &id, &[report(1, 1, 10, 0.1), report(1, 2, 20, 0.2)]);
+        assert_eq!((o.accepted, o.committed_seq), (2, 2));
+        // A new epoch (spool set aside), then the old one again.
+        let o = ingest(&store, &id, &[report(2, 1, 30, 0.3)]);
+        assert_eq!((o.accepted, o.committed_seq), (1, 1));
+        let o = ingest(&store, &id, &[report(1, 1, 10, 0.1), report(1, 2, 20, 0.2)]);
+        assert_eq!((o.accepted, o.duplicates, o.committed_seq), (0, 2, 2));
+        let o = ingest(&store, &id, &[report(2, 1, 30, 0.3), report(2, 2, 40, 0.4)]);
+        assert_eq!((o.accepted, o.duplicates, o.committed_seq), (1, 1, 2));
+        assert_eq!(load1(&store), Some(0.4));
+    }
+
+    #[test]
+    fn a_backfilled_report_does_not_replace_the_current_state() {
+        let (_d, store) = open();
+        let id = HostIdentity::new("pc-1", "s").unwrap();
+        ingest(&store, &id, &[report(2, 5, 50_000, 0.5)]);
+        // An older epoch's backlog arrives late: accepted, not current.
+        let o = ingest(&store, &id, &[report(1, 7, 10_000, 0.9)]);
+        assert_eq!((o.accepted, o.backfilled, o.committed_seq), (1, 1, 7));
+        assert_eq!(load1(&store), Some(0.5));
+        assert_eq!(store.host_states().unwrap()[0].last_collected_ms, 50_000);
+    }
+
+    #[test]
+    fn a_failing_request_is_rolled_back_alone_in_its_group() {
+        let (d, store) = open();
+        let a = HostIdentity::new("pc-a", "s").unwrap();
+        let b = HostIdentity::new("pc-b", "s").unwrap();
+        let mut r = report(1, 1, 10, 0.1);
+        r.host_id = "pc-a".into();
+        r.inventory = Some(Inventory::default());
+        r.inventory_sha256 = vec![1; 32];
+        ingest(&store, &a, &[r.clone()]);
+        // Damage pc-a's stored inventory: its next full inventory cannot be
+        // diffed against it.
+        rusqlite::Connection::open(d.path().join("s.db"))
+            .unwrap()
+            .execute(
+                "UPDATE hosts SET inventory = x'ffff' WHERE host_id = 'pc-a'",
+                [],
+            )
+            .unwrap();
+        r.seq = 2;
+        let mut rb = report(1, 1, 10, 0.7);
+        rb.host_id = "pc-b".into();
+        let targets = BTreeSet::new();
+        let counting = ProbeCounting {
+            site: "s",
+            targets: &targets,
+        };
+        let job = |identity, reports| IngestJob {
+            identity,
+            reports,
+            agent_stats: None,
+            received_ms: 2_000,
+            counting,
+        };
+        let results = store
+            .ingest_group(&[
+                job(&a, std::slice::from_ref(&r)),
+                job(&b, std::slice::from_ref(&rb)),
+            ])
+            .unwrap();
+        assert!(matches!(results[0], Err(StoreError::Corrupt { .. })));
+        assert_eq!(results[1].as_ref().unwrap().accepted, 1);
+        // pc-a's seq 2 was rolled back: it is not a duplicate next time.
+        let mut r3 = r.clone();
+        r3.inventory = None;
+        let o = ingest(&store, &a, &[r3]);
+        assert_eq!((o.accepted, o.duplicates), (1, 0));
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use campanile_proto::v1::Probes;
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 /// Where the probe figures of one ingest go.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +36,7 @@ pub struct ProbeCounter {
 /// Adds one report's figures. Returns how many results named a target that
 /// is not in `counting.targets`.
 pub(super) fn count(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     counting: &ProbeCounting<'_>,
     probes: &Probes,
 ) -> rusqlite::Result<usize> {

@@ -75,6 +75,21 @@ pub fn migrations() -> Migrations<'static> {
                 PRIMARY KEY (site, target)
              ) STRICT, WITHOUT ROWID;",
         ),
+        // 4: dedup by (host, epoch, seq) for every recent epoch of a host,
+        // not only the latest: an old epoch's reports (a restored disk, a
+        // spool set aside and found again) must not pass as new, nor reset
+        // the dedup of the current epoch.
+        M::up(
+            "CREATE TABLE delivery_cursors (
+                host_id     TEXT NOT NULL,
+                epoch       INTEGER NOT NULL,  -- u64 stored as its i64 bits
+                last_seq    INTEGER NOT NULL,
+                updated_ms  INTEGER NOT NULL,
+                PRIMARY KEY (host_id, epoch)
+             ) STRICT, WITHOUT ROWID;
+             INSERT INTO delivery_cursors (host_id, epoch, last_seq, updated_ms)
+                SELECT host_id, epoch, last_seq, last_report_ms FROM hosts;",
+        ),
     ])
 }
 

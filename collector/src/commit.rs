@@ -1,0 +1,152 @@
+//! Group commit: one thread owns the store's writer and commits whatever
+//! requests are waiting in one transaction, so a burst of agents (a
+//! territory coming back after an outage) pays one fsync per group instead
+//! of one per request. A request waits for no timer: when the queue is
+//! empty a lone request commits at once.
+//!
+//! Each caller gets its own outcome, and only after the transaction that
+//! holds its reports has committed, so an ack always means "on disk".
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use campanile_proto::identity::HostIdentity;
+use campanile_proto::v1::{AgentStats, Report};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{IngestJob, IngestOutcome, ProbeCounting, Store, StoreError};
+use crate::telemetry::Telemetry;
+
+/// Requests waiting for the committer; beyond this, callers wait to enqueue
+/// (back-pressure on the gRPC handlers rather than unbounded memory).
+const QUEUE_REQUESTS: usize = 1024;
+
+/// One validated Deliver request, owned, for the committer thread.
+pub struct Request {
+    pub identity: HostIdentity,
+    pub reports: Vec<Report>,
+    pub agent_stats: Option<AgentStats>,
+    pub received_ms: i64,
+    /// The site its probe figures count for.
+    pub site: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the committer has stopped (collector shutting down)")]
+    Stopped,
+}
+
+type Job = (Request, oneshot::Sender<Result<IngestOutcome, StoreError>>);
+
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Job>,
+}
+
+/// The committer thread; [`CommitterThread::join`] waits until every
+/// request already handed over is committed.
+pub struct CommitterThread {
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl CommitterThread {
+    /// Blocks until the committer has drained its queue and stopped: call it
+    /// once every [`Committer`] handle is dropped (the gRPC server has
+    /// finished its in-flight requests).
+    pub fn join(self) {
+        if self.handle.join().is_err() {
+            tracing::error!("committer thread panicked");
+        }
+    }
+}
+
+impl Committer {
+    /// Starts the committer thread. At most `max_group_reports` reports go
+    /// in one transaction (a request is never split); 1 gives one
+    /// transaction per request, for comparison.
+    pub fn start(
+        store: Arc<Store>,
+        targets: Arc<std::collections::BTreeSet<String>>,
+        telemetry: Arc<Telemetry>,
+        max_group_reports: usize,
+    ) -> (Self, CommitterThread) {
+        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
+        let handle = std::thread::Builder::new()
+            .name("campanile-commit".into())
+            .spawn(move || run(rx, &store, &targets, &telemetry, max_group_reports.max(1)))
+            .expect("spawn committer thread");
+        (Self { tx }, CommitterThread { handle })
+    }
+
+    /// Hands a request over and waits until it is committed (or failed).
+    pub async fn commit(&self, request: Request) -> Result<IngestOutcome, CommitError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send((request, reply))
+            .await
+            .map_err(|_| CommitError::Stopped)?;
+        Ok(wait.await.map_err(|_| CommitError::Stopped)??)
+    }
+}
+
+fn run(
+    mut rx: mpsc::Receiver<Job>,
+    store: &Store,
+    targets: &std::collections::BTreeSet<String>,
+    telemetry: &Telemetry,
+    max_group_reports: usize,
+) {
+    // Ends when every sender is gone and the queue is empty: requests
+    // accepted before a shutdown are still committed.
+    while let Some(first) = rx.blocking_recv() {
+        let mut reports = first.0.reports.len();
+        let mut group = vec![first];
+        while reports < max_group_reports {
+            match rx.try_recv() {
+                Ok(job) => {
+                    reports += job.0.reports.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let jobs: Vec<IngestJob<'_>> = group
+            .iter()
+            .map(|(r, _)| IngestJob {
+                identity: &r.identity,
+                reports: &r.reports,
+                agent_stats: r.agent_stats.as_ref(),
+                received_ms: r.received_ms,
+                counting: ProbeCounting {
+                    site: &r.site,
+                    targets,
+                },
+            })
+            .collect();
+        let results = store.ingest_group(&jobs);
+        drop(jobs);
+        telemetry
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        telemetry.commit_reports.observe(reports as f64);
+        match results {
+            Ok(results) => {
+                for ((_, reply), result) in group.into_iter().zip(results) {
+                    // A caller that went away (client cancelled) will
+                    // resend; its reports are committed and deduplicated.
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = group.len(), "group commit failed; nothing of it stored");
+                for (_, reply) in group {
+                    let _ = reply.send(Err(e.clone_for_caller()));
+                }
+            }
+        }
+    }
+}
