@@ -62,16 +62,17 @@ pub fn request(
     let mut prev: Option<(u64, u64)> = None;
     for r in &req.reports {
         report(r, limits, now_ms).map_err(|reason| Refusal::Invalid { seq: r.seq, reason })?;
-        if let Some((epoch, seq)) = prev {
-            if epoch == r.epoch && r.seq <= seq {
-                return Err(Refusal::Invalid {
-                    seq: r.seq,
-                    reason: format!(
-                        "sequence numbers must increase within a request ({seq} then {})",
-                        r.seq
-                    ),
-                });
-            }
+        if let Some((epoch, seq)) = prev
+            && epoch == r.epoch
+            && r.seq <= seq
+        {
+            return Err(Refusal::Invalid {
+                seq: r.seq,
+                reason: format!(
+                    "sequence numbers must increase within a request ({seq} then {})",
+                    r.seq
+                ),
+            });
         }
         prev = Some((r.epoch, r.seq));
     }
@@ -130,16 +131,16 @@ fn report(r: &Report, limits: &Limits, now_ms: i64) -> Result<(), String> {
 }
 
 fn health(h: &Health, limits: &Limits) -> Result<(), String> {
-    if let Some(c) = h.cpu_usage_ratio {
-        if !(0.0..=1.0).contains(&c) {
-            return Err(format!("cpu_usage_ratio {c} is not between 0 and 1"));
-        }
+    if let Some(c) = h.cpu_usage_ratio
+        && !(0.0..=1.0).contains(&c)
+    {
+        return Err(format!("cpu_usage_ratio {c} is not between 0 and 1"));
     }
     for (name, v) in [("load1", h.load1), ("load5", h.load5), ("load15", h.load15)] {
-        if let Some(v) = v {
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("{name} {v} is not a finite non-negative number"));
-            }
+        if let Some(v) = v
+            && (!v.is_finite() || v < 0.0)
+        {
+            return Err(format!("{name} {v} is not a finite non-negative number"));
         }
     }
     not_above(
@@ -221,23 +222,23 @@ fn inventory(inv: &Inventory, limits: &Limits) -> Result<(), String> {
             text("package version", &pkg.version, limits)?;
         }
     }
-    if let Some(d) = &inv.disks {
-        if d.items.len() > limits.max_disks {
-            return Err(format!(
-                "{} disks; at most {}",
-                d.items.len(),
-                limits.max_disks
-            ));
-        }
+    if let Some(d) = &inv.disks
+        && d.items.len() > limits.max_disks
+    {
+        return Err(format!(
+            "{} disks; at most {}",
+            d.items.len(),
+            limits.max_disks
+        ));
     }
-    if let Some(n) = &inv.nics {
-        if n.items.len() > limits.max_nics {
-            return Err(format!(
-                "{} nics; at most {}",
-                n.items.len(),
-                limits.max_nics
-            ));
-        }
+    if let Some(n) = &inv.nics
+        && n.items.len() > limits.max_nics
+    {
+        return Err(format!(
+            "{} nics; at most {}",
+            n.items.len(),
+            limits.max_nics
+        ));
     }
     Ok(())
 }

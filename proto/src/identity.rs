@@ -69,10 +69,10 @@ impl HostIdentity {
                 if host.replace(id).is_some() {
                     return Err(IdentityError::Duplicate("host"));
                 }
-            } else if let Some(id) = uri.strip_prefix(SITE_URI_PREFIX) {
-                if site.replace(id).is_some() {
-                    return Err(IdentityError::Duplicate("site"));
-                }
+            } else if let Some(id) = uri.strip_prefix(SITE_URI_PREFIX)
+                && site.replace(id).is_some()
+            {
+                return Err(IdentityError::Duplicate("site"));
             }
         }
         let host = host.ok_or(IdentityError::Missing("host", HOST_URI_PREFIX))?;

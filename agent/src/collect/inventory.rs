@@ -55,10 +55,10 @@ impl InventoryCache {
 
     fn packages(&mut self) -> Option<PackageList> {
         let stamp = platform::package_db_stamp();
-        if let (Some(stamp), Some((cached, list))) = (stamp, &self.packages) {
-            if *cached == stamp {
-                return list.clone();
-            }
+        if let (Some(stamp), Some((cached, list))) = (stamp, &self.packages)
+            && *cached == stamp
+        {
+            return list.clone();
         }
         let list = platform::packages();
         if let Some(stamp) = stamp {

@@ -73,12 +73,12 @@ impl Prober {
         };
         let mut icmp_jobs: Vec<(Owner, Result<Address, String>)> = Vec::new();
         let mut tcp_jobs: Vec<(Owner, String, u16)> = Vec::new();
-        if self.cfg.auto_gateway {
-            if let Some(gw) = platform::default_gateways() {
-                for (name, addr) in [("gateway", gw.v4), ("gateway6", gw.v6)] {
-                    if let Some(a) = addr {
-                        icmp_jobs.push((Owner::Target(name.into()), Ok(a)));
-                    }
+        if self.cfg.auto_gateway
+            && let Some(gw) = platform::default_gateways()
+        {
+            for (name, addr) in [("gateway", gw.v4), ("gateway6", gw.v6)] {
+                if let Some(a) = addr {
+                    icmp_jobs.push((Owner::Target(name.into()), Ok(a)));
                 }
             }
         }
@@ -145,13 +145,13 @@ impl Prober {
         let mut pings = JoinSet::new();
         let mut seen = HashMap::new();
         for (_, addr) in &jobs {
-            if let Ok(a) = addr {
-                if seen.insert(*a, None::<IcmpOutcome>).is_none() {
-                    let prober = self.icmp.clone();
-                    let spec = self.cfg.icmp;
-                    let a = *a;
-                    pings.spawn(async move { (a, prober.probe(a, &spec).await) });
-                }
+            if let Ok(a) = addr
+                && seen.insert(*a, None::<IcmpOutcome>).is_none()
+            {
+                let prober = self.icmp.clone();
+                let spec = self.cfg.icmp;
+                let a = *a;
+                pings.spawn(async move { (a, prober.probe(a, &spec).await) });
             }
         }
         while let Some(Ok((a, outcome))) = pings.join_next().await {

@@ -263,10 +263,11 @@ pub fn default_gateways() -> Option<super::netconf::Gateways> {
 pub fn dns_resolvers() -> Option<Vec<campanile_probe::Address>> {
     use super::netconf;
     let etc = netconf::resolv_conf_nameservers(&fs::read_to_string("/etc/resolv.conf").ok()?);
-    if !etc.is_empty() && etc.iter().all(netconf::is_local_stub) {
-        if let Ok(t) = fs::read_to_string("/run/systemd/resolve/resolv.conf") {
-            return Some(netconf::resolv_conf_nameservers(&t));
-        }
+    if !etc.is_empty()
+        && etc.iter().all(netconf::is_local_stub)
+        && let Ok(t) = fs::read_to_string("/run/systemd/resolve/resolv.conf")
+    {
+        return Some(netconf::resolv_conf_nameservers(&t));
     }
     Some(etc)
 }

@@ -68,29 +68,29 @@ pub fn assess(m: &Machine<'_>, t: &HardwareThresholds, today: Date) -> Assessmen
         ..Default::default()
     };
     let min_memory = t.min_memory_mib * MIB;
-    if let Some(mem) = out.memory_bytes {
-        if (mem as f64) < min_memory as f64 * REPORTED_MEMORY_SHARE {
-            out.shortfalls.push((
-                GapKind::LowMemory,
-                format!(
-                    "RAM {:.1} GiB, below the minimum of {:.0} GiB",
-                    mem as f64 / GIB,
-                    min_memory as f64 / GIB
-                ),
-            ));
-        }
+    if let Some(mem) = out.memory_bytes
+        && (mem as f64) < min_memory as f64 * REPORTED_MEMORY_SHARE
+    {
+        out.shortfalls.push((
+            GapKind::LowMemory,
+            format!(
+                "RAM {:.1} GiB, below the minimum of {:.0} GiB",
+                mem as f64 / GIB,
+                min_memory as f64 / GIB
+            ),
+        ));
     }
-    if let Some(disk) = out.system_disk_bytes {
-        if disk < t.min_system_disk_gb * 1_000_000_000 {
-            out.shortfalls.push((
-                GapKind::SmallDisk,
-                format!(
-                    "system disk {:.0} GB, below the minimum of {} GB",
-                    disk as f64 / 1e9,
-                    t.min_system_disk_gb
-                ),
-            ));
-        }
+    if let Some(disk) = out.system_disk_bytes
+        && disk < t.min_system_disk_gb * 1_000_000_000
+    {
+        out.shortfalls.push((
+            GapKind::SmallDisk,
+            format!(
+                "system disk {:.0} GB, below the minimum of {} GB",
+                disk as f64 / 1e9,
+                t.min_system_disk_gb
+            ),
+        ));
     }
     let built = m
         .facts
@@ -161,15 +161,15 @@ fn windows_11(m: &Machine<'_>, a: &Assessment) -> Option<bool> {
 
 fn windows_11_blockers(m: &Machine<'_>, a: &Assessment) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(arch) = m.arch {
-        if !matches!(arch, "x86_64" | "aarch64" | "amd64" | "arm64") {
-            out.push(format!("{arch} is not 64-bit"));
-        }
+    if let Some(arch) = m.arch
+        && !matches!(arch, "x86_64" | "aarch64" | "amd64" | "arm64")
+    {
+        out.push(format!("{arch} is not 64-bit"));
     }
-    if let Some(cpu) = m.facts.cpu_model.as_deref() {
-        if cpu_supports_windows_11(cpu) == Some(false) {
-            out.push(format!("CPU {cpu} is not supported"));
-        }
+    if let Some(cpu) = m.facts.cpu_model.as_deref()
+        && cpu_supports_windows_11(cpu) == Some(false)
+    {
+        out.push(format!("CPU {cpu} is not supported"));
     }
     if a.memory_bytes
         .is_some_and(|b| (b as f64) < 4.0 * GIB * REPORTED_MEMORY_SHARE)

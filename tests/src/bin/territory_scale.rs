@@ -38,18 +38,25 @@ fn report(i: usize, now_ms: i64) -> Report {
     let inventory = Inventory {
         hostname: Some(format!("PC-{i:05}")),
         os_name: Some(
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 "Windows"
             } else {
                 "Debian GNU/Linux"
             }
             .into(),
         ),
-        os_version: Some(if i % 3 == 0 { "10 (19045)" } else { "12" }.into()),
-        os_edition: (i % 3 == 0).then(|| "Windows 10 Pro".into()),
+        os_version: Some(
+            if i.is_multiple_of(3) {
+                "10 (19045)"
+            } else {
+                "12"
+            }
+            .into(),
+        ),
+        os_edition: i.is_multiple_of(3).then(|| "Windows 10 Pro".into()),
         arch: Some("x86_64".into()),
         cpu_model: Some("Intel(R) Core(TM) i5-6500 CPU @ 3.20GHz".into()),
-        memory_total_bytes: Some(if i % 7 == 0 { 4 } else { 16 } << 30),
+        memory_total_bytes: Some(if i.is_multiple_of(7) { 4 } else { 16 } << 30),
         disks: Some(DiskList {
             items: vec![Disk {
                 name: "sda".into(),
@@ -86,7 +93,11 @@ fn report(i: usize, now_ms: i64) -> Report {
         device: format!("/dev/sda{n}"),
         fs_type: "ext4".into(),
         size_bytes: 100 << 30,
-        available_bytes: if i % 11 == 0 { 5 << 30 } else { 50 << 30 },
+        available_bytes: if i.is_multiple_of(11) {
+            5 << 30
+        } else {
+            50 << 30
+        },
     };
     let nic = |n: usize| NetInterface {
         name: format!("eth{n}"),
@@ -136,7 +147,7 @@ fn probes(i: usize) -> Probes {
         device: device.into(),
         address: "192.0.2.1".into(),
         sent: 5,
-        lost: u32::from(i % 10 == 0),
+        lost: u32::from(i.is_multiple_of(10)),
         rtt_min_seconds: Some(0.001),
         rtt_avg_seconds: Some(0.002),
         rtt_max_seconds: Some(0.004),
@@ -325,10 +336,10 @@ fn main() -> Result<()> {
         .count();
     let mut per_host = std::collections::HashMap::<&str, usize>::new();
     for l in &series {
-        if let Some(rest) = l.split_once("{host=\"").map(|x| x.1) {
-            if let Some((h, _)) = rest.split_once('"') {
-                *per_host.entry(h).or_default() += 1;
-            }
+        if let Some(rest) = l.split_once("{host=\"").map(|x| x.1)
+            && let Some((h, _)) = rest.split_once('"')
+        {
+            *per_host.entry(h).or_default() += 1;
         }
     }
     let max_per_host = per_host.values().copied().max().unwrap_or(0);
