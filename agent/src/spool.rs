@@ -241,6 +241,11 @@ impl Spool {
         self.epoch
     }
 
+    /// The seq the next report will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }

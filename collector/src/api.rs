@@ -124,6 +124,9 @@ struct HostDetail {
     probes: Option<campanile_proto::v1::Probes>,
     /// Devices this host probes for the collector (as of the last plan).
     probe_duty: Vec<String>,
+    /// The agent's own health as of its last Deliver call: spool depth and
+    /// bytes, oldest unsent age, drops by reason, send failures.
+    agent_stats: Option<campanile_proto::v1::AgentStats>,
 }
 
 #[derive(Serialize)]
@@ -161,6 +164,7 @@ async fn host(State(s): State<HttpState>, Path(host_id): Path<String>) -> Respon
             agent_version: h.agent_version.clone(),
             health: h.health.clone(),
             probes: h.probes.clone(),
+            agent_stats: h.agent_stats.clone(),
             probe_duty: s
                 .reach
                 .plan()

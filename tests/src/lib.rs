@@ -68,24 +68,7 @@ impl TestPki {
 
     /// The same, with more TOML appended (`[territory]`, `[api]`...).
     pub fn collector_config_with(&self, db: &Path, extra: &str) -> Result<CollectorConfig> {
-        let text = format!(
-            r#"
-            [grpc]
-            listen_addr = "127.0.0.1:0"
-            max_message_bytes = 1048576
-            [http]
-            listen_addr = "127.0.0.1:0"
-            [tls]
-            ca_cert_path = "{d}/ca.pem"
-            cert_path = "{d}/server.pem"
-            key_path = "{d}/server.key"
-            [store]
-            path = "{db}"
-            {extra}
-            "#,
-            d = self.path().display(),
-            db = db.display()
-        );
+        let text = self.collector_toml(db, 0, 0, extra);
         let mut cfg = CollectorConfig::parse(&text, Path::new("/test/collector.toml"))?;
         // Registers in tests may carry documentation WAN addresses: the
         // centre probes them only where a test asks for it.
@@ -93,6 +76,35 @@ impl TestPki {
             cfg.probes.wan.enabled = false;
         }
         Ok(cfg)
+    }
+
+    /// Collector config text on loopback ports (0 = ephemeral), for the
+    /// collector binary or [`TestPki::collector_config_with`].
+    pub fn collector_toml(&self, db: &Path, grpc_port: u16, http_port: u16, extra: &str) -> String {
+        let wan_off = if extra.contains("[probes.wan]") {
+            ""
+        } else {
+            "[probes.wan]\nenabled = false"
+        };
+        format!(
+            r#"
+            [grpc]
+            listen_addr = "127.0.0.1:{grpc_port}"
+            max_message_bytes = 1048576
+            [http]
+            listen_addr = "127.0.0.1:{http_port}"
+            [tls]
+            ca_cert_path = "{d}/ca.pem"
+            cert_path = "{d}/server.pem"
+            key_path = "{d}/server.key"
+            [store]
+            path = "{db}"
+            {extra}
+            {wan_off}
+            "#,
+            d = self.path().display(),
+            db = db.display()
+        )
     }
 
     /// Agent config with a fresh certificate for `host_id` at `site`.
@@ -206,6 +218,15 @@ path = "{spool}"
 /// The agent binary of this build, built first if needed (the tests crate
 /// cannot name another package's binaries).
 pub fn agent_binary() -> Result<PathBuf> {
+    workspace_binary("campanile-agent")
+}
+
+/// The collector binary of this build (kill -9 tests need a process).
+pub fn collector_binary() -> Result<PathBuf> {
+    workspace_binary("campanile-collector")
+}
+
+fn workspace_binary(package: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test> -> target/<profile>
     let profile_dir = exe
@@ -214,22 +235,17 @@ pub fn agent_binary() -> Result<PathBuf> {
         .context("test executable outside target/<profile>/deps")?;
     let target_dir = profile_dir.parent().context("no target dir")?;
     let mut cmd = std::process::Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "campanile-agent",
-        "--bin",
-        "campanile-agent",
-    ])
-    .arg("--target-dir")
-    .arg(target_dir);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", package])
+        .arg("--target-dir")
+        .arg(target_dir);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
-    let status = cmd.status().context("running cargo build for the agent")?;
-    anyhow::ensure!(status.success(), "cargo build of campanile-agent failed");
-    let bin = profile_dir.join("campanile-agent");
+    let status = cmd
+        .status()
+        .with_context(|| format!("running cargo build for {package}"))?;
+    anyhow::ensure!(status.success(), "cargo build of {package} failed");
+    let bin = profile_dir.join(package);
     anyhow::ensure!(bin.is_file(), "{} missing after the build", bin.display());
     Ok(bin)
 }
@@ -283,6 +299,19 @@ impl TestCollector {
     /// Starts on an existing store file (restart tests).
     pub async fn start_at(pki: &TestPki, db: &Path) -> Result<Self> {
         let running = campanile_collector::start(pki.collector_config(db)?).await?;
+        Ok(Self {
+            running,
+            db: db.to_owned(),
+            _dir: None,
+        })
+    }
+
+    /// Starts on an existing store with the gRPC port fixed, so agents
+    /// configured for an earlier run find it again.
+    pub async fn start_on(pki: &TestPki, db: &Path, grpc_port: u16) -> Result<Self> {
+        let mut cfg = pki.collector_config(db)?;
+        cfg.grpc_listen.set_port(grpc_port);
+        let running = campanile_collector::start(cfg).await?;
         Ok(Self {
             running,
             db: db.to_owned(),
@@ -520,4 +549,86 @@ impl TestPrometheus {
             .await?;
         Ok(resp.text().await?)
     }
+}
+
+/// A TCP relay that passes at most `bytes_per_sec` each way: a collector on
+/// a slow rural line, as the agent sees it.
+pub struct SlowProxy {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowProxy {
+    pub async fn start(target: SocketAddr, bytes_per_sec: usize) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    tokio::join!(
+                        throttle(ri, wo, bytes_per_sec),
+                        throttle(ro, wi, bytes_per_sec)
+                    );
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops the JoinSet, which aborts every relay.
+        self.task.abort();
+    }
+}
+
+async fn throttle(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    bytes_per_sec: usize,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Ten slices a second.
+    let mut buf = vec![0u8; (bytes_per_sec / 10).max(1)];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Sends SIGTERM (a graceful stop) to a child this test started.
+pub fn terminate(child: &Child) -> Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -TERM {} failed", child.id());
+    Ok(())
 }

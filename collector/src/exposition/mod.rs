@@ -5,9 +5,10 @@
 //! [`ExpositionConfig`] (defaults 6 and 2: at most 39 series per host).
 //! The territory adds 5 series per site and 6 per comune; reachability adds
 //! 11 per site (6 of them the one-hot state), up to 8 per site and probe
-//! target, and 3 per agentless device. Long lists stay in the inventory
-//! API, never in labels.
+//! target, and 3 per agentless device; the agents' own health adds 9 per
+//! site. Long lists stay in the inventory API, never in labels.
 
+mod agents;
 mod reach;
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
@@ -95,6 +96,7 @@ pub fn render(scrape: &Scrape<'_>, cfg: &ExpositionConfig, telemetry: &Telemetry
     let mut families = host_families(scrape, cfg);
     families.extend(territory_families(scrape));
     families.extend(reach::families(scrape));
+    families.extend(agents::families(scrape));
     families.extend(collector_families(scrape));
     families.retain(|mf| !mf.get_metric().is_empty());
     families.extend(telemetry.registry.gather());

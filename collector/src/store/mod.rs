@@ -631,6 +631,12 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// The highest seq committed for a host's epoch (dedup cursor).
+    pub fn delivered_seq(&self, host_id: &str, epoch: u64) -> Result<Option<u64>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        self.cursor(&conn, host_id, epoch)
+    }
+
     /// Every site's probe counters, by site then target.
     pub fn probe_counters(&self) -> Result<Vec<ProbeCounter>, StoreError> {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());

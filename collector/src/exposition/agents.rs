@@ -1,0 +1,104 @@
+//! The agents' own health, per site: what waits in their spools, how old
+//! it is, and what they had to drop. Per site rather than per host to keep
+//! the per-host series bounded; `/api/v1/hosts/{id}` has each agent's own
+//! figures.
+//!
+//! Gauges (spool depth, bytes, oldest age) count only up hosts: a silent
+//! host's last figures are stale. Counters sum every host of the site, so
+//! they do not fall when a host goes silent.
+
+use std::collections::BTreeMap;
+
+use prometheus::proto::MetricFamily;
+
+use super::{Family, Scrape};
+
+#[derive(Default)]
+struct SiteAgents {
+    spool_reports: u64,
+    spool_bytes: u64,
+    oldest_unsent_age_seconds: u64,
+    dropped_spool_full: u64,
+    dropped_expired: u64,
+    dropped_invalid: u64,
+    dropped_corrupt: u64,
+    send_failures: u64,
+    spool_resets: u64,
+}
+
+/// Drop reasons, as the `reason` label says them.
+pub const DROP_REASONS: [&str; 4] = ["spool_full", "expired", "invalid", "corrupt"];
+
+pub(super) fn families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+    let mut sites: BTreeMap<&str, SiteAgents> = BTreeMap::new();
+    for (h, hv) in scrape.hosts.iter().zip(&scrape.view.hosts) {
+        let Some(st) = &h.agent_stats else { continue };
+        let s = sites.entry(hv.site.as_str()).or_default();
+        if h.is_up(scrape.now_ms) {
+            s.spool_reports += st.queue_depth;
+            s.spool_bytes += st.spool_bytes;
+            s.oldest_unsent_age_seconds = s
+                .oldest_unsent_age_seconds
+                .max(st.oldest_unsent_age_seconds);
+        }
+        // Agents older than the spool report drops only as a total.
+        let itemised = st.dropped_spool_full_total
+            + st.dropped_expired_total
+            + st.dropped_invalid_total
+            + st.dropped_corrupt_total;
+        s.dropped_spool_full +=
+            st.dropped_spool_full_total + st.dropped_reports_total.saturating_sub(itemised);
+        s.dropped_expired += st.dropped_expired_total;
+        s.dropped_invalid += st.dropped_invalid_total;
+        s.dropped_corrupt += st.dropped_corrupt_total;
+        s.send_failures += st.send_failures_total;
+        s.spool_resets += st.spool_resets_total;
+    }
+    let mut reports = Family::gauge(
+        "campanile_site_agent_spool_reports",
+        "Reports waiting in the spools of the site's up agents.",
+    );
+    let mut bytes = Family::gauge(
+        "campanile_site_agent_spool_bytes",
+        "Encoded size of the reports waiting in the spools of the site's up agents.",
+    );
+    let mut oldest = Family::gauge(
+        "campanile_site_agent_oldest_unsent_age_seconds",
+        "Age of the oldest report still unacknowledged among the site's up agents.",
+    );
+    let mut dropped = Family::counter(
+        "campanile_site_agent_reports_dropped_total",
+        "Reports the site's agents dropped: spool_full (oldest dropped to make room), \
+         expired (older than the spool's age bound), invalid (refused by the collector), \
+         corrupt (damaged on disk).",
+    );
+    let mut failures = Family::counter(
+        "campanile_site_agent_send_failures_total",
+        "Deliver calls of the site's agents that failed (network, TLS, timeout, refusal).",
+    );
+    let mut resets = Family::counter(
+        "campanile_site_agent_spool_resets_total",
+        "Times an agent of the site found its spool file damaged and started a new one.",
+    );
+    for (site, s) in &sites {
+        let l = [("site", *site)];
+        reports.push(&l, s.spool_reports as f64);
+        bytes.push(&l, s.spool_bytes as f64);
+        oldest.push(&l, s.oldest_unsent_age_seconds as f64);
+        let counts = [
+            s.dropped_spool_full,
+            s.dropped_expired,
+            s.dropped_invalid,
+            s.dropped_corrupt,
+        ];
+        for (reason, n) in DROP_REASONS.iter().zip(counts) {
+            dropped.push(&[l[0], ("reason", reason)], n as f64);
+        }
+        failures.push(&l, s.send_failures as f64);
+        resets.push(&l, s.spool_resets as f64);
+    }
+    [reports, bytes, oldest, dropped, failures, resets]
+        .into_iter()
+        .map(|f| f.mf)
+        .collect()
+}

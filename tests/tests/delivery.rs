@@ -1,0 +1,508 @@
+//! No report lost: the agent's durable spool, the collector's idempotent
+//! group-committed ingest, and both surviving kill -9.
+//!
+//! How "every report once, in order" is checked: the collector drops any
+//! report whose seq is not above its cursor for that (host, epoch) as a
+//! duplicate. So when the cursor reaches the agent's last seq and the
+//! collector accepted exactly (last - first + 1) reports, each seq arrived
+//! once and in order; a loss, a reorder or a double count changes that
+//! number. Where the collector restarts, the probe counters (one TCP check
+//! per report, stored durably) give the same count across restarts.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use campanile_agent::config::{CollectConfig, ProbeConfig};
+use campanile_agent::spool::Spool;
+use campanile_agent::{Agent, AgentConfig, SendOutcome};
+use campanile_collector::store::Store;
+use campanile_proto::v1::Report;
+use campanile_tests::{
+    ChildGuard, SlowProxy, TestCollector, TestPki, eventually, free_port, sample, spool_path,
+};
+
+/// A realistic report of this machine for `host_id`, hash-only.
+async fn sample_report(host_id: &str) -> Report {
+    let collect = CollectConfig {
+        packages: false,
+        systemd_units: false,
+        ..Default::default()
+    };
+    let mut r =
+        campanile_agent::collect_once(host_id, &collect, &ProbeConfig::disabled(), "").await;
+    r.inventory = None;
+    r
+}
+
+fn agent_config(text: &str) -> Result<AgentConfig> {
+    Ok(AgentConfig::parse(text, Path::new("/test/agent.toml"))?)
+}
+
+/// Agent TOML with `[spool]` settings added.
+fn with_spool(text: &str, settings: &str) -> String {
+    text.replacen("[spool]\n", &format!("[spool]\n{settings}\n"), 1)
+}
+
+/// Sends until the spool is empty, riding out the channel's reconnect.
+async fn drain(agent: &mut Agent) -> Result<()> {
+    for _ in 0..50 {
+        match agent.send().await {
+            SendOutcome::Drained => return Ok(()),
+            SendOutcome::More => {}
+            SendOutcome::RetryAfter(d) => {
+                tokio::time::sleep(d.min(Duration::from_millis(200))).await
+            }
+        }
+    }
+    bail!("spool not drained: {} reports left", agent.spool().len())
+}
+
+#[tokio::test]
+async fn reports_spooled_while_the_collector_is_down_arrive_once_and_in_order() -> Result<()> {
+    let pki = TestPki::new()?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("campanile.db");
+    let port = free_port()?;
+    let c = TestCollector::start_on(&pki, &db, port).await?;
+    let mut agent =
+        Agent::new(pki.agent_config("down-pc", "site-down", c.running.grpc_addr, 60)?)?;
+    agent.collect().await;
+    assert_eq!(agent.send().await, SendOutcome::Drained);
+    c.stop().await?;
+
+    for _ in 0..5 {
+        agent.collect().await;
+        assert!(matches!(agent.send().await, SendOutcome::RetryAfter(_)));
+    }
+    assert_eq!(
+        agent.spool().len(),
+        5,
+        "the spool holds what could not be sent"
+    );
+    assert!(agent.spool().counters().send_failures >= 5);
+
+    let c = TestCollector::start_on(&pki, &db, port).await?;
+    drain(&mut agent).await?;
+    let epoch = agent.spool().epoch();
+    assert_eq!(c.running.store.delivered_seq("down-pc", epoch)?, Some(6));
+    let text = c.metrics().await?;
+    assert_eq!(
+        sample(&text, "campanile_ingest_reports_accepted_total"),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&text, "campanile_ingest_reports_duplicate_total"),
+        Some(0.0)
+    );
+    // The agent's failed sends travel with the next request and show per site.
+    let failures = sample(
+        &text,
+        r#"campanile_site_agent_send_failures_total{site="site-down"}"#,
+    )
+    .context("agent send failures in /metrics")?;
+    assert!(failures >= 5.0, "{failures}");
+    c.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_full_spool_drops_exactly_the_oldest_and_counts_them() -> Result<()> {
+    let pki = TestPki::new()?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("campanile.db");
+    let port = free_port()?;
+    let text = pki.probing_agent_toml(
+        "full-pc",
+        "site-full",
+        format!("127.0.0.1:{port}").parse()?,
+        60,
+        "[probes]\nenabled = false",
+    )?;
+    let cfg = agent_config(&with_spool(&text, "max_bytes = 1048576"))?;
+    let mut agent = Agent::new(cfg)?;
+    let base = sample_report("full-pc").await;
+    // About 2.5 MiB of reports into a 1 MiB spool, the collector down.
+    let total = 3000u64;
+    for i in 0..total {
+        let mut r = base.clone();
+        r.collected_at_ms = base.collected_at_ms + i as i64;
+        r.agent_version = format!("{}+{}", base.agent_version, "x".repeat(700));
+        agent.enqueue(r);
+    }
+    let kept = agent.spool().len();
+    let dropped = agent.spool().counters().dropped_spool_full;
+    assert!(dropped > 0 && kept > 0, "kept {kept}, dropped {dropped}");
+    assert_eq!(kept + dropped, total, "every report is kept or counted");
+    let seqs: Vec<u64> = agent.spooled()?.iter().map(|r| r.seq).collect();
+    let expected: Vec<u64> = (dropped + 1..=total).collect();
+    assert_eq!(seqs, expected, "exactly the oldest were dropped");
+
+    let c = TestCollector::start_on(&pki, &db, port).await?;
+    drain(&mut agent).await?;
+    let text = c.metrics().await?;
+    assert_eq!(
+        sample(&text, "campanile_ingest_reports_accepted_total"),
+        Some(kept as f64)
+    );
+    assert_eq!(
+        c.running
+            .store
+            .delivered_seq("full-pc", agent.spool().epoch())?,
+        Some(total)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"campanile_site_agent_reports_dropped_total{site="site-full",reason="spool_full"}"#
+        ),
+        Some(dropped as f64)
+    );
+    c.stop().await?;
+    Ok(())
+}
+
+/// Logs (stdout and stderr) of a process into one file.
+fn log_to(path: &Path) -> Result<(Stdio, Stdio)> {
+    let f = std::fs::File::create(path)?;
+    Ok((Stdio::from(f.try_clone()?), Stdio::from(f)))
+}
+
+fn spawn_agent(config: &Path, log: &Path) -> Result<ChildGuard> {
+    let (out, err) = log_to(log)?;
+    let child = Command::new(campanile_tests::agent_binary()?)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .context("starting campanile-agent")?;
+    Ok(ChildGuard(child))
+}
+
+fn kill_9(mut guard: ChildGuard) -> Result<()> {
+    guard.0.kill()?;
+    guard.0.wait()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn agent_killed_with_a_full_spool_delivers_it_in_order_after_restart() -> Result<()> {
+    let pki = TestPki::new()?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("campanile.db");
+    let port = free_port()?;
+    let text = pki.probing_agent_toml(
+        "kill-agent-pc",
+        "site-ka",
+        format!("127.0.0.1:{port}").parse()?,
+        1,
+        "[probes]\nenabled = false",
+    )?;
+    let text = with_spool(&text, "max_bytes = 1048576");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, &text)?;
+    // Fill the spool to its bound while the collector is down.
+    {
+        let cfg = agent_config(&text)?;
+        let mut spool = Spool::open(&cfg.send.spool)?;
+        let base = sample_report("kill-agent-pc").await;
+        let mut i = 0;
+        while spool.counters().dropped_spool_full == 0 {
+            let mut r = base.clone();
+            r.collected_at_ms = base.collected_at_ms + i;
+            r.agent_version = format!("{}+{}", base.agent_version, "x".repeat(700));
+            spool.append(r, base.collected_at_ms + i)?;
+            i += 1;
+        }
+    }
+    // The agent runs on the full spool (each new report pushes out the
+    // oldest) and is killed mid-run.
+    let log = dir.path().join("agent.log");
+    let agent = spawn_agent(&config, &log)?;
+    let spool_file = spool_path(pki.path(), "kill-agent-pc");
+    eventually(
+        Duration::from_secs(20),
+        "the agent to append to its spool",
+        || async {
+            // The log says the spool opened and a report was dropped to make room.
+            let log = std::fs::read_to_string(&log).ok()?;
+            log.contains("oldest reports dropped").then_some(())
+        },
+    )
+    .await?;
+    kill_9(agent)?;
+
+    let cfg = agent_config(&text)?;
+    let (first, last, kept, epoch, dropped_before) = {
+        let mut spool = Spool::open(&cfg.send.spool)?;
+        let seqs: Vec<u64> = spool
+            .batch(usize::MAX, u64::MAX)?
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "contiguous after kill -9"
+        );
+        let dropped = spool.counters().dropped_total();
+        (
+            seqs[0],
+            *seqs.last().unwrap(),
+            seqs.len() as u64,
+            spool.epoch(),
+            dropped,
+        )
+    };
+    assert!(spool_file.exists());
+
+    let c = TestCollector::start_on(&pki, &db, port).await?;
+    let agent = spawn_agent(&config, &dir.path().join("agent2.log"))?;
+    let store = c.running.store.clone();
+    let reached = eventually(Duration::from_secs(60), "the spool to be delivered", || {
+        let store = store.clone();
+        async move {
+            store
+                .delivered_seq("kill-agent-pc", epoch)
+                .ok()?
+                .filter(|&s| s >= last)
+        }
+    })
+    .await?;
+    kill_9(agent)?;
+    let text = c.metrics().await?;
+    let accepted = sample(&text, "campanile_ingest_reports_accepted_total").unwrap_or(0.0);
+    let cursor = store.delivered_seq("kill-agent-pc", epoch)?.unwrap_or(0);
+    assert!(cursor >= reached);
+    // The restarted agent's first report carries the full inventory and,
+    // the spool being full, pushes out the oldest few before they can be
+    // sent: counted by the spool, and they are the lowest seqs.
+    let dropped_after = Spool::open(&cfg.send.spool)?.counters().dropped_total() - dropped_before;
+    assert_eq!(
+        accepted,
+        (cursor - (first + dropped_after) + 1) as f64,
+        "every seq from {first} + {dropped_after} dropped to {cursor} accepted once, in order \
+         ({kept} were spooled)"
+    );
+    c.stop().await?;
+    Ok(())
+}
+
+/// Every log the test's processes wrote, for a failure message.
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            out.push_str(&format!("--- {}\n", path.display()));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Counted TCP checks of the "centre" target for a site: one per report
+/// the collector committed, across its restarts.
+fn centre_checks(store: &Store, site: &str) -> Result<u64> {
+    Ok(store
+        .probe_counters()?
+        .into_iter()
+        .find(|c| c.site == site && c.target == "centre")
+        .map_or(0, |c| c.checks))
+}
+
+#[tokio::test]
+async fn collector_killed_repeatedly_loses_no_acknowledged_report() -> Result<()> {
+    let pki = TestPki::new()?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("campanile.db");
+    let (grpc, http) = (free_port()?, free_port()?);
+    let collector_toml = dir.path().join("collector.toml");
+    std::fs::write(&collector_toml, pki.collector_toml(&db, grpc, http, ""))?;
+    let collector_bin = campanile_tests::collector_binary()?;
+    let start_collector = |n: usize| -> Result<ChildGuard> {
+        let (out, err) = log_to(&dir.path().join(format!("collector{n}.log")))?;
+        Ok(ChildGuard(
+            Command::new(&collector_bin)
+                .args(["run", "--config"])
+                .arg(&collector_toml)
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .context("starting campanile-collector")?,
+        ))
+    };
+    // The probe target every report checks once.
+    let centre = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let probes = format!(
+        "[probes]\nauto_gateway = false\nauto_dns = false\nauto_collector = false\n\
+         icmp_count = 1\nicmp_timeout_ms = 500\ntcp_timeout_ms = 500\ndns_timeout_ms = 500\n\
+         [[probes.tcp]]\nname = \"centre\"\naddress = \"{}\"",
+        centre.local_addr()?
+    );
+    let hosts = ["kc-1", "kc-2", "kc-3"];
+    let mut agents: Vec<ChildGuard> = Vec::new();
+    let mut configs = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let text = pki.probing_agent_toml(
+            host,
+            &format!("site-kc{i}"),
+            format!("127.0.0.1:{grpc}").parse()?,
+            1,
+            &probes,
+        )?;
+        let path = dir.path().join(format!("{host}.toml"));
+        std::fs::write(&path, &text)?;
+        agents.push(spawn_agent(&path, &dir.path().join(format!("{host}.log")))?);
+        configs.push(text);
+    }
+    let metrics_url = format!("http://127.0.0.1:{http}/metrics");
+    let accepted = || async {
+        let text = campanile_tests::http_get(&metrics_url).await.ok()?;
+        sample(&text, "campanile_ingest_reports_accepted_total")
+    };
+    for round in 0..4 {
+        let collector = start_collector(round)?;
+        // Mid-stream: the restarted collector has taken new reports.
+        eventually(
+            Duration::from_secs(30),
+            "reports after a restart",
+            || async { accepted().await.filter(|&n| n >= 4.0) },
+        )
+        .await
+        .with_context(|| logs(dir.path()))?;
+        kill_9(collector)?;
+    }
+    let collector = start_collector(9)?;
+    eventually(
+        Duration::from_secs(30),
+        "reports after the last restart",
+        || async { accepted().await.filter(|&n| n >= 6.0) },
+    )
+    .await?;
+    // Stop the agents gracefully; what they could not send stays spooled.
+    for a in &agents {
+        campanile_tests::terminate(&a.0)?;
+    }
+    for mut a in agents {
+        a.0.wait()?;
+    }
+    campanile_tests::terminate(&collector.0)?;
+    let mut collector = collector;
+    let status = collector.0.wait()?;
+    assert!(status.success(), "collector exit on SIGTERM: {status}");
+
+    let store = Store::open(&db)?;
+    for (i, (host, text)) in hosts.iter().zip(&configs).enumerate() {
+        let spool = Spool::open(&agent_config(text)?.send.spool)?;
+        let produced = spool.next_seq() - 1;
+        let pending = spool.len();
+        assert_eq!(spool.counters().dropped_total(), 0, "{host}");
+        let committed = store.delivered_seq(host, spool.epoch())?.unwrap_or(0);
+        assert_eq!(
+            committed + pending,
+            produced,
+            "{host}: committed + still spooled"
+        );
+        assert_eq!(
+            centre_checks(&store, &format!("site-kc{i}"))?,
+            committed,
+            "{host}: each committed report counted exactly once"
+        );
+        assert!(produced >= 6, "{host} produced {produced}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_collector_leaves_the_backlog_in_the_spool_not_in_memory() -> Result<()> {
+    let pki = TestPki::new()?;
+    let c = TestCollector::start(&pki).await?;
+    let proxy = SlowProxy::start(c.running.grpc_addr, 256 * 1024).await?;
+    let text = pki.probing_agent_toml(
+        "slow-pc",
+        "site-slow",
+        proxy.addr,
+        1,
+        "[probes]\nenabled = false",
+    )?;
+    let text = with_spool(&text, "max_bytes = 67108864");
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, &text)?;
+    // A backlog of ~60 MiB: full inventories, as after a long outage with
+    // software changing.
+    let backlog_bytes;
+    let last;
+    let epoch;
+    {
+        let cfg = agent_config(&text)?;
+        let mut spool = Spool::open(&cfg.send.spool)?;
+        let collect = CollectConfig {
+            systemd_units: false,
+            ..Default::default()
+        };
+        let mut base =
+            campanile_agent::collect_once("slow-pc", &collect, &ProbeConfig::disabled(), "").await;
+        let inventory = base.inventory.get_or_insert_with(Default::default);
+        // Pad the inventory to ~40 KB so the backlog is large in few writes.
+        let packages = inventory.packages.get_or_insert_with(Default::default);
+        while packages.items.len() < 400 {
+            packages.items.push(campanile_proto::v1::Package {
+                name: format!("pkg-{}", packages.items.len()),
+                version: "1.0.0-1".repeat(8),
+                ..Default::default()
+            });
+        }
+        let mut a = None;
+        while spool.bytes() < 60 * 1024 * 1024 {
+            a = Some(spool.append(base.clone(), base.collected_at_ms)?);
+            base.collected_at_ms += 1;
+        }
+        backlog_bytes = spool.bytes();
+        last = a.map_or(0, |a| a.seq);
+        epoch = spool.epoch();
+    }
+    let agent = spawn_agent(&config, &dir.path().join("agent.log"))?;
+    let pid = agent.0.id();
+    let store = c.running.store.clone();
+    let mut peak = 0;
+    let result = eventually(
+        Duration::from_secs(240),
+        "the backlog through the slow link",
+        || {
+            let store = store.clone();
+            peak = peak.max(campanile_tests::peak_rss_bytes(pid).unwrap_or(0));
+            async move {
+                store
+                    .delivered_seq("slow-pc", epoch)
+                    .ok()?
+                    .filter(|&s| s >= last)
+            }
+        },
+    )
+    .await;
+    peak = peak.max(campanile_tests::peak_rss_bytes(pid).unwrap_or(0));
+    kill_9(agent)?;
+    result.with_context(|| {
+        std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+    })?;
+    assert!(peak > 0, "could not read the agent's memory");
+    // The backlog never sat in memory: holding it would take the agent past
+    // its size; streaming it a batch at a time keeps the peak well below.
+    // (A debug build idles near 20 MiB; the release agent far less.)
+    assert!(
+        peak < backlog_bytes / 4 * 3,
+        "agent peak RSS {peak} B against a backlog of {backlog_bytes} B"
+    );
+    drop(proxy);
+    c.stop().await?;
+    Ok(())
+}
