@@ -164,7 +164,7 @@ async fn host(State(s): State<HttpState>, Path(host_id): Path<String>) -> Respon
             agent_version: h.agent_version.clone(),
             health: h.health.clone(),
             probes: h.probes.clone(),
-            agent_stats: h.agent_stats.clone(),
+            agent_stats: h.agent_stats,
             probe_duty: s
                 .reach
                 .plan()
