@@ -506,3 +506,124 @@ async fn a_slow_collector_leaves_the_backlog_in_the_spool_not_in_memory() -> Res
     c.stop().await?;
     Ok(())
 }
+
+/// Where the test runs as root: the agent sits in its own network
+/// namespace, routed through a gateway namespace that runs the collector;
+/// nftables first drops the agent's traffic to the collector (a dead line:
+/// timeouts), then resets it (a flapping line: refused connections), then
+/// lets it through. Everything collected meanwhile arrives, once.
+#[test]
+fn a_partitioned_link_dropped_then_reset_ends_in_full_delivery() -> Result<()> {
+    use campanile_tests::netns::Lan;
+    if !campanile_tests::is_root() {
+        eprintln!("skipped: network namespaces need root");
+        return Ok(());
+    }
+    let lan = Lan::new()?;
+    let collector_ip = format!("10.{}.0.1", lan.n);
+    let pki = TestPki::new()?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("campanile.db");
+    let (grpc, http) = (free_port()?, free_port()?);
+    let collector_toml = pki
+        .collector_toml(&db, grpc, http, "")
+        .replace("127.0.0.1:", &format!("{collector_ip}:"));
+    std::fs::write(dir.path().join("collector.toml"), collector_toml)?;
+    let (out, err) = log_to(&dir.path().join("collector.log"))?;
+    let mut collector = ChildGuard(
+        lan.gateway
+            .command(&campanile_tests::collector_binary()?)
+            .args(["run", "--config"])
+            .arg(dir.path().join("collector.toml"))
+            .stdout(out)
+            .stderr(err)
+            .spawn()?,
+    );
+    // One TCP check per report, to the collector's HTTP port (the partition
+    // blocks only gRPC): the durable count of committed reports.
+    let probes = format!(
+        "[probes]\nauto_gateway = false\nauto_dns = false\nauto_collector = false\n\
+         icmp_count = 1\nicmp_timeout_ms = 500\ntcp_timeout_ms = 500\ndns_timeout_ms = 500\n\
+         [[probes.tcp]]\nname = \"centre\"\naddress = \"{collector_ip}:{http}\""
+    );
+    let text = pki
+        .probing_agent_toml(
+            "part-pc",
+            "site-part",
+            format!("127.0.0.1:{grpc}").parse()?,
+            1,
+            &probes,
+        )?
+        .replace("https://127.0.0.1:", &format!("https://{collector_ip}:"))
+        .replace("connect_timeout_secs = 5", "connect_timeout_secs = 2")
+        .replace("request_timeout_secs = 10", "request_timeout_secs = 3");
+    std::fs::write(dir.path().join("agent.toml"), &text)?;
+    let (out, err) = log_to(&dir.path().join("agent.log"))?;
+    let mut agent = ChildGuard(
+        lan.client
+            .command(&campanile_tests::agent_binary()?)
+            .args(["run", "--config"])
+            .arg(dir.path().join("agent.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(out)
+            .stderr(err)
+            .spawn()?,
+    );
+    let store = Store::open(&db).with_context(|| logs(dir.path()))?;
+    let seq = |at_least: u64, what: &str| -> Result<u64> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some((_, s)) = store.latest_delivery("part-pc")? {
+                if s >= at_least {
+                    return Ok(s);
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("timed out waiting for {what}\n{}", logs(dir.path()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let before = seq(2, "the first reports")?;
+    let rules = |verdict: &str| {
+        format!(
+            "table inet campanile_part {{}}\ndelete table inet campanile_part\n\
+             table inet campanile_part {{
+                chain output {{
+                    type filter hook output priority 0; policy accept;
+                    ip daddr {collector_ip} tcp dport {grpc} {verdict}
+                }}
+            }}"
+        )
+    };
+    lan.client.nft(&rules("drop"))?;
+    std::thread::sleep(Duration::from_secs(6));
+    lan.client.nft(&rules("reject with tcp reset"))?;
+    std::thread::sleep(Duration::from_secs(4));
+    let during = store.latest_delivery("part-pc")?.map_or(0, |(_, s)| s);
+    assert!(
+        during <= before + 2,
+        "reports got through the partition: {before} -> {during}"
+    );
+    lan.client
+        .nft("table inet campanile_part {}\ndelete table inet campanile_part")?;
+    // Ten seconds of reports were held back; all of them, then more.
+    seq(during + 12, "the backlog after the partition")?;
+
+    campanile_tests::terminate(&agent.0)?;
+    agent.0.wait()?;
+    campanile_tests::terminate(&collector.0)?;
+    collector.0.wait()?;
+    let spool = Spool::open(&agent_config(&text)?.send.spool)?;
+    let produced = spool.next_seq() - 1;
+    let committed = store.delivered_seq("part-pc", spool.epoch())?.unwrap_or(0);
+    assert_eq!(spool.counters().dropped_total(), 0);
+    assert!(spool.counters().send_failures > 0, "the partition was felt");
+    assert_eq!(committed + spool.len(), produced);
+    assert_eq!(
+        centre_checks(&store, "site-part")?,
+        committed,
+        "each report once"
+    );
+    Ok(())
+}

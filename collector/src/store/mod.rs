@@ -637,6 +637,19 @@ impl Store {
         self.cursor(&conn, host_id, epoch)
     }
 
+    /// The host's most recently advanced (epoch, seq) cursor.
+    pub fn latest_delivery(&self, host_id: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row(
+            "SELECT epoch, last_seq FROM delivery_cursors WHERE host_id = ?1
+             ORDER BY updated_ms DESC, last_seq DESC LIMIT 1",
+            [host_id],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
     /// Every site's probe counters, by site then target.
     pub fn probe_counters(&self) -> Result<Vec<ProbeCounter>, StoreError> {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
