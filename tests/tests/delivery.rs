@@ -573,10 +573,10 @@ fn a_partitioned_link_dropped_then_reset_ends_in_full_delivery() -> Result<()> {
     let seq = |at_least: u64, what: &str| -> Result<u64> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some((_, s)) = store.latest_delivery("part-pc")? {
-                if s >= at_least {
-                    return Ok(s);
-                }
+            if let Some((_, s)) = store.latest_delivery("part-pc")?
+                && s >= at_least
+            {
+                return Ok(s);
             }
             if std::time::Instant::now() > deadline {
                 bail!("timed out waiting for {what}\n{}", logs(dir.path()));
