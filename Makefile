@@ -33,12 +33,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## Agent footprint (RSS, CPU per cycle, report sizes, binary size) and
-## territory scale (series and render time at 10,000 hosts): README "Performance".
+## Agent footprint (RSS, CPU per cycle, report sizes, binary size),
+## territory scale (series and render time at 10,000 hosts) and delivery
+## (group commit, agent RSS on a full spool, 1,000 agents draining an hour):
+## README "Performance".
 bench:
 	$(CARGO) build --release -p campanile-agent
 	$(CARGO) run --release -p campanile-tests --bin footprint -- target/release/campanile-agent
 	$(CARGO) run --release -p campanile-tests --bin territory_scale
+	$(CARGO) run --release -p campanile-tests --bin delivery_bench -- target/release/campanile-agent
 
 ## Type-check the agent for Windows, ARM musl and 32-bit MIPS routers (see ../shared/tools/cross-check.sh).
 cross-check:

@@ -344,6 +344,29 @@ impl Spool {
         Ok(appended)
     }
 
+    /// Appends many reports in one commit, numbered in order, for tools
+    /// that generate reports in bulk (benchmarks, the fleet simulator). No
+    /// bounds are applied: the next [`Spool::append`] enforces them.
+    pub fn append_many(&mut self, reports: Vec<Report>) -> Result<u64, SpoolError> {
+        let epoch = self.epoch;
+        self.write(|tx, s| {
+            let mut table = tx.open_table(REPORTS).map_err(storage)?;
+            for mut report in reports {
+                report.epoch = epoch;
+                report.seq = s.next_seq;
+                let encoded = report.encode_to_vec();
+                table
+                    .insert(report.seq, encoded.as_slice())
+                    .map_err(storage)?;
+                s.len += 1;
+                s.bytes += encoded.len() as u64;
+                s.next_seq += 1;
+            }
+            Ok(())
+        })?;
+        Ok(self.next_seq - 1)
+    }
+
     /// The oldest reports, in order: at most `max_reports`, and at most
     /// `max_bytes` of them unless the first alone is larger (it is still
     /// sent, alone). Reports that no longer decode are removed and counted.

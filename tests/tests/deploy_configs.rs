@@ -1,10 +1,10 @@
 //! The example configs in deploy/ are parsed by the real loaders, so they
 //! never drift from the code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use campanile_agent::AgentConfig;
 use campanile_collector::CollectorConfig;
 
@@ -64,6 +64,25 @@ fn systemd_units_grant_cap_net_raw_and_nothing_else() -> Result<()> {
         assert_eq!(values("CapabilityBoundingSet="), ["CAP_NET_RAW"], "{unit}");
         assert_eq!(values("NoNewPrivileges="), ["yes"], "{unit}");
     }
+    Ok(())
+}
+
+#[test]
+fn agent_unit_provides_the_example_spool_directory() -> Result<()> {
+    let unit = std::fs::read_to_string(deploy("systemd/campanile-agent.service"))?;
+    let state = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("StateDirectory="))
+        .context("StateDirectory= in the agent unit")?;
+    let cfg = campanile_agent::AgentConfig::load(&deploy("agent.toml"))?;
+    assert!(
+        cfg.send
+            .spool
+            .path
+            .starts_with(Path::new("/var/lib").join(state.trim())),
+        "spool {} outside /var/lib/{state}",
+        cfg.send.spool.path.display()
+    );
     Ok(())
 }
 
