@@ -143,6 +143,21 @@ impl TestPki {
         Ok(AgentConfig::parse(&text, Path::new("/test/agent.toml"))?)
     }
 
+    /// Agent config text (probes off, 1 s... `interval_secs`) for an agent
+    /// whose collector is not up yet: it points at a free loopback port,
+    /// returned, where a collector can be started later.
+    pub fn offline_agent_toml(
+        &self,
+        host_id: &str,
+        site: &str,
+        interval_secs: u32,
+    ) -> Result<(String, u16)> {
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let text = self.probing_agent_toml(host_id, site, addr, interval_secs, PROBES_OFF)?;
+        Ok((text, port))
+    }
+
     /// Agent config text with a fresh certificate and the given `[probes]`
     /// section (auto-detected gateway and resolvers stay off unless it turns
     /// them on: tests never probe this machine's real network).
@@ -610,18 +625,23 @@ async fn throttle(
     let _ = to.shutdown().await;
 }
 
-/// Peak resident memory of a process (VmHWM), in bytes.
-pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+/// A memory figure of a process from /proc/<pid>/status, in KiB: `field`
+/// is e.g. "VmRSS:" (resident now) or "VmHWM:" (peak).
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(kib * 1024)
+        .ok()
+}
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
 }
 
 /// Sends SIGTERM (a graceful stop) to a child this test started.
@@ -631,4 +651,45 @@ pub fn terminate(child: &Child) -> Result<()> {
         .status()?;
     anyhow::ensure!(status.success(), "kill -TERM {} failed", child.id());
     Ok(())
+}
+
+/// A steady (hash-only) report of this machine with the probes a default
+/// agent runs: gateway, resolver and collector pings, one TCP check.
+pub async fn steady_report(host_id: &str) -> campanile_proto::v1::Report {
+    let collect = campanile_agent::config::CollectConfig {
+        packages: false,
+        systemd_units: false,
+        ..Default::default()
+    };
+    let mut r = campanile_agent::collect_once(
+        host_id,
+        &collect,
+        &campanile_agent::config::ProbeConfig::disabled(),
+        "",
+    )
+    .await;
+    r.inventory = None;
+    let icmp = |target: &str| campanile_proto::v1::IcmpResult {
+        target: target.into(),
+        address: "192.0.2.1".into(),
+        sent: 5,
+        lost: 0,
+        rtt_min_seconds: Some(0.004),
+        rtt_avg_seconds: Some(0.006),
+        rtt_max_seconds: Some(0.011),
+        rtt_stddev_seconds: Some(0.002),
+        ..Default::default()
+    };
+    r.probes = Some(campanile_proto::v1::Probes {
+        icmp: vec![icmp("gateway"), icmp("dns1"), icmp("collector")],
+        tcp: vec![campanile_proto::v1::TcpResult {
+            target: "centre".into(),
+            address: "192.0.2.10:443".into(),
+            success: true,
+            seconds: 0.02,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    r
 }

@@ -21,23 +21,19 @@ use campanile_collector::store::Store;
 use campanile_proto::v1::Report;
 use campanile_tests::{
     ChildGuard, SlowProxy, TestCollector, TestPki, eventually, free_port, sample, spool_path,
+    steady_report,
 };
-
-/// A realistic report of this machine for `host_id`, hash-only.
-async fn sample_report(host_id: &str) -> Report {
-    let collect = CollectConfig {
-        packages: false,
-        systemd_units: false,
-        ..Default::default()
-    };
-    let mut r =
-        campanile_agent::collect_once(host_id, &collect, &ProbeConfig::disabled(), "").await;
-    r.inventory = None;
-    r
-}
 
 fn agent_config(text: &str) -> Result<AgentConfig> {
     Ok(AgentConfig::parse(text, Path::new("/test/agent.toml"))?)
+}
+
+/// The `i`th copy of `base`, ~1 KB, collected `i` ms after it.
+fn padded(base: &Report, i: i64) -> Report {
+    let mut r = base.clone();
+    r.collected_at_ms = base.collected_at_ms + i;
+    r.agent_version = format!("{}+{}", base.agent_version, "x".repeat(700));
+    r
 }
 
 /// Agent TOML with `[spool]` settings added.
@@ -112,24 +108,14 @@ async fn a_full_spool_drops_exactly_the_oldest_and_counts_them() -> Result<()> {
     let pki = TestPki::new()?;
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("campanile.db");
-    let port = free_port()?;
-    let text = pki.probing_agent_toml(
-        "full-pc",
-        "site-full",
-        format!("127.0.0.1:{port}").parse()?,
-        60,
-        "[probes]\nenabled = false",
-    )?;
+    let (text, port) = pki.offline_agent_toml("full-pc", "site-full", 60)?;
     let cfg = agent_config(&with_spool(&text, "max_bytes = 1048576"))?;
     let mut agent = Agent::new(cfg)?;
-    let base = sample_report("full-pc").await;
+    let base = steady_report("full-pc").await;
     // About 2.5 MiB of reports into a 1 MiB spool, the collector down.
     let total = 3000u64;
     for i in 0..total {
-        let mut r = base.clone();
-        r.collected_at_ms = base.collected_at_ms + i as i64;
-        r.agent_version = format!("{}+{}", base.agent_version, "x".repeat(700));
-        agent.enqueue(r);
+        agent.enqueue(padded(&base, i as i64));
     }
     let kept = agent.spool().len();
     let dropped = agent.spool().counters().dropped_spool_full;
@@ -193,14 +179,7 @@ async fn agent_killed_with_a_full_spool_delivers_it_in_order_after_restart() -> 
     let pki = TestPki::new()?;
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("campanile.db");
-    let port = free_port()?;
-    let text = pki.probing_agent_toml(
-        "kill-agent-pc",
-        "site-ka",
-        format!("127.0.0.1:{port}").parse()?,
-        1,
-        "[probes]\nenabled = false",
-    )?;
+    let (text, port) = pki.offline_agent_toml("kill-agent-pc", "site-ka", 1)?;
     let text = with_spool(&text, "max_bytes = 1048576");
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, &text)?;
@@ -208,13 +187,10 @@ async fn agent_killed_with_a_full_spool_delivers_it_in_order_after_restart() -> 
     {
         let cfg = agent_config(&text)?;
         let mut spool = Spool::open(&cfg.send.spool)?;
-        let base = sample_report("kill-agent-pc").await;
+        let base = steady_report("kill-agent-pc").await;
         let mut i = 0;
         while spool.counters().dropped_spool_full == 0 {
-            let mut r = base.clone();
-            r.collected_at_ms = base.collected_at_ms + i;
-            r.agent_version = format!("{}+{}", base.agent_version, "x".repeat(700));
-            spool.append(r, base.collected_at_ms + i)?;
+            spool.append(padded(&base, i), base.collected_at_ms + i)?;
             i += 1;
         }
     }

@@ -18,51 +18,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use campanile_agent::config::{CollectConfig, ProbeConfig};
 use campanile_agent::spool::Spool;
 use campanile_agent::{Agent, AgentConfig, SendOutcome};
 use campanile_collector::commit::{self, Committer};
 use campanile_collector::store::Store;
 use campanile_collector::telemetry::Telemetry;
 use campanile_proto::identity::HostIdentity;
-use campanile_proto::v1::{IcmpResult, Probes, Report, TcpResult};
-use campanile_tests::{ChildGuard, TestCollector, TestPki, free_port, sample};
-
-/// A steady (hash-only) report of this machine with the probes a default
-/// agent runs: gateway, resolver and collector pings, one TCP check.
-async fn steady_report(host_id: &str) -> Report {
-    let collect = CollectConfig {
-        packages: false,
-        systemd_units: false,
-        ..Default::default()
-    };
-    let mut r =
-        campanile_agent::collect_once(host_id, &collect, &ProbeConfig::disabled(), "").await;
-    r.inventory = None;
-    let icmp = |target: &str| IcmpResult {
-        target: target.into(),
-        address: "192.0.2.1".into(),
-        sent: 5,
-        lost: 0,
-        rtt_min_seconds: Some(0.004),
-        rtt_avg_seconds: Some(0.006),
-        rtt_max_seconds: Some(0.011),
-        rtt_stddev_seconds: Some(0.002),
-        ..Default::default()
-    };
-    r.probes = Some(Probes {
-        icmp: vec![icmp("gateway"), icmp("dns1"), icmp("collector")],
-        tcp: vec![TcpResult {
-            target: "centre".into(),
-            address: "192.0.2.10:443".into(),
-            success: true,
-            seconds: 0.02,
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    r
-}
+use campanile_tests::{ChildGuard, TestCollector, TestPki, sample, steady_report};
 
 /// Reports committed per second over `duration`, `writers` concurrent
 /// requests of one report each (as concurrent gRPC handlers hand them over).
@@ -124,14 +86,7 @@ async fn commit_rate(max_group_reports: usize, duration: Duration) -> Result<(f6
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    campanile_tests::proc_status_kib(pid, field).unwrap_or(0)
 }
 
 struct SpoolFigures {
@@ -149,14 +104,7 @@ async fn full_spool(agent_bin: &Path) -> Result<SpoolFigures> {
     let pki = TestPki::new()?;
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("campanile.db");
-    let port = free_port()?;
-    let text = pki.probing_agent_toml(
-        "rss-pc",
-        "site-rss",
-        format!("127.0.0.1:{port}").parse()?,
-        5,
-        "[probes]\nenabled = false",
-    )?;
+    let (text, port) = pki.offline_agent_toml("rss-pc", "site-rss", 5)?;
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, &text)?;
     let cfg = AgentConfig::parse(&text, &config)?;

@@ -28,16 +28,7 @@ fn cpu_seconds_of(pid: &str) -> Result<f64> {
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmRSS value")?
-        .parse()?)
+    campanile_tests::proc_status_kib(pid, "VmRSS:").context("VmRSS")
 }
 
 fn main() -> Result<()> {
