@@ -200,16 +200,26 @@ impl Spool {
         // Unwinding is sound here: nothing outlives the closure but what it
         // returns, and the file handle and lock are released on unwind
         // (the release profile must keep panic = "unwind").
+        // A new file goes through redb's recovery path too: only an
+        // existing one is worth a warning.
+        let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let flag = repaired.clone();
             let mut db = Database::builder()
                 .set_cache_size(CACHE_BYTES)
-                .set_repair_callback(|_| {
-                    // The last shutdown was not clean: redb verifies
-                    // checksums and rolls back an interrupted commit.
-                    tracing::warn!("spool was not closed cleanly; verifying and repairing");
+                // Called (repeatedly, with progress) when the last shutdown
+                // was not clean: redb verifies checksums and rolls back an
+                // interrupted commit.
+                .set_repair_callback(move |_| {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed)
                 })
                 .create(path)
                 .map_err(|e| classify_open(path, e))?;
+            if existed && repaired.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(spool = %path.display(),
+                    "spool was not closed cleanly (agent killed or power cut): verified, interrupted commit rolled back");
+            }
             // The file may also have been damaged after a clean shutdown
             // (bad sector, another program): verify every checksum once
             // per start, so damage is found here and not mid-run.
