@@ -100,8 +100,9 @@ pub struct Agent {
     transport: Transport,
     backoff: Backoff,
     interval: Duration,
-    /// Reports per call; halved when the collector says a request is too
-    /// large, grown back after each success.
+    /// Reports per call; halved each time the collector says a request is
+    /// too large. It does not grow back: the collector's limit is a fixed
+    /// size, and growing would refuse every other request.
     batch_reports: usize,
     /// Opened at the first cycle (it needs the runtime); `None` while
     /// probes are off.
@@ -221,8 +222,6 @@ impl Agent {
             match self.transport.deliver(batch, stats).await {
                 Ok(ack) => {
                     self.backoff.reset();
-                    self.batch_reports =
-                        (self.batch_reports * 2).min(self.cfg.send.batch_max_reports);
                     if let Err(error) = self.spool.ack(epoch, ack.committed_seq) {
                         tracing::error!(%error, "cannot remove acknowledged reports from the spool");
                         return SendOutcome::RetryAfter(self.backoff.next_delay());

@@ -603,3 +603,79 @@ fn a_partitioned_link_dropped_then_reset_ends_in_full_delivery() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_invalid_report_is_dropped_and_counted_not_retried() -> Result<()> {
+    let pki = TestPki::new()?;
+    let c = TestCollector::start(&pki).await?;
+    let mut agent = Agent::new(pki.agent_config("inv-pc", "site-inv", c.running.grpc_addr, 60)?)?;
+    let base = steady_report("inv-pc").await;
+    let mut bad = padded(&base, 1);
+    bad.health = Some(campanile_proto::v1::Health {
+        memory_total_bytes: Some(1),
+        memory_available_bytes: Some(2),
+        ..Default::default()
+    });
+    agent.enqueue(padded(&base, 0));
+    agent.enqueue(bad);
+    agent.enqueue(padded(&base, 2));
+    assert_eq!(agent.send().await, SendOutcome::Drained);
+    assert_eq!(agent.spool().counters().dropped_invalid, 1);
+    let text = c.metrics().await?;
+    assert_eq!(
+        sample(&text, "campanile_ingest_reports_accepted_total"),
+        Some(2.0)
+    );
+    assert_eq!(
+        c.running
+            .store
+            .delivered_seq("inv-pc", agent.spool().epoch())?,
+        Some(3)
+    );
+    // The count reaches the collector with the next call.
+    agent.enqueue(padded(&base, 3));
+    assert_eq!(agent.send().await, SendOutcome::Drained);
+    let text = c.metrics().await?;
+    assert_eq!(
+        sample(
+            &text,
+            r#"campanile_site_agent_reports_dropped_total{site="site-inv",reason="invalid"}"#
+        ),
+        Some(1.0)
+    );
+    c.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn batches_too_large_for_the_collector_are_split_until_they_fit() -> Result<()> {
+    let pki = TestPki::new()?;
+    let dir = tempfile::tempdir()?;
+    let mut cfg = pki.collector_config(&dir.path().join("campanile.db"))?;
+    // 200 KB per request (decompressed): the agent's first batch, 500
+    // reports of ~1.2 KB, is refused as OUT_OF_RANGE; without splitting
+    // it would be retried forever and the drain below would fail.
+    cfg.max_message_bytes = 200_000;
+    let running = campanile_collector::start(cfg).await?;
+    let text = pki.probing_agent_toml(
+        "big-pc",
+        "site-big",
+        running.grpc_addr,
+        60,
+        "[probes]\nenabled = false",
+    )?;
+    let cfg = agent_config(&with_spool(
+        &text,
+        "batch_max_reports = 500\nbatch_max_bytes = 16777216",
+    ))?;
+    let mut agent = Agent::new(cfg)?;
+    let base = steady_report("big-pc").await;
+    for i in 0..1500 {
+        agent.enqueue(padded(&base, i));
+    }
+    drain(&mut agent).await?;
+    assert_eq!(running.telemetry.reports_accepted.get(), 1500);
+    assert_eq!(agent.spool().counters().dropped_total(), 0);
+    running.shutdown().await?;
+    Ok(())
+}
