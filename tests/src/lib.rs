@@ -396,9 +396,20 @@ pub async fn deliver(
     site: &str,
     report: campanile_proto::v1::Report,
 ) -> Result<()> {
+    deliver_with_stats(pki, grpc, site, report, Default::default()).await
+}
+
+/// The same, with the agent's own figures as the request carries them.
+pub async fn deliver_with_stats(
+    pki: &TestPki,
+    grpc: SocketAddr,
+    site: &str,
+    report: campanile_proto::v1::Report,
+    stats: campanile_proto::v1::AgentStats,
+) -> Result<()> {
     let cfg = pki.agent_config(&report.host_id, site, grpc, report.interval_secs)?;
     campanile_agent::transport::Transport::new(&cfg.collector)?
-        .deliver(vec![report], Default::default())
+        .deliver(vec![report], stats)
         .await
         .map_err(|e| anyhow::anyhow!("deliver: {e:?}"))?;
     Ok(())

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use campanile_proto::v1::{IcmpResult, Probes};
+use campanile_proto::v1::{AgentStats, IcmpResult, Probes};
 use campanile_tests::planted::{GIB, Host, write};
 use campanile_tests::{
-    TestCollector, TestPki, TestPrometheus, deliver, duplicate_series, eventually, http_get_with,
-    promtool_check_metrics, sample,
+    TestCollector, TestPki, TestPrometheus, deliver, deliver_with_stats, duplicate_series,
+    eventually, http_get_with, promtool_check_metrics, sample,
 };
 
 const TOKEN: &str = "planted-gap-test-token";
@@ -617,6 +617,16 @@ async fn every_dashboard_and_rule_query_runs_and_finds_data() -> Result<()> {
     ] {
         deliver(&pki, grpc, h.cert_site, h.report()).await?;
     }
+    // Borgo's agent holds a two-hour backlog and has dropped reports.
+    let borgo = Host::healthy("borgo-pc2", "borgo-municipio");
+    let backlog = |dropped| AgentStats {
+        queue_depth: 120,
+        oldest_unsent_age_seconds: 7200,
+        dropped_reports_total: dropped,
+        dropped_spool_full_total: dropped,
+        ..Default::default()
+    };
+    deliver_with_stats(&pki, grpc, borgo.cert_site, borgo.report(), backlog(5)).await?;
     // The register now fails to load: the reload alert has data too.
     std::fs::write(&register_path, "[[comune]]\nistat_code = 1\n")?;
     let _ = c.running.territory.reload(campanile_agent::now_ms());
@@ -625,6 +635,21 @@ async fn every_dashboard_and_rule_query_runs_and_finds_data() -> Result<()> {
         c.running.http_addr,
         &[deploy.join("prometheus/rules/campanile.rules.yml")],
     )?;
+
+    // Once Prometheus has seen 5 drops, 4 more: increase() has data.
+    eventually(
+        Duration::from_secs(60),
+        "the first drop count scraped",
+        || async {
+            let body = prom
+                .query(r#"campanile_site_agent_reports_dropped_total{reason="spool_full"} == 5"#)
+                .await
+                .ok()?;
+            body.contains("borgo-municipio").then_some(())
+        },
+    )
+    .await?;
+    deliver_with_stats(&pki, grpc, borgo.cert_site, borgo.report(), backlog(9)).await?;
 
     let mut queries: Vec<String> = Vec::new();
     let rules = std::fs::read_to_string(deploy.join("prometheus/rules/campanile.rules.yml"))?;
