@@ -309,9 +309,17 @@ impl Spool {
             seq: report.seq,
             ..Default::default()
         };
+        // The common case, nothing to drop, is known from memory: no need to
+        // read and decode the oldest report on every append.
+        let must_evict = self.bytes + size > max_bytes
+            || self.oldest_collected_ms.is_some_and(|t| t < cutoff)
+            || (self.oldest_collected_ms.is_none() && self.len > 0);
         self.write(|tx, s| {
             let mut table = tx.open_table(REPORTS).map_err(storage)?;
             loop {
+                if !must_evict {
+                    break;
+                }
                 let (seq, value) = match table.first().map_err(storage)? {
                     Some((k, v)) => (k.value(), v.value().to_vec()),
                     None => break,

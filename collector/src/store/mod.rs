@@ -289,15 +289,16 @@ impl Store {
             Some((t, h)) => (Some(t), h),
             None => (None, None),
         };
-        // epoch -> last committed seq, read once per epoch.
-        let mut cursors: HashMap<u64, Option<u64>> = HashMap::new();
+        // epoch -> (stored cursor, cursor after this request): read once
+        // per epoch, written once per epoch after the loop.
+        let mut cursors: HashMap<u64, (Option<u64>, Option<u64>)> = HashMap::new();
         let mut current_hash_sent: Option<&[u8]> = None;
         for report in job.reports {
             let cursor = match cursors.get(&report.epoch) {
-                Some(c) => *c,
+                Some(&(_, now)) => now,
                 None => {
                     let c = self.cursor(conn, host, report.epoch)?;
-                    cursors.insert(report.epoch, c);
+                    cursors.insert(report.epoch, (c, c));
                     c
                 }
             };
@@ -305,15 +306,9 @@ impl Store {
                 out.duplicates += 1;
                 continue;
             }
-            self.advance_cursor(
-                conn,
-                host,
-                report.epoch,
-                report.seq,
-                received_ms,
-                cursor.is_none(),
-            )?;
-            cursors.insert(report.epoch, Some(report.seq));
+            if let Some(c) = cursors.get_mut(&report.epoch) {
+                c.1 = Some(report.seq);
+            }
             let backfill = last_collected.is_some_and(|t| report.collected_at_ms < t);
             if backfill {
                 conn.prepare_cached("UPDATE hosts SET last_report_ms = ?2 WHERE host_id = ?1")
@@ -335,13 +330,21 @@ impl Store {
             }
             out.accepted += 1;
         }
+        for (&epoch, &(stored, now)) in &cursors {
+            if let Some(seq) = now.filter(|_| now != stored) {
+                self.advance_cursor(conn, host, epoch, seq, received_ms, stored.is_none())?;
+            }
+        }
         if let Some(stats) = job.agent_stats {
             conn.prepare_cached("UPDATE hosts SET agent_stats = ?2 WHERE host_id = ?1")
                 .and_then(|mut st| st.execute(params![host, stats.encode_to_vec()]))
                 .map_err(|e| self.err(e))?;
         }
         if let Some(last) = job.reports.last() {
-            out.committed_seq = cursors.get(&last.epoch).copied().flatten().unwrap_or(0);
+            out.committed_seq = cursors
+                .get(&last.epoch)
+                .and_then(|&(_, now)| now)
+                .unwrap_or(0);
             out.need_full_inventory = match (current_hash_sent, &stored_hash) {
                 (Some(sent), Some(have)) => sent != have.as_slice(),
                 (Some(_), None) => true,
