@@ -92,6 +92,7 @@ impl Transport {
         let request = DeliverRequest {
             reports,
             agent_stats: Some(agent_stats),
+            sent_unix_ms: crate::now_ms(),
         };
         match self.client.deliver(request).await {
             Ok(resp) => Ok(resp.into_inner()),

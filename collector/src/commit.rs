@@ -14,7 +14,7 @@ use campanile_proto::identity::HostIdentity;
 use campanile_proto::v1::{AgentStats, Report};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{IngestJob, IngestOutcome, ProbeCounting, Store, StoreError};
+use crate::store::{IngestJob, IngestOutcome, PeerFacts, ProbeCounting, Store, StoreError};
 use crate::telemetry::Telemetry;
 
 /// Requests waiting for the committer; beyond this, callers wait to enqueue
@@ -29,6 +29,7 @@ pub struct Request {
     pub received_ms: i64,
     /// The site its probe figures count for.
     pub site: String,
+    pub peer: PeerFacts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,7 @@ fn run(
                     site: &r.site,
                     targets,
                 },
+                peer: r.peer,
             })
             .collect();
         let results = store.ingest_group(&jobs);

@@ -29,6 +29,8 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     probes: RawProbes,
+    #[serde(default)]
+    alerts: crate::alerts::config::RawAlerts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,10 +291,13 @@ fn default_role() -> String {
     "read".into()
 }
 
-/// What a token may do. Today every API route only reads.
+/// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Every GET.
     Read,
+    /// Read, and set or end maintenance windows.
+    Maintain,
 }
 
 #[derive(Debug, Clone)]
@@ -424,6 +429,7 @@ pub struct CollectorConfig {
     pub territory: TerritoryConfig,
     pub api: ApiConfig,
     pub probes: ProbesConfig,
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 impl CollectorConfig {
@@ -464,6 +470,9 @@ impl CollectorConfig {
         let territory = validate_territory(raw.territory, base, &invalid)?;
         let api = validate_api(raw.api, &invalid)?;
         let probes = validate_probes(raw.probes, &invalid)?;
+        let store_path = base.join(raw.store.path);
+        let alerts =
+            crate::alerts::config::validate(raw.alerts, base, &store_path, http_listen, &invalid)?;
         Ok(Self {
             grpc_listen,
             max_message_bytes: raw.grpc.max_message_bytes,
@@ -472,12 +481,13 @@ impl CollectorConfig {
             ca_cert_path: base.join(raw.tls.ca_cert_path),
             cert_path: base.join(raw.tls.cert_path),
             key_path: base.join(raw.tls.key_path),
-            store_path: base.join(raw.store.path),
+            store_path,
             limits: raw.limits,
             exposition: raw.exposition,
             territory,
             api,
             probes,
+            alerts,
         })
     }
 }
@@ -658,10 +668,11 @@ fn validate_api(
         })?;
         let role = match t.role.as_str() {
             "read" => Role::Read,
+            "maintain" => Role::Maintain,
             other => {
                 return Err(invalid(
                     "api.tokens.role",
-                    format!("token {name}: role {other:?} is not one of: read"),
+                    format!("token {name}: role {other:?} is not one of: read, maintain"),
                 ));
             }
         };

@@ -31,6 +31,7 @@ pub struct HttpState {
     pub territory: Arc<Territory>,
     pub api: Arc<ApiConfig>,
     pub reach: Arc<Reach>,
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 impl HttpState {
@@ -87,7 +88,14 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Lets the request through only with a configured bearer token.
-async fn require_token(State(s): State<HttpState>, req: Request, next: Next) -> Response {
+/// Who made an API request, for handlers that need more than reading.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub token: String,
+    pub role: crate::config::Role,
+}
+
+async fn require_token(State(s): State<HttpState>, mut req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -110,6 +118,10 @@ async fn require_token(State(s): State<HttpState>, req: Request, next: Next) -> 
     {
         Some(t) => {
             tracing::debug!(token = %t.name, path = %req.uri().path(), "API request");
+            req.extensions_mut().insert(Caller {
+                token: t.name.clone(),
+                role: t.role,
+            });
             next.run(req).await
         }
         None => unauthorized("unknown token"),
@@ -141,6 +153,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
                     probes: &probes,
                     probe_counters: &counters,
                     wan: &s.reach.wan(),
+                    alerts: Some(&s.alerts),
                 },
                 &s.exposition,
                 &s.telemetry,

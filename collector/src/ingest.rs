@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::commit::{self, CommitError, Committer};
 use crate::config::Limits;
 use crate::reach::Reach;
+use crate::store::PeerFacts;
 use crate::telemetry::Telemetry;
 use crate::tls::PeerInfo;
 use crate::validate::{self, Refusal};
@@ -112,6 +113,10 @@ impl Ingest for IngestService {
             agent_stats: body.agent_stats,
             received_ms: now,
             site,
+            peer: PeerFacts {
+                clock_offset_ms: (body.sent_unix_ms > 0).then(|| body.sent_unix_ms - now),
+                cert_not_after_ms: peer.cert_not_after_ms,
+            },
         };
         let outcome = match self.committer.commit(request).await {
             Ok(o) => o,

@@ -5,6 +5,7 @@
 //! [`start`] runs everything in the current tokio runtime and returns a
 //! handle; the binary and the end-to-end tests drive the same code.
 
+pub mod alerts;
 pub mod api;
 pub mod commit;
 pub mod config;
@@ -48,6 +49,8 @@ pub enum CollectorError {
     Pki(#[from] pki::PkiError),
     #[error(transparent)]
     Territory(#[from] territory::state::TerritoryError),
+    #[error(transparent)]
+    Alerts(#[from] alerts::AlertStoreError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -70,6 +73,8 @@ pub struct Running {
     pub telemetry: Arc<Telemetry>,
     pub territory: Arc<Territory>,
     pub reach: Arc<reach::Reach>,
+    pub alerts: Arc<alerts::Alerts>,
+    alerts_running: alerts::AlertsRunning,
     shutdown: watch::Sender<bool>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     commit_thread: commit::CommitterThread,
@@ -141,6 +146,26 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
                 let _ = grpc_rx.wait_for(|stop| *stop).await;
             }),
     );
+    let mut alerts_cfg = cfg.alerts.clone();
+    // The default links point at this collector's HTTP side: with port 0
+    // (tests) that is known only now.
+    if alerts_cfg.external_url == format!("http://{}", cfg.http_listen) {
+        alerts_cfg.external_url = format!("http://{http_addr}");
+    }
+    let sources = alerts::Sources {
+        store: store.clone(),
+        territory: territory.clone(),
+        reach: reach.clone(),
+        telemetry: telemetry.clone(),
+        now_ms: ingest::now_ms,
+    };
+    let (alerts, resume) = tokio::task::spawn_blocking(move || alerts::Alerts::open(alerts_cfg))
+        .await
+        .map_err(|e| CollectorError::Serve {
+            what: "alerts",
+            message: e.to_string(),
+        })??;
+    let alerts_running = alerts::run(alerts.clone(), resume, sources, rx.clone());
     let app = http::router(http::HttpState {
         store: store.clone(),
         telemetry: telemetry.clone(),
@@ -148,6 +173,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         territory: territory.clone(),
         api: Arc::new(cfg.api.clone()),
         reach: reach.clone(),
+        alerts: alerts.clone(),
     });
     let mut tasks = vec![
         territory::state::watch(territory.clone(), rx.clone(), ingest::now_ms),
@@ -184,6 +210,8 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         telemetry,
         territory,
         reach,
+        alerts,
+        alerts_running,
         shutdown,
         grpc,
         commit_thread,
@@ -226,6 +254,7 @@ impl Running {
         if drained.is_err() {
             tracing::warn!("committer still busy after 30 s; stopping without it");
         }
+        self.alerts_running.stop(&self.alerts).await;
         let http = self.http.await;
         for t in self.tasks {
             let _ = t.await;

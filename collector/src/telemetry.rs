@@ -14,6 +14,10 @@ pub struct Telemetry {
     pub reports_backfilled: IntCounter,
     pub commit_duration: Histogram,
     pub commit_reports: Histogram,
+    pub alert_notifications: IntCounterVec,
+    pub alertmanager_posts: IntCounterVec,
+    pub alert_evaluation_failures: IntCounter,
+    pub alert_evaluation_duration: Histogram,
 }
 
 /// Reasons a request is refused; pre-registered so every series exists from
@@ -105,6 +109,39 @@ impl Telemetry {
             ]),
         )
         .expect("valid metric");
+        let alert_notifications = IntCounterVec::new(
+            Opts::new(
+                "campanile_alert_notifications_total",
+                "Webhook notifications by receiver and outcome: delivered, retried (an attempt \
+                 failed with 5xx, 429 or a timeout), rejected (another 4xx; not retried), \
+                 expired (older than outbox_max_age_secs).",
+            ),
+            &["receiver", "outcome"],
+        )
+        .expect("valid metric");
+        let alertmanager_posts = IntCounterVec::new(
+            Opts::new(
+                "campanile_alertmanager_posts_total",
+                "Pushes of the alert state to an Alertmanager, by outcome.",
+            ),
+            &["alertmanager", "outcome"],
+        )
+        .expect("valid metric");
+        let alert_evaluation_failures = IntCounter::new(
+            "campanile_alert_evaluation_failures_total",
+            "Alert evaluations that could not read the store or store their result.",
+        )
+        .expect("valid metric");
+        let alert_evaluation_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "campanile_alert_evaluation_duration_seconds",
+                "Time to evaluate every alert rule over the territory once.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid metric");
         for r in REJECT_REASONS {
             requests_rejected.with_label_values(&[r]);
         }
@@ -121,6 +158,10 @@ impl Telemetry {
             Box::new(reports_backfilled.clone()),
             Box::new(commit_duration.clone()),
             Box::new(commit_reports.clone()),
+            Box::new(alert_notifications.clone()),
+            Box::new(alertmanager_posts.clone()),
+            Box::new(alert_evaluation_failures.clone()),
+            Box::new(alert_evaluation_duration.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -135,6 +176,10 @@ impl Telemetry {
             reports_backfilled,
             commit_duration,
             commit_reports,
+            alert_notifications,
+            alertmanager_posts,
+            alert_evaluation_failures,
+            alert_evaluation_duration,
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct PeerInfo {
     /// The identity from the verified client certificate, or why the
     /// certificate (signed by our CA) does not carry a usable one.
     pub identity: Result<HostIdentity, String>,
+    /// When that certificate expires (Unix ms), for the expiry alert.
+    pub cert_not_after_ms: Option<i64>,
 }
 
 /// A TLS connection whose handshake completed.
@@ -146,10 +148,21 @@ impl AsyncWrite for AuthenticatedStream {
     }
 }
 
-/// Reads the host identity from the leaf certificate rustls verified.
-pub fn identity_from_cert(der: &CertificateDer<'_>) -> Result<HostIdentity, String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| format!("unparsable certificate: {e}"))?;
+/// Reads the host identity and the expiry time from the leaf certificate
+/// rustls verified.
+pub fn identity_from_cert(der: &CertificateDer<'_>) -> (Result<HostIdentity, String>, Option<i64>) {
+    match x509_parser::parse_x509_certificate(der.as_ref()) {
+        Ok((_, cert)) => {
+            let not_after = cert.validity().not_after.timestamp().saturating_mul(1000);
+            (identity_of(&cert), Some(not_after))
+        }
+        Err(e) => (Err(format!("unparsable certificate: {e}")), None),
+    }
+}
+
+fn identity_of(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<HostIdentity, String> {
     let san = cert
         .subject_alternative_name()
         .map_err(|e| format!("bad subjectAltName: {e}"))?
@@ -190,14 +203,15 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let identity =
+                        let (identity, cert_not_after_ms) =
                             match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
                                 Some(leaf) => identity_from_cert(leaf),
-                                None => Err("no client certificate".into()),
+                                None => (Err("no client certificate".into()), None),
                             };
                         let info = PeerInfo {
                             remote_addr,
                             identity,
+                            cert_not_after_ms,
                         };
                         let _ = tx.send(Ok(AuthenticatedStream { inner: tls, info })).await;
                     }

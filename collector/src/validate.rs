@@ -372,6 +372,7 @@ mod tests {
             &DeliverRequest {
                 reports: vec![r],
                 agent_stats: None,
+                sent_unix_ms: 0,
             },
             &id,
             &Limits::default(),

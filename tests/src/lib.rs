@@ -4,6 +4,7 @@
 
 pub mod netns;
 pub mod planted;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,8 +39,8 @@ impl TestPki {
             dir.path(),
             &["localhost".into()],
             &["127.0.0.1".parse()?, "::1".parse()?],
-            30,
-            30,
+            400,
+            400,
         )?;
         let ca = Ca::load(dir.path())?;
         Ok(Self { dir, ca })
@@ -49,11 +50,12 @@ impl TestPki {
         self.dir.path()
     }
 
-    /// Issues a valid agent certificate; returns (cert, key) paths.
+    /// Issues a valid agent certificate (for a year, well clear of the
+    /// expiry alert); returns (cert, key) paths.
     pub fn agent(&self, host_id: &str, site: &str) -> Result<(PathBuf, PathBuf)> {
         let issued = self
             .ca
-            .issue_agent(&HostIdentity::new(host_id, site)?, 30)?;
+            .issue_agent(&HostIdentity::new(host_id, site)?, 365)?;
         Ok(pki::write_issued(
             &self.path().join("agents"),
             host_id,

@@ -69,6 +69,7 @@ async fn first_rpc_fails(channel: tonic::transport::Channel, host: &str) -> Resu
         .deliver(DeliverRequest {
             reports: vec![report(host, 1)],
             agent_stats: None,
+            sent_unix_ms: 0,
         })
         .await
     {
@@ -219,6 +220,7 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
         .deliver(DeliverRequest {
             reports: vec![big],
             agent_stats: None,
+            sent_unix_ms: 0,
         })
         .await
         .expect_err("oversize must be refused");
@@ -261,6 +263,7 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
         .deliver(DeliverRequest {
             reports: vec![report("pc-m", 1)],
             agent_stats: None,
+            sent_unix_ms: 0,
         })
         .await?;
     assert_eq!(ok.into_inner().committed_seq, 1);

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use prometheus::proto::MetricFamily;
 
 use super::{Family, Scrape};
+use crate::territory::evaluate::Presence;
 
 #[derive(Default)]
 struct SiteAgents {
@@ -97,8 +98,49 @@ pub(super) fn families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
         failures.push(&l, s.send_failures as f64);
         resets.push(&l, s.spool_resets as f64);
     }
-    [reports, bytes, oldest, dropped, failures, resets]
-        .into_iter()
-        .map(|f| f.mf)
-        .collect()
+    let (clock, cert) = peer_families(scrape);
+    [
+        reports, bytes, oldest, dropped, failures, resets, clock, cert,
+    ]
+    .into_iter()
+    .map(|f| f.mf)
+    .collect()
+}
+
+/// What the collector sees of the agents themselves, per site: the clock
+/// furthest from its own (up hosts) and the certificate that expires first
+/// (hosts not yet stale). The alerts name the host; these say where to look.
+fn peer_families(scrape: &Scrape<'_>) -> (Family, Family) {
+    let mut clock = Family::gauge(
+        "campanile_site_agent_clock_offset_max_seconds",
+        "Largest distance between an up agent's clock and the collector's at the site \
+         (absolute; measured at each request, so it reads a little high by the transit time).",
+    );
+    let mut cert = Family::gauge(
+        "campanile_site_agent_certificate_expiry_min_timestamp_seconds",
+        "When the first agent certificate of the site expires (agents not yet stale).",
+    );
+    let mut offsets: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut expiries: BTreeMap<&str, i64> = BTreeMap::new();
+    for (h, hv) in scrape.hosts.iter().zip(&scrape.view.hosts) {
+        if let Some(o) = h.peer.clock_offset_ms
+            && hv.presence == Presence::Up
+        {
+            let e = offsets.entry(hv.site.as_str()).or_default();
+            *e = (*e).max(o.unsigned_abs());
+        }
+        if let Some(t) = h.peer.cert_not_after_ms
+            && hv.presence != Presence::Stale
+        {
+            let e = expiries.entry(hv.site.as_str()).or_insert(t);
+            *e = (*e).min(t);
+        }
+    }
+    for (site, ms) in offsets {
+        clock.push(&[("site", site)], ms as f64 / 1000.0);
+    }
+    for (site, ms) in expiries {
+        cert.push(&[("site", site)], (ms / 1000) as f64);
+    }
+    (clock, cert)
 }

@@ -6,9 +6,12 @@
 //! The territory adds 5 series per site and 6 per comune; reachability adds
 //! 11 per site (6 of them the one-hot state), up to 8 per site and probe
 //! target, and 3 per agentless device; the agents' own health adds 9 per
-//! site. Long lists stay in the inventory API, never in labels.
+//! site (11 with the clock and certificate figures); alerts add one series
+//! per alert name, severity and state and 6 per receiver. Long lists stay
+//! in the inventory API, never in labels.
 
 mod agents;
+mod alerts;
 mod reach;
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
@@ -88,6 +91,8 @@ pub struct Scrape<'a> {
     pub probes: &'a SiteProbes,
     pub probe_counters: &'a [ProbeCounter],
     pub wan: &'a WanState,
+    /// `None` where alerts do not run (benchmarks of the rest).
+    pub alerts: Option<&'a crate::alerts::Alerts>,
 }
 
 /// Renders the text exposition format: hosts, the territory's gaps and the
@@ -97,6 +102,7 @@ pub fn render(scrape: &Scrape<'_>, cfg: &ExpositionConfig, telemetry: &Telemetry
     families.extend(territory_families(scrape));
     families.extend(reach::families(scrape));
     families.extend(agents::families(scrape));
+    families.extend(alerts::families(scrape));
     families.extend(collector_families(scrape));
     families.retain(|mf| !mf.get_metric().is_empty());
     families.extend(telemetry.registry.gather());

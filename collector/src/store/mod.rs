@@ -85,6 +85,18 @@ pub struct IngestJob<'a> {
     pub agent_stats: Option<&'a AgentStats>,
     pub received_ms: i64,
     pub counting: ProbeCounting<'a>,
+    pub peer: PeerFacts,
+}
+
+/// What the collector learns about an agent from the request itself rather
+/// than from its reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerFacts {
+    /// Agent clock minus collector clock when the request arrived (the
+    /// transit time makes it read slightly low).
+    pub clock_offset_ms: Option<i64>,
+    /// Expiry of the client certificate the request came with.
+    pub cert_not_after_ms: Option<i64>,
 }
 
 /// Epochs per host whose dedup cursor is kept.
@@ -113,6 +125,8 @@ pub struct HostState {
     pub probes: Option<Probes>,
     /// ProbeDuty.sha256 the host said it holds; empty = none.
     pub probe_duty_sha256: Vec<u8>,
+    /// As of the host's latest request.
+    pub peer: PeerFacts,
 }
 
 /// A host is up while its last report is younger than this many intervals.
@@ -140,6 +154,7 @@ impl HostState {
             agent_stats: None,
             probes: None,
             probe_duty_sha256: Vec::new(),
+            peer: PeerFacts::default(),
         }
     }
 
@@ -233,6 +248,7 @@ impl Store {
             agent_stats: None,
             received_ms,
             counting: *counting,
+            peer: PeerFacts::default(),
         };
         self.ingest_group(std::slice::from_ref(&job))?
             .pop()
@@ -335,10 +351,22 @@ impl Store {
                 self.advance_cursor(conn, host, epoch, seq, received_ms, stored.is_none())?;
             }
         }
-        if let Some(stats) = job.agent_stats {
-            conn.prepare_cached("UPDATE hosts SET agent_stats = ?2 WHERE host_id = ?1")
-                .and_then(|mut st| st.execute(params![host, stats.encode_to_vec()]))
-                .map_err(|e| self.err(e))?;
+        if job.agent_stats.is_some() || job.peer != PeerFacts::default() {
+            conn.prepare_cached(
+                "UPDATE hosts SET agent_stats = COALESCE(?2, agent_stats),
+                        clock_offset_ms = COALESCE(?3, clock_offset_ms),
+                        cert_not_after_ms = COALESCE(?4, cert_not_after_ms)
+                 WHERE host_id = ?1",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    host,
+                    job.agent_stats.map(Message::encode_to_vec),
+                    job.peer.clock_offset_ms,
+                    job.peer.cert_not_after_ms
+                ])
+            })
+            .map_err(|e| self.err(e))?;
         }
         if let Some(last) = job.reports.last() {
             out.committed_seq = cursors
@@ -517,7 +545,8 @@ impl Store {
                 "SELECT host_id, site, first_seen_ms, last_report_ms, last_collected_ms, interval_secs,
                         agent_version, hostname, os_name, os_version, kernel, arch, health, agent_stats,
                         os_edition, serial, macs, vendor, model, cpu_model, cpu_cores,
-                        memory_total_bytes, system_disk_bytes, bios_date, probes, probe_duty_sha256
+                        memory_total_bytes, system_disk_bytes, bios_date, probes, probe_duty_sha256,
+                        clock_offset_ms, cert_not_after_ms
                  FROM hosts ORDER BY host_id",
             )
             .map_err(|e| self.err(e))?;
@@ -553,6 +582,10 @@ impl Store {
                         agent_stats: None,
                         probes: None,
                         probe_duty_sha256: r.get::<_, Option<Vec<u8>>>(25)?.unwrap_or_default(),
+                        peer: PeerFacts {
+                            clock_offset_ms: r.get(26)?,
+                            cert_not_after_ms: r.get(27)?,
+                        },
                     },
                     r.get::<_, Option<Vec<u8>>>(12)?,
                     r.get::<_, Option<Vec<u8>>>(13)?,
@@ -784,6 +817,7 @@ mod tests {
             agent_stats: None,
             received_ms: 2_000,
             counting,
+            peer: PeerFacts::default(),
         };
         let results = store
             .ingest_group(&[

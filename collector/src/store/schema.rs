@@ -90,6 +90,12 @@ pub fn migrations() -> Migrations<'static> {
              INSERT INTO delivery_cursors (host_id, epoch, last_seq, updated_ms)
                 SELECT host_id, epoch, last_seq, last_report_ms FROM hosts;",
         ),
+        // 5: what the latest request said about the agent itself, for the
+        // clock and certificate alerts.
+        M::up(
+            "ALTER TABLE hosts ADD COLUMN clock_offset_ms INTEGER;
+             ALTER TABLE hosts ADD COLUMN cert_not_after_ms INTEGER;",
+        ),
     ])
 }
 

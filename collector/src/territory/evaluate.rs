@@ -171,9 +171,12 @@ pub struct View {
     pub comuni: Vec<ComuneView>,
 }
 
-/// Filesystems that are full by design or too small to matter.
-fn counts_for_fullness(fs_type: &str, size_bytes: u64) -> bool {
-    !matches!(fs_type, "squashfs" | "iso9660" | "udf" | "erofs") && size_bytes >= 256 * 1024 * 1024
+/// How full a filesystem is, in percent; `None` for those full by design
+/// or too small to matter.
+pub fn filesystem_used_percent(f: &campanile_proto::v1::Filesystem) -> Option<f64> {
+    let counts = !matches!(f.fs_type.as_str(), "squashfs" | "iso9660" | "udf" | "erofs")
+        && f.size_bytes >= 256 * 1024 * 1024;
+    counts.then(|| 100.0 * (1.0 - f.available_bytes as f64 / f.size_bytes as f64))
 }
 
 /// How a missing asset is named in a gap.
@@ -553,9 +556,8 @@ fn assess_host(
         .health
         .iter()
         .flat_map(|hl| &hl.filesystems)
-        .filter(|f| counts_for_fullness(&f.fs_type, f.size_bytes))
         .filter_map(|f| {
-            let used = 100.0 * (1.0 - f.available_bytes as f64 / f.size_bytes as f64);
+            let used = filesystem_used_percent(f)?;
             (used >= cfg.hardware.nearly_full_percent)
                 .then(|| format!("{} {used:.0}%", f.mount_point))
         })

@@ -68,6 +68,7 @@ async fn commit_rate(max_group_reports: usize, duration: Duration) -> Result<(f6
                         agent_stats: None,
                         received_ms: campanile_agent::now_ms(),
                         site: id.site.clone(),
+                        peer: Default::default(),
                     };
                     committer.commit(request).await.expect("commit");
                     committed.fetch_add(1, Ordering::Relaxed);

@@ -263,6 +263,13 @@ fn main() -> Result<()> {
         territory: territory.clone(),
         api: Arc::new(ApiConfig::default()),
         reach: Arc::new(Reach::new(probes_cfg.clone())),
+        alerts: campanile_collector::alerts::Alerts::open(
+            campanile_collector::alerts::AlertsConfig::defaults(
+                &dir.path().join("campanile.db"),
+                "127.0.0.1:9471".parse()?,
+            ),
+        )?
+        .0,
     };
 
     let (mut read_ms, mut eval_ms, mut render_ms, mut gaps_ms) = (vec![], vec![], vec![], vec![]);
@@ -295,6 +302,7 @@ fn main() -> Result<()> {
                 probes: &probes,
                 probe_counters: &counters,
                 wan: &WanState::default(),
+                alerts: None,
             },
             &state.exposition,
             &state.telemetry,

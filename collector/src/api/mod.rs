@@ -1,5 +1,4 @@
-//! The read-only API under `/api/v1` (bearer token required, see
-//! [`crate::http`]):
+//! The API under `/api/v1` (bearer token required, see [`crate::http`]):
 //!
 //! - `GET /comuni` — every comune with its gap score and counts, worst first
 //! - `GET /comuni/{istat_code}` — one comune: its sites, hosts and missing assets
@@ -8,14 +7,18 @@
 //!   probe, its probe targets and its agentless devices (`?site=`)
 //! - `GET /gaps` — every concrete gap with its reason (`?kind=`, `?istat_code=`, `?site=`)
 //! - `GET /inventory.csv` — one row per host, for planning purchases
+//! - `GET /alerts`, `GET|POST /maintenance`, `DELETE /maintenance/{id}` —
+//!   see [`alerts`]
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
+
+mod alerts;
 
 use crate::http::{HttpState, Snapshot};
 use crate::store::HostState;
@@ -29,9 +32,15 @@ pub fn routes() -> Router<HttpState> {
         .route("/gaps", get(gaps))
         .route("/reachability", get(reachability))
         .route("/inventory.csv", get(inventory_csv))
+        .route("/alerts", get(alerts::list))
+        .route(
+            "/maintenance",
+            get(alerts::windows).post(alerts::add_window),
+        )
+        .route("/maintenance/{id}", delete(alerts::delete_window))
 }
 
-fn not_found(what: String) -> Response {
+pub(crate) fn not_found(what: String) -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(serde_json::json!({ "error": what })),

@@ -1,0 +1,390 @@
+//! Alerts: built-in rules evaluated over the territory, grouped and
+//! delivered as Alertmanager-shaped webhooks through a durable outbox, or
+//! pushed to a real Alertmanager.
+//!
+//! - [`rules`]: snapshot → conditions that hold now;
+//! - [`engine`]: pending / firing / resolved, silences and inhibition;
+//! - [`dispatch`]: grouping, the notification log, the daily digest;
+//! - [`store`]: the alerts' own SQLite file (state, log, outbox, windows);
+//! - [`deliver`]: one task per receiver draining the outbox;
+//! - [`alertmanager`]: the push to Alertmanager's API;
+//! - [`webhook`]: the payload, signing and one POST.
+//!
+//! Evaluation runs on its own thread and reads the store through its
+//! reader connection, and alert writes go to their own file, so neither
+//! evaluation nor delivery ever holds up ingest.
+
+pub mod alertmanager;
+pub mod config;
+pub mod deliver;
+pub mod dispatch;
+pub mod engine;
+pub mod maintenance;
+pub mod rules;
+pub mod store;
+pub mod timefmt;
+pub mod webhook;
+
+use std::collections::{HashMap, hash_map::DefaultHasher};
+use std::hash::{Hash, Hasher};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::reach::Reach;
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+use crate::telemetry::Telemetry;
+use crate::territory::state::Territory;
+
+pub use config::AlertsConfig;
+use dispatch::{Dispatcher, LogEntry, LogKey};
+use engine::{Alert, Engine};
+use maintenance::Window;
+pub use store::{AlertStore, AlertStoreError, OutboxStats};
+
+/// The latest evaluation, as the API and `/metrics` read it.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub alerts: Vec<Alert>,
+    pub evaluated_ms: Option<i64>,
+    pub outbox: OutboxStats,
+}
+
+enum Msg {
+    Evaluate,
+    Stop,
+}
+
+/// Shared by the evaluation thread, the delivery tasks and the HTTP side.
+pub struct Alerts {
+    pub config: AlertsConfig,
+    db: Arc<AlertStore>,
+    view: RwLock<Arc<View>>,
+    poke: Mutex<mpsc::Sender<Msg>>,
+}
+
+/// The evaluation thread and the delivery tasks.
+pub struct AlertsRunning {
+    thread: std::thread::JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl AlertsRunning {
+    /// Stops evaluating; delivery tasks stop on the shutdown signal. Whatever
+    /// is still in the outbox goes after the next start.
+    pub async fn stop(self, alerts: &Alerts) {
+        let _ = alerts
+            .poke
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Msg::Stop);
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Alerts {
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Evaluate now rather than at the next interval (a window changed).
+    pub fn evaluate_now(&self) {
+        let _ = self
+            .poke
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Msg::Evaluate);
+    }
+
+    /// Windows from the config, then those set through the API (blocking).
+    pub fn windows(&self) -> Result<Vec<Window>, AlertStoreError> {
+        let mut all = self.config.maintenance.clone();
+        all.extend(self.db.windows()?);
+        Ok(all)
+    }
+
+    /// Stores a window set through the API and applies it (blocking).
+    pub fn add_window(&self, w: Window) -> Result<Window, AlertStoreError> {
+        let w = self.db.add_window(w)?;
+        self.evaluate_now();
+        Ok(w)
+    }
+
+    /// Removes an API window (blocking); false when there is none.
+    pub fn delete_window(&self, id: i64) -> Result<bool, AlertStoreError> {
+        let found = self.db.delete_window(id)?;
+        if found {
+            self.evaluate_now();
+        }
+        Ok(found)
+    }
+}
+
+/// Where evaluation reads from.
+pub struct Sources {
+    pub store: Arc<Store>,
+    pub territory: Arc<Territory>,
+    pub reach: Arc<Reach>,
+    pub telemetry: Arc<Telemetry>,
+    pub now_ms: fn() -> i64,
+}
+
+/// What [`Alerts::open`] read back, for [`run`] to resume from.
+pub struct Resume {
+    stored: Vec<Alert>,
+    log: HashMap<LogKey, LogEntry>,
+    rx: mpsc::Receiver<Msg>,
+}
+
+impl Alerts {
+    /// Opens the alert store and reads back the state (blocking). Nothing is
+    /// evaluated or sent until [`run`].
+    pub fn open(cfg: AlertsConfig) -> Result<(Arc<Alerts>, Resume), AlertStoreError> {
+        let db = Arc::new(AlertStore::open(&cfg.state_path)?);
+        let stored = db.load_alerts()?;
+        let log = db.load_log()?;
+        let (tx, rx) = mpsc::channel();
+        let alerts = Arc::new(Alerts {
+            config: cfg,
+            db,
+            view: RwLock::new(Arc::new(View::default())),
+            poke: Mutex::new(tx),
+        });
+        Ok((alerts, Resume { stored, log, rx }))
+    }
+}
+
+/// Starts evaluation (its own thread) and delivery (tasks of the current
+/// runtime).
+pub fn run(
+    alerts: Arc<Alerts>,
+    resume: Resume,
+    src: Sources,
+    shutdown: watch::Receiver<bool>,
+) -> AlertsRunning {
+    let cfg = alerts.config.clone();
+    let db = alerts.db.clone();
+    for r in &cfg.receivers {
+        for outcome in ["delivered", "retried", "rejected", "expired"] {
+            src.telemetry
+                .alert_notifications
+                .with_label_values(&[&r.name, outcome]);
+        }
+    }
+    let timing = deliver::Timing {
+        max_age: cfg.outbox_max_age,
+        retry_initial: cfg.retry_initial,
+        retry_max: cfg.retry_max,
+    };
+    let mut tasks = Vec::new();
+    let mut receiver_wakes = HashMap::new();
+    for r in &cfg.receivers {
+        let wake = Arc::new(Notify::new());
+        receiver_wakes.insert(r.name.clone(), wake.clone());
+        tasks.push(
+            deliver::Worker {
+                db: db.clone(),
+                receiver: r.clone(),
+                timing,
+                telemetry: src.telemetry.clone(),
+                wake,
+                now_ms: src.now_ms,
+            }
+            .spawn(shutdown.clone()),
+        );
+    }
+    let mut sink_wakes = Vec::new();
+    for s in &cfg.alertmanagers {
+        for outcome in ["delivered", "failed"] {
+            src.telemetry
+                .alertmanager_posts
+                .with_label_values(&[&s.url, outcome]);
+        }
+        let wake = Arc::new(Notify::new());
+        sink_wakes.push(wake.clone());
+        tasks.push(
+            alertmanager::Sink {
+                sink: s.clone(),
+                alerts: alerts.clone(),
+                telemetry: src.telemetry.clone(),
+                wake,
+                now_ms: src.now_ms,
+            }
+            .spawn(shutdown.clone()),
+        );
+    }
+    let rx = resume.rx;
+    let looper = Loop {
+        alerts,
+        src,
+        engine: Engine::new(resume.stored),
+        dispatcher: Dispatcher::new(&cfg),
+        log: resume.log,
+        receiver_wakes,
+        sink_wakes,
+        last_signature: 0,
+        last_eval_ms: None,
+    };
+    let thread = std::thread::Builder::new()
+        .name("campanile-alerts".into())
+        .spawn(move || looper.run(&rx))
+        .expect("spawn the alerts thread");
+    AlertsRunning { thread, tasks }
+}
+
+struct Loop {
+    alerts: Arc<Alerts>,
+    src: Sources,
+    engine: Engine,
+    dispatcher: Dispatcher,
+    log: HashMap<LogKey, LogEntry>,
+    receiver_wakes: HashMap<String, Arc<Notify>>,
+    sink_wakes: Vec<Arc<Notify>>,
+    /// What the sinks last saw, to push at once when it changes.
+    last_signature: u64,
+    last_eval_ms: Option<i64>,
+}
+
+/// Grouping granularity: group_wait and group_interval are honoured to
+/// within this.
+const TICK: Duration = Duration::from_secs(1);
+
+impl Loop {
+    fn run(mut self, rx: &mpsc::Receiver<Msg>) {
+        let cfg = self.alerts.config.clone();
+        let eval_ms = cfg.evaluation_interval.as_millis() as i64;
+        // Resolved alerts stay until their groups have told every receiver.
+        let keep_resolved_ms = (15 * 60_000_i64)
+            .max((cfg.group_wait + 2 * cfg.group_interval).as_millis() as i64 + 2 * eval_ms);
+        let mut next_eval = i64::MIN;
+        let mut force = false;
+        loop {
+            let now = (self.src.now_ms)();
+            let mut changed = false;
+            if cfg.enabled && (force || now >= next_eval) {
+                next_eval = now + eval_ms;
+                self.evaluate(now, keep_resolved_ms);
+                changed = true;
+            }
+            force = false;
+            if cfg.enabled {
+                changed |= self.dispatch(now);
+            }
+            if changed {
+                self.publish();
+            }
+            match rx.recv_timeout(TICK) {
+                Ok(Msg::Evaluate) => force = true,
+                Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    fn evaluate(&mut self, now: i64, keep_resolved_ms: i64) {
+        let started = Instant::now();
+        self.last_eval_ms = Some(now);
+        let telemetry = &self.src.telemetry;
+        let windows = match self.alerts.windows() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read maintenance windows; using the config's only");
+                self.alerts.config.maintenance.clone()
+            }
+        };
+        let snap = match Snapshot::take(&self.src.store, &self.src.territory, now) {
+            Ok(s) => s,
+            Err(e) => {
+                telemetry.alert_evaluation_failures.inc();
+                tracing::error!(error = %e, "alert evaluation cannot read the store");
+                return;
+            }
+        };
+        let probes = snap.site_probes(&self.src.reach.config.targets);
+        let wan = self.src.reach.wan();
+        let candidates = rules::evaluate(
+            &rules::Inputs {
+                snapshot: &snap,
+                probes: &probes,
+                wan: &wan,
+            },
+            &self.alerts.config.rules,
+            &self.alerts.config.external_url,
+        );
+        let changes = self
+            .engine
+            .step(candidates, &windows, now, keep_resolved_ms);
+        for a in &changes.upserts {
+            tracing::info!(alert = a.name(), state = a.state().as_str(), labels = ?a.labels, "alert changed");
+        }
+        if let Err(e) = self.alerts.db.save(&changes) {
+            // Kept in memory; stored with the next change.
+            telemetry.alert_evaluation_failures.inc();
+            tracing::error!(error = %e, "cannot store alert state");
+        }
+        // Windows that ended a week ago are history.
+        let _ = self.alerts.db.prune_windows(now - 7 * 86_400_000);
+        telemetry
+            .alert_evaluation_duration
+            .observe(started.elapsed().as_secs_f64());
+        let mut h = DefaultHasher::new();
+        for a in self.engine.alerts().values() {
+            (a.fingerprint, a.state(), a.muted()).hash(&mut h);
+        }
+        let signature = h.finish();
+        if signature != self.last_signature {
+            self.last_signature = signature;
+            for w in &self.sink_wakes {
+                w.notify_one();
+            }
+        }
+    }
+
+    /// Groups due now go to the outbox; true when anything was stored.
+    fn dispatch(&mut self, now: i64) -> bool {
+        let alerts = self.engine.alerts();
+        let mut flushes = self.dispatcher.step(alerts, &self.log, now);
+        flushes.extend(self.dispatcher.digest(alerts, &self.log, now));
+        if flushes.is_empty() {
+            return false;
+        }
+        if let Err(e) = self.alerts.db.commit_flushes(&flushes, now) {
+            // The groups try again at their next interval.
+            tracing::error!(error = %e, "cannot enqueue notifications");
+            return false;
+        }
+        for f in &flushes {
+            self.log
+                .insert((f.receiver.clone(), f.group_key.clone()), f.entry.clone());
+            self.dispatcher.flushed(f);
+            if f.payload.is_some() {
+                tracing::info!(receiver = %f.receiver, group = %f.group_key, firing = f.entry.firing.len(), resolved = f.entry.resolved.len(), "notification enqueued");
+                if let Some(w) = self.receiver_wakes.get(&f.receiver) {
+                    w.notify_one();
+                }
+            }
+        }
+        true
+    }
+
+    fn publish(&self) {
+        let outbox = self.alerts.db.outbox_stats().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the outbox");
+            OutboxStats::default()
+        });
+        let view = View {
+            alerts: self.engine.alerts().values().cloned().collect(),
+            evaluated_ms: self.last_eval_ms,
+            outbox,
+        };
+        *self.alerts.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
+    }
+}
