@@ -53,9 +53,19 @@ impl TestPki {
     /// Issues a valid agent certificate (for a year, well clear of the
     /// expiry alert); returns (cert, key) paths.
     pub fn agent(&self, host_id: &str, site: &str) -> Result<(PathBuf, PathBuf)> {
+        self.agent_for_days(host_id, site, 365)
+    }
+
+    /// The same, valid for `days`.
+    pub fn agent_for_days(
+        &self,
+        host_id: &str,
+        site: &str,
+        days: i64,
+    ) -> Result<(PathBuf, PathBuf)> {
         let issued = self
             .ca
-            .issue_agent(&HostIdentity::new(host_id, site)?, 365)?;
+            .issue_agent(&HostIdentity::new(host_id, site)?, days)?;
         Ok(pki::write_issued(
             &self.path().join("agents"),
             host_id,
@@ -415,6 +425,45 @@ pub async fn deliver_with_stats(
         .await
         .map_err(|e| anyhow::anyhow!("deliver: {e:?}"))?;
     Ok(())
+}
+
+/// Sends a hand-built request over real mTLS, as the agent whose
+/// certificate (valid `cert_days`) names the first report's host at `site`:
+/// for requests the agent would never make (a skewed clock).
+pub async fn deliver_raw(
+    pki: &TestPki,
+    grpc: SocketAddr,
+    site: &str,
+    cert_days: i64,
+    request: campanile_proto::v1::DeliverRequest,
+) -> Result<campanile_proto::v1::DeliverResponse> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let host = request
+        .reports
+        .first()
+        .map(|r| r.host_id.clone())
+        .context("a request with a report")?;
+    let (cert, key) = pki.agent_for_days(&host, site, cert_days)?;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(
+            pki.path().join("ca.pem"),
+        )?))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(
+            std::fs::read(cert)?,
+            std::fs::read(key)?,
+        ));
+    let channel = Endpoint::from_shared(format!("https://127.0.0.1:{}", grpc.port()))?
+        .tls_config(tls)?
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    Ok(
+        campanile_proto::v1::ingest_client::IngestClient::new(channel)
+            .deliver(request)
+            .await?
+            .into_inner(),
+    )
 }
 
 /// Polls `check` until it returns `Some`, or fails after `timeout`.

@@ -616,3 +616,65 @@ async fn a_maintenance_window_silences_a_site_until_it_ends() -> Result<()> {
     c.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_a_far_clock_or_an_expiring_certificate_is_alerted_by_name() -> Result<()> {
+    init_crypto();
+    let pki = TestPki::new()?;
+    let dir = tempfile::tempdir()?;
+    let reg = register(dir.path(), 1, None)?;
+    let extra = format!(
+        "[territory]\nregister_path = \"{}\"\n[alerts]\n{FAST}\n\
+         [alerts.rules.clock_skew]\nfor_secs = 0\nmax_offset_secs = 60\n\
+         [alerts.rules.certificate_expiry]\nwithin_days = 30\n",
+        reg.display()
+    );
+    let c = TestCollector::start_with(&pki, &extra).await?;
+    let request = |host: &str, skew_ms: i64| campanile_proto::v1::DeliverRequest {
+        reports: vec![disk_report(host, 1, 3600, 10)],
+        agent_stats: None,
+        sent_unix_ms: campanile_agent::now_ms() + skew_ms,
+    };
+    let grpc = c.running.grpc_addr;
+    // Two minutes fast; a certificate with ten days left; one fine agent.
+    campanile_tests::deliver_raw(&pki, grpc, "site-1", 365, request("pc-fast", 120_000)).await?;
+    campanile_tests::deliver_raw(&pki, grpc, "site-1", 10, request("pc-expiring", 0)).await?;
+    campanile_tests::deliver_raw(&pki, grpc, "site-1", 365, request("pc-fine", -2_000)).await?;
+    let firing = eventually(Duration::from_secs(30), "both alerts firing", || async {
+        let view = c.running.alerts.view();
+        let names: Vec<(String, String)> = view
+            .alerts
+            .iter()
+            .filter(|a| a.state() == campanile_collector::alerts::engine::State::Firing)
+            .map(|a| (a.name().to_owned(), a.labels["host"].clone()))
+            .collect();
+        (names.len() >= 2).then_some(names)
+    })
+    .await?;
+    let set: BTreeSet<(String, String)> = firing.into_iter().collect();
+    assert_eq!(
+        set,
+        [
+            ("CampanileAgentClockSkew".to_owned(), "pc-fast".to_owned()),
+            (
+                "CampanileAgentCertificateExpiring".to_owned(),
+                "pc-expiring".to_owned()
+            ),
+        ]
+        .into()
+    );
+    let m = c.metrics().await?;
+    let offset = metric(
+        &m,
+        "campanile_site_agent_clock_offset_max_seconds{site=\"site-1\"}",
+    );
+    assert!((110.0..=130.0).contains(&offset), "{offset}");
+    let expiry = metric(
+        &m,
+        "campanile_site_agent_certificate_expiry_min_timestamp_seconds{site=\"site-1\"}",
+    );
+    let days_left = (expiry - (campanile_agent::now_ms() / 1000) as f64) / 86_400.0;
+    assert!((9.0..=10.1).contains(&days_left), "{days_left}");
+    c.stop().await?;
+    Ok(())
+}

@@ -19,6 +19,17 @@ fn example_collector_config_parses() -> Result<()> {
     let c = CollectorConfig::load(&deploy("collector.toml"))?;
     assert_eq!(c.grpc_listen.port(), 9470);
     assert_eq!(c.http_listen.port(), 9471);
+    // The example's alerting: one receiver, the rules' documented defaults.
+    assert_eq!(c.alerts.receivers.len(), 1);
+    assert_eq!(c.alerts.receivers[0].severities.len(), 2);
+    let defaults =
+        campanile_collector::alerts::AlertsConfig::defaults(&c.store_path, c.http_listen);
+    assert_eq!(
+        c.alerts.rules, defaults.rules,
+        "the example shows the defaults"
+    );
+    assert_eq!(c.alerts.group_wait, defaults.group_wait);
+    assert!(c.alerts.state_path.ends_with("campanile-alerts.db"));
     Ok(())
 }
 

@@ -595,7 +595,15 @@ async fn every_dashboard_and_rule_query_runs_and_finds_data() -> Result<()> {
         Host {
             os: ("Debian GNU/Linux", "12"),
             probes: Some(Probes {
-                icmp: vec![icmp("gateway", "", 3), icmp("", "alfa-router", 10)],
+                icmp: vec![
+                    icmp("gateway", "", 3),
+                    icmp("", "alfa-router", 10),
+                    // A slow line to the centre.
+                    IcmpResult {
+                        rtt_avg_seconds: Some(0.45),
+                        ..icmp("centre", "", 0)
+                    },
+                ],
                 ..Default::default()
             }),
             ..Host::healthy("alfa-pc1", "alfa-municipio")
@@ -627,6 +635,20 @@ async fn every_dashboard_and_rule_query_runs_and_finds_data() -> Result<()> {
         ..Default::default()
     };
     deliver_with_stats(&pki, grpc, borgo.cert_site, borgo.report(), backlog(5)).await?;
+    // An agent two minutes fast whose certificate has ten days left.
+    let fast = Host::healthy("alfa-pc2", "alfa-municipio");
+    campanile_tests::deliver_raw(
+        &pki,
+        grpc,
+        fast.cert_site,
+        10,
+        campanile_proto::v1::DeliverRequest {
+            reports: vec![fast.report()],
+            agent_stats: None,
+            sent_unix_ms: campanile_agent::now_ms() + 120_000,
+        },
+    )
+    .await?;
     // The register now fails to load: the reload alert has data too.
     std::fs::write(&register_path, "[[comune]]\nistat_code = 1\n")?;
     let _ = c.running.territory.reload(campanile_agent::now_ms());

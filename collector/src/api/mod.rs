@@ -136,6 +136,12 @@ struct HostDetail {
     /// The agent's own health as of its last Deliver call: spool depth and
     /// bytes, oldest unsent age, drops by reason, send failures.
     agent_stats: Option<campanile_proto::v1::AgentStats>,
+    /// Agent clock minus collector clock at its last request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock_offset_ms: Option<i64>,
+    /// When the agent's certificate expires (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_not_after: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -174,6 +180,11 @@ async fn host(State(s): State<HttpState>, Path(host_id): Path<String>) -> Respon
             health: h.health.clone(),
             probes: h.probes.clone(),
             agent_stats: h.agent_stats,
+            clock_offset_ms: h.peer.clock_offset_ms,
+            certificate_not_after: h
+                .peer
+                .cert_not_after_ms
+                .map(crate::alerts::timefmt::rfc3339),
             probe_duty: s
                 .reach
                 .plan()
