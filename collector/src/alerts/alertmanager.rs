@@ -47,15 +47,20 @@ pub fn postable(
             State::Resolved => true,
             State::Pending => false,
         })
-        .map(|a| PostableAlert {
-            labels: a.labels.clone(),
-            annotations: a.annotations.clone(),
-            starts_at: rfc3339(a.fired_ms.unwrap_or(a.active_since_ms)),
-            ends_at: rfc3339(
-                a.resolved_ms
-                    .unwrap_or(now_ms + valid_for.as_millis() as i64),
-            ),
-            generator_url: webhook::generator_url(external_url, a),
+        .map(|a| {
+            // The webhook's view of the alert, with an end in the future
+            // while it fires.
+            let w = webhook::payload_alert(a, external_url);
+            PostableAlert {
+                ends_at: match a.resolved_ms {
+                    Some(_) => w.ends_at,
+                    None => rfc3339(now_ms + valid_for.as_millis() as i64),
+                },
+                labels: w.labels,
+                annotations: w.annotations,
+                starts_at: w.starts_at,
+                generator_url: w.generator_url,
+            }
         })
         .collect()
 }
@@ -122,5 +127,41 @@ impl Sink {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::engine::sample_alert;
+
+    #[test]
+    fn pushes_firing_and_resolved_alerts_but_not_pending_or_muted_ones() {
+        let firing = sample_alert("A", "Borgo", "pc-1", 1_000, None);
+        let resolved = sample_alert("A", "Borgo", "pc-2", 1_000, Some(5_000));
+        let mut muted = sample_alert("A", "Borgo", "pc-3", 1_000, None);
+        muted.silenced_by = Some(1);
+        let mut pending = sample_alert("A", "Borgo", "pc-4", 1_000, None);
+        pending.fired_ms = None;
+        let now = 1_795_334_400_000;
+        let out = postable(
+            &[firing, resolved, muted, pending],
+            now,
+            Duration::from_secs(240),
+            "http://c:9471",
+        );
+        let hosts: Vec<&str> = out.iter().map(|p| p.labels["host"].as_str()).collect();
+        assert_eq!(hosts, ["pc-1", "pc-2"]);
+        assert_eq!(
+            out[0].ends_at,
+            rfc3339(now + 240_000),
+            "valid for four resends"
+        );
+        assert_eq!(out[1].ends_at, rfc3339(5_000), "ends when it resolved");
+        assert!(
+            out[0]
+                .generator_url
+                .starts_with("http://c:9471/api/v1/alerts?fingerprint=")
+        );
     }
 }

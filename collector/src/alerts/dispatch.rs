@@ -326,7 +326,7 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::engine::fingerprint;
+    use crate::alerts::engine::sample_alert;
     use std::time::Duration;
 
     fn cfg() -> AlertsConfig {
@@ -353,26 +353,9 @@ mod tests {
     }
 
     fn alert(name: &str, comune: &str, host: &str, fired: Option<i64>) -> Alert {
-        let labels: BTreeMap<String, String> = [
-            ("alertname", name),
-            ("comune", comune),
-            ("host", host),
-            ("severity", "warning"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        Alert {
-            fingerprint: fingerprint(&labels),
-            labels,
-            annotations: BTreeMap::new(),
-            active_since_ms: fired.unwrap_or(0),
-            fired_ms: fired,
-            resolved_ms: None,
-            digest: false,
-            silenced_by: None,
-            inhibited: false,
-        }
+        let mut a = sample_alert(name, comune, host, fired.unwrap_or(0), None);
+        a.fired_ms = fired;
+        a
     }
 
     struct Run {

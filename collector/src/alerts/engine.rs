@@ -81,6 +81,37 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> u64 {
     h
 }
 
+/// A firing (or resolved) host alert in comune `comune`, for tests.
+#[cfg(test)]
+pub fn sample_alert(
+    name: &str,
+    comune: &str,
+    host: &str,
+    fired: i64,
+    resolved: Option<i64>,
+) -> Alert {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", name),
+        ("comune", comune),
+        ("host", host),
+        ("severity", "warning"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    Alert {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: [("summary".to_owned(), format!("{host} down"))].into(),
+        active_since_ms: fired,
+        fired_ms: Some(fired),
+        resolved_ms: resolved,
+        digest: false,
+        silenced_by: None,
+        inhibited: false,
+    }
+}
+
 /// What an evaluation changed that must be stored.
 #[derive(Debug, Default)]
 pub struct Changes {

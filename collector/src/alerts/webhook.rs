@@ -278,26 +278,7 @@ mod tests {
     use super::*;
 
     fn alert(name: &str, host: &str, fired: i64, resolved: Option<i64>) -> Alert {
-        let labels: BTreeMap<String, String> = [
-            ("alertname", name),
-            ("comune", "Borgo"),
-            ("host", host),
-            ("severity", "warning"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        Alert {
-            fingerprint: super::super::engine::fingerprint(&labels),
-            labels,
-            annotations: [("summary".to_owned(), format!("{host} down"))].into(),
-            active_since_ms: fired,
-            fired_ms: Some(fired),
-            resolved_ms: resolved,
-            digest: false,
-            silenced_by: None,
-            inhibited: false,
-        }
+        super::super::engine::sample_alert(name, "Borgo", host, fired, resolved)
     }
 
     #[test]
