@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::config::{AlertsConfig, Receiver, Severity};
+use super::config::{AlertsConfig, Receiver};
 use super::engine::{Alert, State};
 use super::webhook;
 
@@ -66,11 +66,7 @@ fn ms(d: std::time::Duration) -> i64 {
 
 pub fn matches(r: &Receiver, a: &Alert) -> bool {
     let label = |k: &str| a.labels.get(k).map_or("", String::as_str);
-    let severity_ok = r.severities.is_empty()
-        || [Severity::Critical, Severity::Warning, Severity::Info]
-            .iter()
-            .any(|s| r.severities.contains(s) && s.as_str() == label("severity"));
-    severity_ok
+    (r.severities.is_empty() || r.severities.iter().any(|s| s.as_str() == label("severity")))
         && (r.istat_codes.is_empty() || r.istat_codes.contains(label("istat_code")))
         && (r.sites.is_empty() || r.sites.contains(label("site")))
 }
@@ -129,6 +125,13 @@ impl Dispatcher {
         log: &HashMap<LogKey, LogEntry>,
         now_ms: i64,
     ) -> Vec<Flush> {
+        self.regroup(alerts, now_ms);
+        self.due(alerts, log, now_ms)
+    }
+
+    /// Puts alerts in their groups and drops those gone from the engine:
+    /// after each evaluation, the only time alerts change.
+    pub fn regroup(&mut self, alerts: &BTreeMap<u64, Alert>, now_ms: i64) {
         for a in alerts.values() {
             if a.state() == State::Pending || a.digest {
                 continue;
@@ -156,11 +159,20 @@ impl Dispatcher {
                     .insert(a.fingerprint);
             }
         }
-        let mut flushes = Vec::new();
         self.groups.retain(|_, g| {
             g.members.retain(|fp| alerts.contains_key(fp));
             !g.members.is_empty()
         });
+    }
+
+    /// The groups due now, as grouped by the last [`Dispatcher::regroup`].
+    pub fn due(
+        &mut self,
+        alerts: &BTreeMap<u64, Alert>,
+        log: &HashMap<LogKey, LogEntry>,
+        now_ms: i64,
+    ) -> Vec<Flush> {
+        let mut flushes = Vec::new();
         for ((_, key), g) in &mut self.groups {
             if now_ms < g.next_flush_ms {
                 continue;

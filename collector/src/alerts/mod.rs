@@ -232,6 +232,7 @@ pub fn run(
         sink_wakes,
         last_signature: 0,
         last_eval_ms: None,
+        last_prune_ms: i64::MIN / 2,
     };
     let thread = std::thread::Builder::new()
         .name("campanile-alerts".into())
@@ -251,6 +252,7 @@ struct Loop {
     /// What the sinks last saw, to push at once when it changes.
     last_signature: u64,
     last_eval_ms: Option<i64>,
+    last_prune_ms: i64,
 }
 
 /// Grouping granularity: group_wait and group_interval are honoured to
@@ -272,10 +274,12 @@ impl Loop {
             if cfg.enabled && (force || now >= next_eval) {
                 next_eval = now + eval_ms;
                 self.evaluate(now, keep_resolved_ms);
+                self.dispatcher.regroup(self.engine.alerts(), now);
                 changed = true;
             }
             force = false;
             if cfg.enabled {
+                // Every tick: groups fall due between evaluations.
                 changed |= self.dispatch(now);
             }
             if changed {
@@ -330,8 +334,14 @@ impl Loop {
             telemetry.alert_evaluation_failures.inc();
             tracing::error!(error = %e, "cannot store alert state");
         }
-        // Windows that ended a week ago are history.
-        let _ = self.alerts.db.prune_windows(now - 7 * 86_400_000);
+        // Windows that ended a week ago are history; looking once an hour
+        // is enough.
+        if now - self.last_prune_ms >= 3_600_000 {
+            self.last_prune_ms = now;
+            if let Err(e) = self.alerts.db.prune_windows(now - 7 * 86_400_000) {
+                tracing::warn!(error = %e, "cannot prune old maintenance windows");
+            }
+        }
         telemetry
             .alert_evaluation_duration
             .observe(started.elapsed().as_secs_f64());
@@ -351,7 +361,7 @@ impl Loop {
     /// Groups due now go to the outbox; true when anything was stored.
     fn dispatch(&mut self, now: i64) -> bool {
         let alerts = self.engine.alerts();
-        let mut flushes = self.dispatcher.step(alerts, &self.log, now);
+        let mut flushes = self.dispatcher.due(alerts, &self.log, now);
         flushes.extend(self.dispatcher.digest(alerts, &self.log, now));
         if flushes.is_empty() {
             return false;

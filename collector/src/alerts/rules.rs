@@ -2,7 +2,7 @@
 //! whose condition holds now. Pure: the engine decides pending, firing,
 //! resolved, silenced and inhibited.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::reach::aggregate::SiteProbes;
 use crate::reach::classify::{Reachability, classify};
@@ -10,6 +10,7 @@ use crate::reach::wan::WanState;
 use crate::snapshot::Snapshot;
 use crate::territory::GapKind;
 use crate::territory::evaluate::{Presence, filesystem_used_percent};
+use crate::territory::register::Places;
 
 use super::config::{Rule, Rules};
 use super::timefmt::rfc3339;
@@ -92,6 +93,15 @@ impl Builder<'_> {
     }
 }
 
+fn place<'a>(places: &Places<'a>, site: &'a str) -> Place<'a> {
+    let (code, name) = places.of(site);
+    Place {
+        site,
+        istat_code: code.unwrap_or_default(),
+        comune: name.unwrap_or_default(),
+    }
+}
+
 fn enc(s: &str) -> String {
     // Ids are restricted to [A-Za-z0-9._-] (see campanile_proto::identity),
     // so only a stray space or slash in a register value needs escaping.
@@ -104,36 +114,16 @@ pub fn evaluate(inputs: &Inputs<'_>, rules: &Rules, external_url: &str) -> Vec<C
     let snap = inputs.snapshot;
     let now = snap.now_ms;
     let register = &snap.loaded.register;
-    let comune_name: HashMap<&str, &str> = register
-        .comuni
-        .iter()
-        .map(|c| (c.istat_code.as_str(), c.name.as_str()))
-        .collect();
-    let site_istat: HashMap<&str, &str> = register
-        .sites
-        .iter()
-        .map(|s| (s.id.as_str(), s.istat_code.as_str()))
-        .collect();
-    let place = |site: &'_ str| -> (String, String, String) {
-        let code = site_istat.get(site).copied().unwrap_or_default();
-        let name = comune_name.get(code).copied().unwrap_or_default();
-        (site.to_owned(), code.to_owned(), name.to_owned())
-    };
+    let places = register.places();
     let mut b = Builder {
         out: Vec::new(),
         external_url,
     };
-    let hosts: HashMap<&str, &crate::store::HostState> =
-        snap.hosts.iter().map(|h| (h.host_id.as_str(), h)).collect();
 
     for s in &snap.view.sites {
         let state = classify(&s.counts, inputs.wan.site_up(&s.id));
-        let (site, code, comune) = place(&s.id);
-        let p = Place {
-            site: &site,
-            istat_code: &code,
-            comune: &comune,
-        };
+        let p = place(&places, &s.id);
+        let (site, comune) = (p.site, p.comune);
         let link = format!("/api/v1/reachability?site={}", enc(&s.id));
         let silent = s.counts.offline;
         match state {
@@ -180,19 +170,13 @@ pub fn evaluate(inputs: &Inputs<'_>, rules: &Rules, external_url: &str) -> Vec<C
     }
 
     let has_plan = !register.assets.is_empty();
-    for hv in &snap.view.hosts {
+    // The view has one host view per stored host, in the same order.
+    for (h, hv) in snap.hosts.iter().zip(&snap.view.hosts) {
         if hv.presence == Presence::Stale {
             continue;
         }
-        let Some(h) = hosts.get(hv.host_id.as_str()) else {
-            continue;
-        };
-        let (site, code, comune) = place(&hv.site);
-        let p = Place {
-            site: &site,
-            istat_code: &code,
-            comune: &comune,
-        };
+        let p = place(&places, &hv.site);
+        let site = p.site;
         let host = hv.host_id.as_str();
         let link = format!("/api/v1/hosts/{}", enc(host));
         let up = hv.presence == Presence::Up;
@@ -302,12 +286,8 @@ pub fn evaluate(inputs: &Inputs<'_>, rules: &Rules, external_url: &str) -> Vec<C
             if !rules.link_targets.contains(target) {
                 continue;
             }
-            let (site, code, comune) = place(site_id);
-            let p = Place {
-                site: &site,
-                istat_code: &code,
-                comune: &comune,
-            };
+            let p = place(&places, site_id);
+            let site = p.site;
             let link = format!("/api/v1/reachability?site={}", enc(site_id));
             if let Some(loss) = t.loss_ratio()
                 && loss > rules.link_max_loss_ratio
@@ -349,12 +329,8 @@ pub fn evaluate(inputs: &Inputs<'_>, rules: &Rules, external_url: &str) -> Vec<C
             if d.up != Some(false) {
                 continue;
             }
-            let (site, code, comune) = place(&d.site);
-            let p = Place {
-                site: &site,
-                istat_code: &code,
-                comune: &comune,
-            };
+            let p = place(&places, &d.site);
+            let site = p.site;
             b.push(
                 "CampanileDeviceDown",
                 &rules.device_down,

@@ -577,23 +577,10 @@ fn assess_host(
 /// Every concrete gap: missing assets first, then hosts', each sorted by
 /// comune, site and host.
 pub fn gaps(view: &View, register: &Register) -> Vec<Gap> {
-    let comune_name: HashMap<&str, &str> = register
-        .comuni
-        .iter()
-        .map(|c| (c.istat_code.as_str(), c.name.as_str()))
-        .collect();
-    let site_comune: HashMap<&str, &str> = register
-        .sites
-        .iter()
-        .map(|s| (s.id.as_str(), s.istat_code.as_str()))
-        .collect();
+    let places = register.places();
     let comune_of = |site: &str| {
-        let code = site_comune.get(site).copied();
-        (
-            code.map(str::to_owned),
-            code.and_then(|c| comune_name.get(c))
-                .map(|n| (*n).to_owned()),
-        )
+        let (code, name) = places.of(site);
+        (code.map(str::to_owned), name.map(str::to_owned))
     };
     let mut out = Vec::new();
     for m in &view.missing {

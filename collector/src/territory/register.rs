@@ -170,7 +170,37 @@ pub struct Register {
     pub devices: Vec<Device>,
 }
 
+/// Where a site lies: its comune's ISTAT code and name, for labelling gaps
+/// and alerts. Sites the register does not know have neither.
+pub struct Places<'a> {
+    site_istat: std::collections::HashMap<&'a str, &'a str>,
+    comune_name: std::collections::HashMap<&'a str, &'a str>,
+}
+
+impl<'a> Places<'a> {
+    /// (ISTAT code, comune name) of `site`.
+    pub fn of(&self, site: &str) -> (Option<&'a str>, Option<&'a str>) {
+        let code = self.site_istat.get(site).copied();
+        (code, code.and_then(|c| self.comune_name.get(c).copied()))
+    }
+}
+
 impl Register {
+    pub fn places(&self) -> Places<'_> {
+        Places {
+            site_istat: self
+                .sites
+                .iter()
+                .map(|s| (s.id.as_str(), s.istat_code.as_str()))
+                .collect(),
+            comune_name: self
+                .comuni
+                .iter()
+                .map(|c| (c.istat_code.as_str(), c.name.as_str()))
+                .collect(),
+        }
+    }
+
     /// "4 comuni, 6 sites, 9 assets, 2 devices".
     pub fn summary(&self) -> String {
         format!(
