@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Root installs directly; others through sudo when it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build demo test test-deps lint bench cross-check release-size clean
+.PHONY: all build demo test test-deps lint bench bench-deps cross-check release-size clean
 
 all: build
 
@@ -34,15 +34,25 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## Agent footprint (RSS, CPU per cycle, report sizes, binary size),
-## territory scale (series and render time at 10,000 hosts) and delivery
-## (group commit, agent RSS on a full spool, 1,000 agents draining an hour):
-## README "Performance".
-bench:
-	$(CARGO) build --release -p campanile-agent
-	$(CARGO) run --release -p campanile-tests --bin footprint -- target/release/campanile-agent
-	$(CARGO) run --release -p campanile-tests --bin territory_scale
-	$(CARGO) run --release -p campanile-tests --bin delivery_bench -- target/release/campanile-agent
+## Side-by-side benchmarks written to BENCHMARKS.md (agent beside Debian's
+## node_exporter, ingest beside a bare tonic server, fleet capacity up to
+## 50,000 simulated agents, a 30-minute soak: about 50 minutes; run as root
+## for the open-files limit), then the README "Performance" figures
+## (in-process footprint, territory scale, delivery).
+bench: bench-deps
+	$(CARGO) build --release --workspace --bins --locked
+	target/release/benchmarks --out BENCHMARKS.md
+	target/release/footprint target/release/campanile-agent
+	target/release/territory_scale
+	target/release/delivery_bench target/release/campanile-agent
+
+bench-deps:
+	@if ! command -v prometheus-node-exporter >/dev/null || ! command -v strip >/dev/null; then \
+		echo "installing benchmark peers: prometheus-node-exporter, binutils"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			prometheus-node-exporter binutils; \
+	fi
 
 ## Type-check the agent for Windows, ARM musl and 32-bit MIPS routers (see ../shared/tools/cross-check.sh).
 cross-check:

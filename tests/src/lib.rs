@@ -2,6 +2,9 @@
 //! collector on 127.0.0.1:0, agents pointed at it, and real peers
 //! (promtool, Prometheus) started and stopped by the tests.
 
+pub mod bare_ingest;
+pub mod bench;
+pub mod fleet;
 pub mod netns;
 pub mod planted;
 pub mod receiver;
@@ -690,7 +693,12 @@ async fn throttle(
 /// A memory figure of a process from /proc/<pid>/status, in KiB: `field`
 /// is e.g. "VmRSS:" (resident now) or "VmHWM:" (peak).
 pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    kib_field(&format!("/proc/{pid}/status"), field)
+}
+
+/// A "<field> <n> kB" line of a /proc file (status, meminfo), in KiB.
+pub fn kib_field(path: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))?
@@ -754,4 +762,17 @@ pub async fn steady_report(host_id: &str) -> campanile_proto::v1::Report {
         ..Default::default()
     });
     r
+}
+
+/// Raises this process's open-files soft limit to its hard limit (and, as
+/// root, the hard limit to 1,048,576 first): a fleet holds one socket per
+/// agent. Returns the soft limit now in force. Children inherit it.
+pub fn raise_open_files_limit() -> Result<u64> {
+    use rlimit::Resource;
+    if is_root() {
+        let _ = Resource::NOFILE.set(1 << 20, 1 << 20);
+    }
+    let (_, hard) = Resource::NOFILE.get()?;
+    let _ = Resource::NOFILE.set(hard, hard);
+    Ok(Resource::NOFILE.get()?.0)
 }

@@ -1,0 +1,374 @@
+//! How many agents one collector holds: fleets of growing size, each
+//! against a fresh release collector, every agent with its own connection
+//! as the real agent keeps one, at the real interval; Prometheus' scrape
+//! of `/metrics` every 15 s throughout. Then the soak: one fleet for a long
+//! time, watching the collector's memory.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{Binaries, CollectorProcess, Figure, Section, median, mib};
+use crate::TestPki;
+use crate::fleet::{self, Fleet, Layout, RunConfig, Summary, Target};
+
+pub struct Options {
+    /// Fleet sizes tried in turn.
+    pub steps: Vec<usize>,
+    pub interval_secs: u64,
+    /// Measured window after one interval of warm-up.
+    pub measure_secs: u64,
+    /// The fleet size at which `/metrics` render time is recorded.
+    pub render_at: usize,
+    pub soak_agents: usize,
+    pub soak_minutes: u64,
+}
+
+/// What the Prometheus-like observer saw while a fleet ran.
+#[derive(Default)]
+struct Observed {
+    /// (seconds since start, scrape duration, body bytes, series)
+    scrapes: Vec<(f64, Duration, usize, usize)>,
+    /// (seconds since start, RSS bytes)
+    rss: Vec<(f64, u64)>,
+}
+
+/// Scrapes every 15 s and samples RSS every 5 s until aborted.
+fn observe(
+    collector: &CollectorProcess,
+    started: Instant,
+) -> (Arc<Mutex<Observed>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Observed::default()));
+    let (s, pid, url) = (
+        seen.clone(),
+        collector.pid,
+        format!("http://{}/metrics", collector.http),
+    );
+    let task = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut n = 0u64;
+        loop {
+            tick.tick().await;
+            let at = started.elapsed().as_secs_f64();
+            if let Some(rss) = super::procs::rss_bytes(pid) {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .rss
+                    .push((at, rss));
+            }
+            n += 1;
+            if n % 3 == 1 {
+                let t = Instant::now();
+                if let Ok(resp) = client.get(&url).send().await
+                    && let Ok(body) = resp.text().await
+                {
+                    let series = body
+                        .lines()
+                        .filter(|l| !l.starts_with('#') && !l.is_empty())
+                        .count();
+                    s.lock().unwrap_or_else(|p| p.into_inner()).scrapes.push((
+                        at,
+                        t.elapsed(),
+                        body.len(),
+                        series,
+                    ));
+                }
+            }
+        }
+    });
+    (seen, task)
+}
+
+struct Step {
+    agents: usize,
+    summary: Summary,
+    baseline_rss: u64,
+    peak_rss: u64,
+    /// Scrapes in the measured window: (duration ms, body bytes, series).
+    scrapes: Vec<(f64, usize, usize)>,
+    /// RSS samples over the run, for the soak.
+    rss: Vec<(f64, u64)>,
+}
+
+impl Step {
+    fn holds(&self) -> bool {
+        self.summary.error_count() == 0
+            && self.summary.latency.p99_ms < 100.0
+            && self.summary.achieved_rate >= 0.98 * self.summary.offered_rate
+    }
+
+    fn rss_per_host(&self) -> f64 {
+        self.peak_rss.saturating_sub(self.baseline_rss) as f64 / self.agents as f64
+    }
+}
+
+async fn step(
+    bins: &Binaries,
+    pki: &TestPki,
+    fleet: &Fleet,
+    agents: usize,
+    interval: Duration,
+    duration: Duration,
+    warmup: Duration,
+) -> Result<Step> {
+    let register = pki.path().join(format!("register-{agents}.toml"));
+    std::fs::write(
+        &register,
+        Layout::new(agents, fleet.layout.seed).register_toml(),
+    )?;
+    let collector = CollectorProcess::start(
+        &bins.collector,
+        pki,
+        &format!("[territory]\nregister_path = \"{}\"", register.display()),
+    )
+    .await?;
+    let baseline_rss = collector.rss_bytes();
+    let started = Instant::now();
+    let (seen, observer) = observe(&collector, started);
+    let cfg = RunConfig {
+        target: Target {
+            addr: collector.grpc,
+            server_name: "localhost".into(),
+            // One loopback address has ~28,000 ephemeral ports.
+            source_addrs: (1..=agents.div_ceil(20_000).max(1) as u8)
+                .map(|n| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n)))
+                .collect(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+        },
+        agents,
+        interval,
+        jitter: Duration::from_secs(5),
+        duration,
+        warmup,
+        seed: fleet.layout.seed,
+        reconnect_each_report: false,
+        inventory_change_per_million: 1000,
+    };
+    let summary = fleet::run(fleet, &cfg, true).await?;
+    observer.abort();
+    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()));
+    let measure_from = warmup.as_secs_f64();
+    Ok(Step {
+        agents,
+        baseline_rss,
+        peak_rss: seen.rss.iter().map(|(_, r)| *r).max().unwrap_or(0),
+        scrapes: seen
+            .scrapes
+            .iter()
+            .filter(|(at, ..)| *at >= measure_from)
+            .map(|(_, d, b, s)| (d.as_secs_f64() * 1e3, *b, *s))
+            .collect(),
+        rss: seen.rss,
+        summary,
+    })
+}
+
+pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
+    let pki = TestPki::new()?;
+    let largest = opts
+        .steps
+        .iter()
+        .copied()
+        .chain([opts.soak_agents])
+        .max()
+        .unwrap_or(0);
+    let t = Instant::now();
+    let fleet = Fleet::prepare(Layout::new(largest, 3), pki.path())?;
+    let issued_secs = t.elapsed().as_secs_f64();
+    let interval = Duration::from_secs(opts.interval_secs);
+    let warmup = interval + Duration::from_secs(10);
+    let duration = warmup + Duration::from_secs(opts.measure_secs);
+
+    let mut s = Section::new(
+        "Fleet capacity",
+        format!(
+            "Fleets of {} simulated agents (`fleet-sim`'s engine, in this process), each \
+             against a fresh release collector with the generated territory's register: every \
+             agent has its own certificate, its own mTLS connection kept open as the real \
+             agent keeps it, a {} s interval with ±5 s jitter, hash-only reports with health \
+             and probes (full inventory first and on 0.1 % of reports), and the probe duty the \
+             collector hands out. `/metrics` is scraped every 15 s throughout. Latency and rate \
+             are measured over {} s after a {} s warm-up. A fleet is held when p99 < 100 ms, no \
+             request fails and ≥ 98 % of the offered rate is acknowledged. ({} certificates \
+             issued in {issued_secs:.0} s.)",
+            opts.steps
+                .iter()
+                .map(|n| format!("{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            opts.interval_secs,
+            opts.measure_secs,
+            warmup.as_secs(),
+            fleet.len(),
+        ),
+    );
+    let mut held = 0;
+    let mut render: Option<(f64, usize, usize)> = None;
+    let mut per_host_at_largest = None;
+    for &agents in &opts.steps {
+        eprintln!("bench: fleet of {agents}");
+        let st = step(bins, &pki, &fleet, agents, interval, duration, warmup).await?;
+        let m = &st.summary;
+        let ok = st.holds();
+        if ok {
+            held = held.max(agents);
+        }
+        s.figures.push(Figure::info(
+            format!("{agents} agents: rate achieved / offered"),
+            format!("{:.0} / {:.0} reports/s", m.achieved_rate, m.offered_rate),
+        ));
+        s.figures.push(Figure::info(
+            format!("{agents} agents: report p50 / p99 / max"),
+            format!(
+                "{:.1} / {:.1} / {:.1} ms{}",
+                m.latency.p50_ms,
+                m.latency.p99_ms,
+                m.latency.max_ms,
+                if m.error_count() > 0 {
+                    format!(", errors {:?}", m.errors)
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+        s.figures.push(Figure::info(
+            format!("{agents} agents: collector RSS, start → peak"),
+            format!(
+                "{} → {} ({:.1} KiB per host)",
+                mib(st.baseline_rss),
+                mib(st.peak_rss),
+                st.rss_per_host() / 1024.0
+            ),
+        ));
+        let scrape_ms = median(st.scrapes.iter().map(|x| x.0).collect());
+        s.figures.push(Figure::info(
+            format!("{agents} agents: `/metrics` scrape (median)"),
+            format!(
+                "{scrape_ms:.0} ms, {} series, {}",
+                st.scrapes.last().map_or(0, |x| x.2),
+                mib(st.scrapes.last().map_or(0, |x| x.1) as u64)
+            ),
+        ));
+        if agents == opts.render_at {
+            render = Some((
+                scrape_ms,
+                st.scrapes.last().map_or(0, |x| x.2),
+                st.scrapes.len(),
+            ));
+        }
+        per_host_at_largest = Some((agents, st.rss_per_host()));
+    }
+    s.figures.push(Figure::goal(
+        format!("largest fleet held at a {} s interval", opts.interval_secs),
+        format!("{held} agents"),
+        "≥ 50,000",
+        held >= 50_000,
+    ));
+    if let Some((agents, per_host)) = per_host_at_largest {
+        s.figures.push(Figure::goal(
+            format!("collector RSS per host at {agents} agents"),
+            format!("{:.1} KiB", per_host / 1024.0),
+            "≤ 20 KB",
+            per_host <= 20_000.0,
+        ));
+    }
+    if let Some((ms, series, n)) = render {
+        s.figures.push(Figure::goal(
+            format!(
+                "`/metrics` at {} hosts, scrape time (median of {n})",
+                opts.render_at
+            ),
+            format!("{ms:.0} ms ({series} series)"),
+            "≤ 500 ms",
+            ms <= 500.0,
+        ));
+    }
+
+    let mut sections = vec![s];
+    if opts.soak_minutes > 0 {
+        eprintln!(
+            "bench: soak, {} agents for {} min",
+            opts.soak_agents, opts.soak_minutes
+        );
+        let soak_duration = Duration::from_secs(opts.soak_minutes * 60);
+        let st = step(
+            bins,
+            &pki,
+            &fleet,
+            opts.soak_agents,
+            interval,
+            soak_duration,
+            warmup,
+        )
+        .await?;
+        // Reference: once every host has reported a few times and the
+        // first scrapes and alert evaluations have run.
+        let settle = (3 * opts.interval_secs) as f64;
+        let reference = st
+            .rss
+            .iter()
+            .find(|(at, _)| *at >= settle)
+            .map_or(0, |(_, r)| *r);
+        let last_minute = soak_duration.as_secs_f64() - 60.0;
+        let end = st
+            .rss
+            .iter()
+            .filter(|(at, _)| *at >= last_minute)
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(0);
+        let growth = if reference > 0 {
+            (end as f64 - reference as f64) / reference as f64
+        } else {
+            f64::INFINITY
+        };
+        let mut soak = Section::new(
+            "Soak",
+            format!(
+                "{} agents for {} minutes against one release collector, set up as above \
+                 (scrapes every 15 s, alert evaluation every 15 s). Growth compares the \
+                 largest RSS of the last minute with the RSS at {} s, once every host has \
+                 reported three times.",
+                opts.soak_agents, opts.soak_minutes, settle
+            ),
+        );
+        soak.figures.push(Figure::goal(
+            "collector RSS growth",
+            format!(
+                "{} → {} = {:+.1} %",
+                mib(reference),
+                mib(end),
+                growth * 100.0
+            ),
+            "< 5 %",
+            growth < 0.05,
+        ));
+        let m = &st.summary;
+        soak.figures.push(Figure::info(
+            "reports acknowledged, errors",
+            format!("{}, {}", m.reports_acked, m.error_count()),
+        ));
+        soak.figures.push(Figure::info(
+            "report p50 / p99 / max over the soak",
+            format!(
+                "{:.1} / {:.1} / {:.1} ms",
+                m.latency.p50_ms, m.latency.p99_ms, m.latency.max_ms
+            ),
+        ));
+        let every = (st.rss.len() / 8).max(1);
+        soak.notes.push(format!(
+            "RSS over time: {}.",
+            st.rss
+                .iter()
+                .step_by(every)
+                .map(|(at, r)| format!("{:.0} min {}", at / 60.0, mib(*r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        sections.push(soak);
+    }
+    Ok(sections)
+}

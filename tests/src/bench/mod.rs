@@ -1,0 +1,240 @@
+//! `make bench`: measurements taken side by side in one run, written to
+//! `BENCHMARKS.md` with the machine, date and commit, each figure beside
+//! its goal. Ratios against a reference measured in the same run (Debian's
+//! node_exporter, a bare tonic server) hold up on a shared, noisy machine
+//! where absolute figures drift.
+
+pub mod capacity;
+pub mod footprint;
+pub mod ingest;
+pub mod procs;
+pub mod relay;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::{ChildGuard, TestPki, free_port};
+
+/// One line of the results table.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub what: String,
+    pub measured: String,
+    pub goal: String,
+    /// None: recorded, no goal.
+    pub pass: Option<bool>,
+}
+
+impl Figure {
+    pub fn info(what: impl Into<String>, measured: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            measured: measured.into(),
+            goal: String::new(),
+            pass: None,
+        }
+    }
+
+    pub fn goal(
+        what: impl Into<String>,
+        measured: impl Into<String>,
+        goal: impl Into<String>,
+        pass: bool,
+    ) -> Self {
+        Self {
+            what: what.into(),
+            measured: measured.into(),
+            goal: goal.into(),
+            pass: Some(pass),
+        }
+    }
+}
+
+/// A section of `BENCHMARKS.md`: a table and the notes that explain it.
+#[derive(Debug, Clone, Default)]
+pub struct Section {
+    pub title: String,
+    pub setup: String,
+    pub figures: Vec<Figure>,
+    pub notes: Vec<String>,
+}
+
+impl Section {
+    pub fn new(title: impl Into<String>, setup: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            setup: setup.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = format!("## {}\n\n{}\n\n", self.title, self.setup);
+        out += "| figure | measured | goal | result |\n|---|---|---|---|\n";
+        for f in &self.figures {
+            let result = match f.pass {
+                Some(true) => "pass",
+                Some(false) => "**FAIL**",
+                None => "",
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {result} |",
+                f.what, f.measured, f.goal
+            );
+        }
+        for n in &self.notes {
+            let _ = write!(out, "\n{n}\n");
+        }
+        out + "\n"
+    }
+}
+
+/// What machine, when, which commit.
+pub fn machine_header() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|x| x.1.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = crate::kib_field("/proc/meminfo", "MemTotal:")
+        .map_or(0.0, |k| k as f64 / (1024.0 * 1024.0));
+    let run = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let commit = run("git", &["rev-parse", "--short=12", "HEAD"]);
+    let dirty = !run("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let kernel = run("uname", &["-r"]);
+    format!(
+        "- machine: {cpu}, {cores} cores, {mem_gib:.0} GiB, Linux {kernel}\n\
+         - date: {}\n\
+         - commit: {commit}{}\n",
+        time::OffsetDateTime::now_utc().date(),
+        if dirty {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The release binaries `make bench` builds.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub agent: PathBuf,
+    pub collector: PathBuf,
+    pub bare_ingest: PathBuf,
+}
+
+impl Binaries {
+    pub fn in_dir(dir: &Path) -> Result<Self> {
+        let find = |name: &str| {
+            let p = dir.join(name);
+            anyhow::ensure!(
+                p.is_file(),
+                "{} not found: build it with `cargo build --release` first",
+                p.display()
+            );
+            Ok(p)
+        };
+        Ok(Self {
+            agent: find("campanile-agent")?,
+            collector: find("campanile-collector")?,
+            bare_ingest: find("bare-ingest")?,
+        })
+    }
+}
+
+/// A collector process (the release binary) on loopback ports with its own
+/// store, started with `extra` TOML appended to its config.
+pub struct CollectorProcess {
+    pub grpc: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    pub pid: u32,
+    _child: ChildGuard,
+    pub dir: tempfile::TempDir,
+}
+
+impl CollectorProcess {
+    pub async fn start(bin: &Path, pki: &TestPki, extra: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (grpc_port, http_port) = (free_port()?, free_port()?);
+        let config = dir.path().join("collector.toml");
+        std::fs::write(
+            &config,
+            pki.collector_toml(
+                &dir.path().join("campanile.db"),
+                grpc_port,
+                http_port,
+                extra,
+            ),
+        )?;
+        let log = std::fs::File::create(dir.path().join("collector.log"))?;
+        let child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let pid = child.id();
+        let guard = ChildGuard(child);
+        let http: std::net::SocketAddr = ([127, 0, 0, 1], http_port).into();
+        let url = format!("http://{http}/metrics");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while crate::http_get(&url).await.is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "collector did not start: {}",
+                std::fs::read_to_string(dir.path().join("collector.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self {
+            grpc: ([127, 0, 0, 1], grpc_port).into(),
+            http,
+            pid,
+            _child: guard,
+            dir,
+        })
+    }
+
+    pub fn rss_bytes(&self) -> u64 {
+        procs::rss_bytes(self.pid).unwrap_or(0)
+    }
+
+    /// One `/metrics` scrape as Prometheus makes it (gzip asked); returns
+    /// the time to the last byte and the uncompressed body.
+    pub async fn scrape(&self) -> Result<(Duration, String)> {
+        let t = Instant::now();
+        let body = crate::http_get(&format!("http://{}/metrics", self.http)).await?;
+        Ok((t.elapsed(), body))
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}

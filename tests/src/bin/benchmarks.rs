@@ -1,0 +1,121 @@
+//! `make bench`: runs the side-by-side benchmarks and writes
+//! `BENCHMARKS.md` (machine, date, commit, each figure beside its goal).
+//!
+//! ```text
+//! benchmarks [--bin-dir target/release] [--out BENCHMARKS.md]
+//!            [--only footprint,ingest,capacity] [--steps 10000,25000,50000]
+//!            [--soak-minutes 30] [--quick]
+//! ```
+//! `--quick` shrinks every run to a smoke test of the harness (minutes,
+//! not the better part of an hour); its figures prove nothing.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use campanile_tests::bench::{self, Binaries, capacity, footprint, ingest};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Sections to run (footprint, ingest, capacity); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "10000,25000,50000")]
+    steps: Vec<usize>,
+    #[arg(long, default_value_t = 30)]
+    soak_minutes: u64,
+    #[arg(long)]
+    quick: bool,
+}
+
+fn main() -> Result<()> {
+    campanile_tests::init_crypto();
+    let args = Args::parse();
+    let fds = campanile_tests::raise_open_files_limit()?;
+    let bins = Binaries::in_dir(&args.bin_dir)?;
+    let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut sections = Vec::new();
+    if wants("footprint") {
+        eprintln!("bench: agent beside node_exporter");
+        let opts = footprint::Options {
+            interval_secs: 5,
+            cycles: if args.quick { 3 } else { 30 },
+        };
+        sections.push(rt.block_on(footprint::run(&bins, &opts))?);
+    }
+    if wants("ingest") {
+        eprintln!("bench: ingest beside a bare server");
+        let opts = ingest::Options {
+            agents: if args.quick { 50 } else { 500 },
+            seconds: if args.quick { 8 } else { 20 },
+            rounds: if args.quick { 1 } else { 2 },
+        };
+        sections.push(rt.block_on(ingest::run(&bins, &opts))?);
+    }
+    if wants("capacity") {
+        let opts = if args.quick {
+            capacity::Options {
+                steps: vec![200, 500],
+                interval_secs: 10,
+                measure_secs: 20,
+                render_at: 500,
+                soak_agents: 200,
+                soak_minutes: 1,
+            }
+        } else {
+            capacity::Options {
+                steps: args.steps.clone(),
+                interval_secs: 60,
+                measure_secs: 120,
+                render_at: 10_000,
+                soak_agents: 10_000,
+                soak_minutes: args.soak_minutes,
+            }
+        };
+        anyhow::ensure!(
+            opts.steps.iter().all(|&n| (n as u64) < fds / 2),
+            "{fds} open files allowed: run as root or raise the hard limit for fleets of {:?}",
+            opts.steps
+        );
+        sections.extend(rt.block_on(capacity::run(&bins, &opts))?);
+    }
+    let mut out = String::from(
+        "# Benchmarks\n\nWritten by `make bench` (`tests/src/bin/benchmarks.rs`); \
+        do not edit by hand. Goals are the ones of issue 7.\n\n",
+    );
+    out += &bench::machine_header();
+    if args.quick {
+        out += "- **quick run**: a smoke test of the harness, not a measurement\n";
+    }
+    let failed: Vec<String> = sections
+        .iter()
+        .flat_map(|s| s.figures.iter())
+        .filter(|f| f.pass == Some(false))
+        .map(|f| f.what.clone())
+        .collect();
+    let goals = sections
+        .iter()
+        .flat_map(|s| s.figures.iter())
+        .filter(|f| f.pass.is_some())
+        .count();
+    out += &format!(
+        "- goals met: {} of {goals}{}\n\n",
+        goals - failed.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" (not met: {})", failed.join("; "))
+        }
+    );
+    for s in &sections {
+        out += &s.markdown();
+    }
+    std::fs::write(&args.out, &out)?;
+    print!("{out}");
+    Ok(())
+}

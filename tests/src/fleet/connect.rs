@@ -1,0 +1,138 @@
+//! Identities and connections of the simulated agents: one certificate per
+//! host, issued by the territory's CA, and an mTLS HTTP/2 channel made
+//! with it. The simulator does the TLS itself (rustls, as tonic does for
+//! the real agent) so that one parsed certificate serves every connection
+//! of a host, and so connections can leave from several loopback source
+//! addresses: one address has only ~28,000 ephemeral ports.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use campanile_collector::pki::Ca;
+use campanile_proto::identity::HostIdentity;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tonic::transport::{Channel, Endpoint};
+
+/// Where the simulated agents connect and how.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub server_name: String,
+    /// Connections leave from these addresses in turn (loopback only).
+    pub source_addrs: Vec<IpAddr>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// Issues one client certificate per host, on every core: 50,000
+/// identities take seconds, not minutes.
+pub fn issue_identities(
+    ca: &Ca,
+    ca_pem: &str,
+    identities: &[HostIdentity],
+    days: i64,
+) -> Result<Vec<Arc<ClientConfig>>> {
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile_certs(ca_pem)? {
+        roots.add(cert).context("CA certificate")?;
+    }
+    let roots = Arc::new(roots);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = identities.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = identities
+            .chunks(chunk)
+            .map(|part| {
+                let roots = roots.clone();
+                scope.spawn(move || -> Result<Vec<Arc<ClientConfig>>> {
+                    part.iter()
+                        .map(|id| {
+                            let issued = ca.issue_agent(id, days)?;
+                            client_config(&roots, &issued.cert_pem, &issued.key_pem)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(identities.len());
+        for h in handles {
+            out.extend(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("issuing thread panicked"))??,
+            );
+        }
+        Ok(out)
+    })
+}
+
+fn rustls_pemfile_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("parse PEM certificates")
+}
+
+fn client_config(
+    roots: &Arc<RootCertStore>,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = rustls_pemfile_certs(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parse agent key")?;
+    let mut cfg =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A lazily connected channel for one host, as the real agent keeps one:
+/// it connects on the first call and reconnects by itself.
+pub fn channel(target: &Target, tls: Arc<ClientConfig>, source: Option<IpAddr>) -> Result<Channel> {
+    let server_name = ServerName::try_from(target.server_name.clone()).context("server name")?;
+    let addr = target.addr;
+    let connect_timeout = target.connect_timeout;
+    let connector = tower::service_fn(move |_uri: http::Uri| {
+        let tls = tls.clone();
+        let server_name = server_name.clone();
+        async move {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            if let Some(src) = source {
+                socket.bind(SocketAddr::new(src, 0))?;
+            }
+            let tcp = tokio::time::timeout(connect_timeout, socket.connect(addr))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout")
+                })??;
+            tcp.set_nodelay(true)?;
+            let stream = tokio::time::timeout(
+                connect_timeout,
+                tokio_rustls::TlsConnector::from(tls).connect(server_name, tcp),
+            )
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timeout")
+            })??;
+            Ok::<_, std::io::Error>(TokioIo::new(stream))
+        }
+    });
+    // The scheme says plain HTTP/2 because the connector above already
+    // speaks TLS; tonic must not wrap it again.
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .timeout(target.request_timeout)
+        .http2_keep_alive_interval(Duration::from_secs(60))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .connect_with_connector_lazy(connector))
+}
