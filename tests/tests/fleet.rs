@@ -12,7 +12,10 @@ fn config(addr: std::net::SocketAddr, agents: usize, reconnect: bool) -> RunConf
         target: Target {
             addr,
             server_name: "localhost".into(),
-            source_addrs: vec!["127.0.0.1".parse().expect("ip"), "127.0.0.2".parse().expect("ip")],
+            source_addrs: vec![
+                "127.0.0.1".parse().expect("ip"),
+                "127.0.0.2".parse().expect("ip"),
+            ],
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
         },
@@ -48,7 +51,10 @@ async fn every_simulated_agent_is_a_host_of_the_generated_territory() -> Result<
         "acked {}",
         summary.reports_acked
     );
-    assert_eq!(summary.full_inventories_sent, 60, "one full inventory each, then hashes");
+    assert_eq!(
+        summary.full_inventories_sent, 60,
+        "one full inventory each, then hashes"
+    );
     assert!(summary.latency.count > 0 && summary.latency.p99_ms > 0.0);
     let metrics = c.metrics().await?;
     assert_eq!(
@@ -58,7 +64,11 @@ async fn every_simulated_agent_is_a_host_of_the_generated_territory() -> Result<
     let hosts = c.running.store.host_states()?;
     assert_eq!(hosts.len(), 60);
     // Hosts fill their sites in order: 25 per site, all planned sites known.
-    assert!(hosts.iter().any(|h| h.host_id == "sim-000025" && h.site == "site-00001"));
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h.host_id == "sim-000025" && h.site == "site-00001")
+    );
     c.stop().await?;
     Ok(())
 }

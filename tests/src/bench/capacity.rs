@@ -23,7 +23,12 @@ pub struct Options {
     pub render_at: usize,
     pub soak_agents: usize,
     pub soak_minutes: u64,
+    /// Open files this process (and the collector it starts) may hold.
+    pub open_files: u64,
 }
+
+/// Sockets a process needs besides the agents' connections.
+const FD_MARGIN: u64 = 1000;
 
 /// What the Prometheus-like observer saw while a fleet ran.
 #[derive(Default)]
@@ -104,6 +109,7 @@ impl Step {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn step(
     bins: &Binaries,
     pki: &TestPki,
@@ -112,6 +118,7 @@ async fn step(
     interval: Duration,
     duration: Duration,
     warmup: Duration,
+    reconnect: bool,
 ) -> Result<Step> {
     let register = pki.path().join(format!("register-{agents}.toml"));
     std::fs::write(
@@ -144,7 +151,7 @@ async fn step(
         duration,
         warmup,
         seed: fleet.layout.seed,
-        reconnect_each_report: false,
+        reconnect_each_report: reconnect,
         inventory_change_per_million: 1000,
     };
     let summary = fleet::run(fleet, &cfg, true).await?;
@@ -205,23 +212,53 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
             fleet.len(),
         ),
     );
+    // One connection per agent needs one file descriptor per agent in the
+    // collector (and in this process): beyond the limit, agents reconnect
+    // for each report instead, as they would to a collector that closes
+    // idle connections.
+    let persistent_max = opts.open_files.saturating_sub(FD_MARGIN) as usize;
+    if opts
+        .steps
+        .iter()
+        .chain([&opts.soak_agents])
+        .any(|&n| n > persistent_max)
+    {
+        s.notes.push(format!(
+            "This machine allows {} open files per process and the limit could not be raised \
+             (no CAP_SYS_RESOURCE here), so fleets above {persistent_max} agents cannot each \
+             hold a connection: those agents make a new connection (full TLS 1.3 handshake \
+             with their own certificate) for every report, marked *reconnecting*. A fleet's \
+             achieved rate counts resent reports too, so it can exceed the offered rate when \
+             requests failed.",
+            opts.open_files
+        ));
+    }
     let mut held = 0;
     let mut render: Option<(f64, usize, usize)> = None;
     let mut per_host_at_largest = None;
     for &agents in &opts.steps {
         eprintln!("bench: fleet of {agents}");
-        let st = step(bins, &pki, &fleet, agents, interval, duration, warmup).await?;
+        let reconnect = agents > persistent_max;
+        let st = step(
+            bins, &pki, &fleet, agents, interval, duration, warmup, reconnect,
+        )
+        .await?;
         let m = &st.summary;
+        let agents_label = if reconnect {
+            format!("{agents} agents (reconnecting)")
+        } else {
+            format!("{agents} agents")
+        };
         let ok = st.holds();
         if ok {
             held = held.max(agents);
         }
         s.figures.push(Figure::info(
-            format!("{agents} agents: rate achieved / offered"),
+            format!("{agents_label}: rate achieved / offered"),
             format!("{:.0} / {:.0} reports/s", m.achieved_rate, m.offered_rate),
         ));
         s.figures.push(Figure::info(
-            format!("{agents} agents: report p50 / p99 / max"),
+            format!("{agents_label}: report p50 / p99 / max"),
             format!(
                 "{:.1} / {:.1} / {:.1} ms{}",
                 m.latency.p50_ms,
@@ -235,7 +272,7 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
             ),
         ));
         s.figures.push(Figure::info(
-            format!("{agents} agents: collector RSS, start → peak"),
+            format!("{agents_label}: collector RSS, start → peak"),
             format!(
                 "{} → {} ({:.1} KiB per host)",
                 mib(st.baseline_rss),
@@ -245,7 +282,7 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
         ));
         let scrape_ms = median(st.scrapes.iter().map(|x| x.0).collect());
         s.figures.push(Figure::info(
-            format!("{agents} agents: `/metrics` scrape (median)"),
+            format!("{agents_label}: `/metrics` scrape (median)"),
             format!(
                 "{scrape_ms:.0} ms, {} series, {}",
                 st.scrapes.last().map_or(0, |x| x.2),
@@ -302,6 +339,7 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
             interval,
             soak_duration,
             warmup,
+            opts.soak_agents > persistent_max,
         )
         .await?;
         // Reference: once every host has reported a few times and the

@@ -96,15 +96,7 @@ impl Section {
 
 /// What machine, when, which commit.
 pub fn machine_header() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|x| x.1.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem_gib = crate::kib_field("/proc/meminfo", "MemTotal:")
         .map_or(0.0, |k| k as f64 / (1024.0 * 1024.0));
@@ -130,6 +122,19 @@ pub fn machine_header() -> String {
             ""
         }
     )
+}
+
+/// The CPU's model name from /proc/cpuinfo.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|x| x.1.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// The release binaries `make bench` builds.

@@ -250,14 +250,7 @@ async fn main() -> Result<()> {
     let spool = full_spool(Path::new(&agent_bin)).await?;
     let (drain_secs, drain_rate) = drain_fleet(1000, 60).await?;
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default();
+    let cpu = campanile_tests::bench::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
     println!(

@@ -139,14 +139,7 @@ fn main() -> Result<()> {
         Ok::<_, anyhow::Error>((max_rss, cpu * 1000.0 / (n1 - n0), n1 - n0))
     })?;
 
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
+    let cpu_model = campanile_tests::bench::cpu_model();
     let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
     println!(
         "Machine: {} cores ({cpu_model}), date {}, {packages} packages installed",

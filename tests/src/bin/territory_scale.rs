@@ -355,15 +355,7 @@ fn main() -> Result<()> {
     let eval = median(eval_ms);
     let render = median(render_ms);
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|x| x.1.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = campanile_tests::bench::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "Territory scale, {} ({cores} cores), {}:\n",
