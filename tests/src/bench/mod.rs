@@ -223,8 +223,7 @@ impl CollectorProcess {
         procs::rss_bytes(self.pid).unwrap_or(0)
     }
 
-    /// One `/metrics` scrape as Prometheus makes it (gzip asked); returns
-    /// the time to the last byte and the uncompressed body.
+    /// One `/metrics` scrape; returns the time to the last byte and the body.
     pub async fn scrape(&self) -> Result<(Duration, String)> {
         let t = Instant::now();
         let body = crate::http_get(&format!("http://{}/metrics", self.http)).await?;

@@ -32,12 +32,11 @@ pub struct Target {
 /// identities take seconds, not minutes.
 pub fn issue_identities(
     ca: &Ca,
-    ca_pem: &str,
     identities: &[HostIdentity],
     days: i64,
 ) -> Result<Vec<Arc<ClientConfig>>> {
     let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile_certs(ca_pem)? {
+    for cert in pem_certs(&ca.cert_pem)? {
         roots.add(cert).context("CA certificate")?;
     }
     let roots = Arc::new(roots);
@@ -69,7 +68,7 @@ pub fn issue_identities(
     })
 }
 
-fn rustls_pemfile_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
+fn pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -82,7 +81,7 @@ fn client_config(
     key_pem: &str,
 ) -> Result<Arc<ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
-    let chain = rustls_pemfile_certs(cert_pem)?;
+    let chain = pem_certs(cert_pem)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parse agent key")?;
     let mut cfg =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

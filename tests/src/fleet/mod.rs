@@ -74,7 +74,7 @@ impl Fleet {
         let identities = (0..layout.agents)
             .map(|i| HostIdentity::new(&layout.host_id(i), &layout.site_of(i)))
             .collect::<Result<Vec<_>, _>>()?;
-        let tls = connect::issue_identities(&ca, &ca.cert_pem, &identities, 365)?;
+        let tls = connect::issue_identities(&ca, &identities, 365)?;
         Ok(Self { layout, tls })
     }
 
@@ -386,9 +386,10 @@ impl SimAgent {
                 counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
             let carried_inventory = pending.iter().filter(|r| r.inventory.is_some()).count();
+            let stats = host.agent_stats(pending.len(), failures);
             let request = DeliverRequest {
                 reports: std::mem::take(&mut pending),
-                agent_stats: Some(host.agent_stats(0, failures)),
+                agent_stats: Some(stats),
                 sent_unix_ms: now_ms(),
             };
             counters.requests.fetch_add(1, Ordering::Relaxed);
