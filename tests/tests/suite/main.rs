@@ -1,0 +1,15 @@
+//! Campanile's end-to-end tests, one module per area, linked into a single
+//! test binary: each binary links the whole workspace, so one binary instead
+//! of a dozen keeps CI's disk use and link time down.
+
+mod alerts;
+mod delivery;
+mod deploy_configs;
+mod end_to_end;
+mod exposition;
+mod fleet;
+mod netns;
+mod probes;
+mod refusals;
+mod sighup;
+mod territory;
