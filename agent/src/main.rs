@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use campanile_agent::config::{AgentConfig, CollectConfig, ProbeConfig};
 use clap::{Parser, Subcommand};
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 #[derive(Parser)]
 #[command(
@@ -38,11 +41,15 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
+    // `Targets` reads RUST_LOG's `target=level` lists; EnvFilter's span and
+    // field matching would link a regex engine into every router's binary.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(Level::INFO));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

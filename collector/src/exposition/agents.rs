@@ -9,8 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use prometheus::proto::MetricFamily;
-
 use super::{Family, Scrape};
 use crate::territory::evaluate::Presence;
 
@@ -30,7 +28,7 @@ struct SiteAgents {
 /// Drop reasons, as the `reason` label says them.
 pub const DROP_REASONS: [&str; 4] = ["spool_full", "expired", "invalid", "corrupt"];
 
-pub(super) fn families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+pub(super) fn families(scrape: &Scrape<'_>) -> Vec<Family> {
     let mut sites: BTreeMap<&str, SiteAgents> = BTreeMap::new();
     for (h, hv) in scrape.hosts.iter().zip(&scrape.view.hosts) {
         let Some(st) = &h.agent_stats else { continue };
@@ -102,9 +100,7 @@ pub(super) fn families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
     [
         reports, bytes, oldest, dropped, failures, resets, clock, cert,
     ]
-    .into_iter()
-    .map(|f| f.mf)
-    .collect()
+    .into()
 }
 
 /// What the collector sees of the agents themselves, per site: the clock

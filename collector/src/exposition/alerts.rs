@@ -4,12 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use prometheus::proto::MetricFamily;
-
 use super::{Family, Scrape};
 use crate::alerts::engine::State;
 
-pub(super) fn families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+pub(super) fn families(scrape: &Scrape<'_>) -> Vec<Family> {
     let Some(alerts) = scrape.alerts else {
         return Vec::new();
     };
@@ -64,8 +62,5 @@ pub(super) fn families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
         "When the built-in rules were last evaluated.",
     );
     evaluated.push_opt(&[], view.evaluated_ms.map(|t| (t / 1000) as f64));
-    [active, pending, oldest, evaluated]
-        .into_iter()
-        .map(|f| f.mf)
-        .collect()
+    [active, pending, oldest, evaluated].into()
 }

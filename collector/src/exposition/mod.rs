@@ -14,7 +14,8 @@ mod agents;
 mod alerts;
 mod reach;
 
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use std::fmt::Write as _;
+
 use prometheus::{Encoder, TextEncoder};
 
 use crate::config::ExpositionConfig;
@@ -26,55 +27,104 @@ use crate::territory::evaluate::{ComuneView, Counts, View};
 use crate::territory::register::Register;
 use crate::territory::state::ReloadStatus;
 
+/// One metric family, its samples written straight in the text format as
+/// they are pushed. Building `prometheus` crate objects first (a struct and
+/// owned strings per label) took most of a scrape at 10,000 hosts and
+/// several times the body's size in transient memory.
 struct Family {
-    mf: MetricFamily,
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: String,
 }
 
 impl Family {
-    fn new(name: &str, help: &str, kind: MetricType) -> Self {
-        let mut mf = MetricFamily::default();
-        mf.set_name(name.to_owned());
-        mf.set_help(help.to_owned());
-        mf.set_field_type(kind);
-        Self { mf }
+    fn gauge(name: &'static str, help: &'static str) -> Self {
+        Self::new(name, help, "gauge")
     }
 
-    fn gauge(name: &str, help: &str) -> Self {
-        Self::new(name, help, MetricType::GAUGE)
+    fn counter(name: &'static str, help: &'static str) -> Self {
+        Self::new(name, help, "counter")
     }
 
-    fn counter(name: &str, help: &str) -> Self {
-        Self::new(name, help, MetricType::COUNTER)
+    fn new(name: &'static str, help: &'static str, kind: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            kind,
+            samples: String::new(),
+        }
     }
 
     fn push(&mut self, labels: &[(&str, &str)], value: f64) {
-        let mut m = Metric::from_label(
-            labels
-                .iter()
-                .map(|(k, v)| {
-                    let mut l = LabelPair::default();
-                    l.set_name((*k).to_owned());
-                    l.set_value((*v).to_owned());
-                    l
-                })
-                .collect(),
-        );
-        if self.mf.get_field_type() == MetricType::COUNTER {
-            let mut c = Counter::default();
-            c.set_value(value);
-            m.set_counter(c);
-        } else {
-            let mut g = Gauge::default();
-            g.set_value(value);
-            m.set_gauge(g);
+        let out = &mut self.samples;
+        out.push_str(self.name);
+        for (i, (k, v)) in labels.iter().enumerate() {
+            out.push(if i == 0 { '{' } else { ',' });
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_into(out, v, true);
+            out.push('"');
         }
-        self.mf.mut_metric().push(m);
+        if !labels.is_empty() {
+            out.push('}');
+        }
+        out.push(' ');
+        write_value(out, value);
+        out.push('\n');
     }
 
     fn push_opt<T: Into<f64>>(&mut self, labels: &[(&str, &str)], value: Option<T>) {
         if let Some(v) = value {
             self.push(labels, v.into());
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    fn write_to(&self, out: &mut String) {
+        out.push_str("# HELP ");
+        out.push_str(self.name);
+        out.push(' ');
+        escape_into(out, self.help, false);
+        out.push_str("\n# TYPE ");
+        out.push_str(self.name);
+        out.push(' ');
+        out.push_str(self.kind);
+        out.push('\n');
+        out.push_str(&self.samples);
+    }
+}
+
+/// The text format's escapes: backslash and newline everywhere, the double
+/// quote inside label values.
+fn escape_into(out: &mut String, v: &str, in_label: bool) {
+    if !v.contains(['\\', '\n', '"']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if in_label => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Go's spelling of the special values, Rust's shortest round-trip digits
+/// otherwise (integers without a fraction, as the text format's own
+/// encoders write them).
+fn write_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        write!(out, "{v}").expect("writing into a String cannot fail");
     }
 }
 
@@ -104,16 +154,22 @@ pub fn render(scrape: &Scrape<'_>, cfg: &ExpositionConfig, telemetry: &Telemetry
     families.extend(agents::families(scrape));
     families.extend(alerts::families(scrape));
     families.extend(collector_families(scrape));
-    families.retain(|mf| !mf.get_metric().is_empty());
-    families.extend(telemetry.registry.gather());
-    let mut out = Vec::with_capacity(64 * 1024);
+    let size: usize = families.iter().map(|f| f.samples.len() + 256).sum();
+    let mut out = String::with_capacity(size + 16 * 1024);
+    for f in families.iter().filter(|f| !f.is_empty()) {
+        f.write_to(&mut out);
+    }
+    // The collector's own counters and histograms: a few dozen series, kept
+    // in the `prometheus` crate's registry where ingest updates them.
+    let mut own = Vec::with_capacity(16 * 1024);
     TextEncoder::new()
-        .encode(&families, &mut out)
+        .encode(&telemetry.registry.gather(), &mut own)
         .expect("text encoding into a Vec cannot fail");
-    String::from_utf8(out).expect("text exposition is UTF-8")
+    out.push_str(&String::from_utf8_lossy(&own));
+    out
 }
 
-fn host_families(scrape: &Scrape<'_>, cfg: &ExpositionConfig) -> Vec<MetricFamily> {
+fn host_families(scrape: &Scrape<'_>, cfg: &ExpositionConfig) -> Vec<Family> {
     let Scrape {
         hosts,
         view,
@@ -273,15 +329,13 @@ fn host_families(scrape: &Scrape<'_>, cfg: &ExpositionConfig) -> Vec<MetricFamil
         swap_free, uptime, procs, failed, fs_size, fs_avail, rx, tx, rx_err, tx_err, rx_drop,
         tx_drop,
     ]
-    .into_iter()
-    .map(|f| f.mf)
-    .collect()
+    .into()
 }
 
 /// Name, help and how to read the value.
 type Reading<T> = (&'static str, &'static str, fn(&T) -> f64);
 
-fn territory_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+fn territory_families(scrape: &Scrape<'_>) -> Vec<Family> {
     let names: std::collections::HashMap<&str, &str> = scrape
         .register
         .comuni
@@ -326,7 +380,7 @@ fn territory_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
                 get(&s.counts),
             );
         }
-        out.push(f.mf);
+        out.push(f);
     }
     let comune_gauges: [Reading<ComuneView>; 6] = [
         (
@@ -368,12 +422,12 @@ fn territory_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
                 get(c),
             );
         }
-        out.push(f.mf);
+        out.push(f);
     }
     out
 }
 
-fn collector_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+fn collector_families(scrape: &Scrape<'_>) -> Vec<Family> {
     let mut hosts_known = Family::gauge(
         "campanile_hosts",
         "Hosts the collector has ever received a report from.",
@@ -406,8 +460,36 @@ fn collector_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
     ] {
         entries.push(&[("kind", kind)], n as f64);
     }
-    [hosts_known, store_size, reload_ok, reload_ts, entries]
-        .into_iter()
-        .map(|f| f.mf)
-        .collect()
+    [hosts_known, store_size, reload_ok, reload_ts, entries].into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_escape_label_values_and_spell_special_values_as_prometheus_does() {
+        let mut f = Family::gauge("x_ratio", "A \\ help\nline \"quoted\".");
+        f.push(&[], 1.0);
+        f.push(&[("site", "a\"b\\c\nd"), ("k", "v")], 0.25);
+        f.push(&[("v", "inf")], f64::INFINITY);
+        f.push(&[("v", "-inf")], f64::NEG_INFINITY);
+        f.push(&[("v", "nan")], f64::NAN);
+        f.push(&[("v", "big")], 12_345_678_901.0);
+        f.push(&[("v", "small")], 1e-7);
+        let mut out = String::new();
+        f.write_to(&mut out);
+        assert_eq!(
+            out,
+            "# HELP x_ratio A \\\\ help\\nline \"quoted\".\n\
+             # TYPE x_ratio gauge\n\
+             x_ratio 1\n\
+             x_ratio{site=\"a\\\"b\\\\c\\nd\",k=\"v\"} 0.25\n\
+             x_ratio{v=\"inf\"} +Inf\n\
+             x_ratio{v=\"-inf\"} -Inf\n\
+             x_ratio{v=\"nan\"} NaN\n\
+             x_ratio{v=\"big\"} 12345678901\n\
+             x_ratio{v=\"small\"} 0.0000001\n"
+        );
+    }
 }

@@ -7,12 +7,10 @@
 
 use std::collections::HashMap;
 
-use prometheus::proto::MetricFamily;
-
 use super::{Family, Scrape};
 use crate::reach::classify::{Reachability, classify};
 
-pub(super) fn families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+pub(super) fn families(scrape: &Scrape<'_>) -> Vec<Family> {
     let mut out = Vec::new();
     out.extend(target_families(scrape));
     out.extend(site_families(scrape));
@@ -20,7 +18,7 @@ pub(super) fn families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
     out
 }
 
-fn target_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+fn target_families(scrape: &Scrape<'_>) -> Vec<Family> {
     let mut hosts = Family::gauge(
         "campanile_site_probe_hosts",
         "Up hosts of the site whose latest report probed the target.",
@@ -71,13 +69,10 @@ fn target_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
             failures.push(&l, c.check_failures as f64);
         }
     }
-    [hosts, success, loss, rtt, sent, lost, checks, failures]
-        .into_iter()
-        .map(|f| f.mf)
-        .collect()
+    [hosts, success, loss, rtt, sent, lost, checks, failures].into()
 }
 
-fn site_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+fn site_families(scrape: &Scrape<'_>) -> Vec<Family> {
     let names: HashMap<&str, &str> = scrape
         .register
         .comuni
@@ -155,12 +150,10 @@ fn site_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
     [
         state, no_icmp, wan_up, wan_rtt, wan_sent, wan_lost, available,
     ]
-    .into_iter()
-    .map(|f| f.mf)
-    .collect()
+    .into()
 }
 
-fn device_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+fn device_families(scrape: &Scrape<'_>) -> Vec<Family> {
     let mut up = Family::gauge(
         "campanile_device_up",
         "1 if at least one agent of the site reached the agentless device in its latest cycle.",
@@ -188,5 +181,5 @@ fn device_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
         }
         rtt.push_opt(&l, d.rtt_seconds);
     }
-    [up, agents, rtt].into_iter().map(|f| f.mf).collect()
+    [up, agents, rtt].into()
 }
