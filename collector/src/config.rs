@@ -322,6 +322,9 @@ struct RawGrpc {
     max_message_bytes: usize,
     #[serde(default = "default_handshake_timeout_secs")]
     handshake_timeout_secs: u64,
+    /// 0: connections stay open as long as the agents keep them.
+    #[serde(default)]
+    idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +348,8 @@ struct RawTls {
     ca_cert_path: PathBuf,
     cert_path: PathBuf,
     key_path: PathBuf,
+    #[serde(default = "default_session_cache_entries")]
+    session_cache_entries: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -409,6 +414,10 @@ fn default_max_message_bytes() -> usize {
 fn default_handshake_timeout_secs() -> u64 {
     10
 }
+/// One ticket per agent of a large territory; an entry is about 1 KB.
+fn default_session_cache_entries() -> usize {
+    20_000
+}
 fn default_http_listen() -> String {
     "127.0.0.1:9471".into()
 }
@@ -419,10 +428,16 @@ pub struct CollectorConfig {
     pub grpc_listen: SocketAddr,
     pub max_message_bytes: usize,
     pub handshake_timeout_secs: u64,
+    /// Close an agent connection once no byte has crossed it for this
+    /// long; `None` keeps connections open.
+    pub idle_timeout: Option<std::time::Duration>,
     pub http_listen: SocketAddr,
     pub ca_cert_path: PathBuf,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
+    /// TLS 1.3 sessions kept for resumption (0: every connection makes a
+    /// full handshake).
+    pub tls_session_cache_entries: usize,
     pub store_path: PathBuf,
     pub limits: Limits,
     pub exposition: ExpositionConfig,
@@ -477,10 +492,13 @@ impl CollectorConfig {
             grpc_listen,
             max_message_bytes: raw.grpc.max_message_bytes,
             handshake_timeout_secs: raw.grpc.handshake_timeout_secs,
+            idle_timeout: (raw.grpc.idle_timeout_secs > 0)
+                .then(|| std::time::Duration::from_secs(raw.grpc.idle_timeout_secs)),
             http_listen,
             ca_cert_path: base.join(raw.tls.ca_cert_path),
             cert_path: base.join(raw.tls.cert_path),
             key_path: base.join(raw.tls.key_path),
+            tls_session_cache_entries: raw.tls.session_cache_entries,
             store_path,
             limits: raw.limits,
             exposition: raw.exposition,

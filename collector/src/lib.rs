@@ -105,7 +105,12 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
                 message: e.to_string(),
             })??,
     );
-    let tls_cfg = tls::server_config(&cfg.ca_cert_path, &cfg.cert_path, &cfg.key_path)?;
+    let tls_cfg = tls::server_config(
+        &cfg.ca_cert_path,
+        &cfg.cert_path,
+        &cfg.key_path,
+        cfg.tls_session_cache_entries,
+    )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
 
     let (grpc_listener, grpc_addr) = bind(cfg.grpc_listen, "gRPC").await?;
@@ -116,6 +121,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         grpc_listener,
         acceptor,
         Duration::from_secs(cfg.handshake_timeout_secs),
+        cfg.idle_timeout,
         telemetry.clone(),
     );
     let reach = Arc::new(reach::Reach::new(cfg.probes.clone()));

@@ -1,7 +1,7 @@
 //! The collector's own metrics: what it accepted, refused and how fast.
 //! Long-lived (counters), unlike the host series rendered at scrape time.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Telemetry {
     pub registry: Registry,
@@ -9,6 +9,10 @@ pub struct Telemetry {
     pub reports_duplicate: IntCounter,
     pub requests_rejected: IntCounterVec,
     pub handshake_failures: IntCounterVec,
+    /// Completed handshakes by kind: `full` or `resumed`.
+    pub handshakes: IntCounterVec,
+    /// Agent connections open now (past the handshake).
+    pub grpc_connections: IntGauge,
     pub ingest_duration: Histogram,
     pub probe_results_ignored: IntCounter,
     pub reports_backfilled: IntCounter,
@@ -32,6 +36,7 @@ pub const REJECT_REASONS: &[&str] = &[
 pub const HANDSHAKE_REASONS: &[&str] = &[
     "no_client_certificate",
     "certificate_expired",
+    "resumed_certificate_expired",
     "unknown_issuer",
     "invalid_certificate",
     "tls_error",
@@ -66,6 +71,20 @@ impl Telemetry {
                 "TLS handshakes on the gRPC port that failed, by reason.",
             ),
             &["reason"],
+        )
+        .expect("valid metric");
+        let handshakes = IntCounterVec::new(
+            Opts::new(
+                "campanile_tls_handshakes_total",
+                "TLS handshakes on the gRPC port that succeeded: full (certificate checked and \
+                 signed) or resumed (a session ticket of an earlier connection).",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let grpc_connections = IntGauge::new(
+            "campanile_grpc_connections",
+            "Agent connections open now (TLS established).",
         )
         .expect("valid metric");
         let ingest_duration = Histogram::with_opts(
@@ -148,11 +167,16 @@ impl Telemetry {
         for r in HANDSHAKE_REASONS {
             handshake_failures.with_label_values(&[r]);
         }
+        for k in ["full", "resumed"] {
+            handshakes.with_label_values(&[k]);
+        }
         for c in [
             Box::new(reports_accepted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reports_duplicate.clone()),
             Box::new(requests_rejected.clone()),
             Box::new(handshake_failures.clone()),
+            Box::new(handshakes.clone()),
+            Box::new(grpc_connections.clone()),
             Box::new(ingest_duration.clone()),
             Box::new(probe_results_ignored.clone()),
             Box::new(reports_backfilled.clone()),
@@ -171,6 +195,8 @@ impl Telemetry {
             reports_duplicate,
             requests_rejected,
             handshake_failures,
+            handshakes,
+            grpc_connections,
             ingest_duration,
             probe_results_ignored,
             reports_backfilled,

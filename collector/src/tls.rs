@@ -13,11 +13,11 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use campanile_proto::identity::HostIdentity;
-use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
+use rustls::{HandshakeKind, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -42,10 +42,16 @@ pub enum TlsError {
 
 /// Builds the server config: our certificate, client certificates required
 /// and verified against `ca_cert_path`.
+/// `session_cache_entries`: TLS 1.3 sessions kept server-side for
+/// resumption (0: none). The server keeps each session, the client chain
+/// with it, and hands the agent an opaque id: a reconnect then costs one key
+/// exchange, not two signatures and a chain verification, and the wire
+/// carries no certificates.
 pub fn server_config(
     ca_cert_path: &Path,
     cert_path: &Path,
     key_path: &Path,
+    session_cache_entries: usize,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
@@ -70,6 +76,15 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(format!("server certificate/key: {e}")))?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
+    if session_cache_entries == 0 {
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
+    } else {
+        cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(session_cache_entries);
+        // A ticket is single-use and each resumption hands out a new one: one
+        // per agent is enough, and the cache then holds one entry per agent.
+        cfg.send_tls13_tickets = 1;
+    }
     Ok(cfg)
 }
 
@@ -103,6 +118,63 @@ pub struct PeerInfo {
 pub struct AuthenticatedStream {
     inner: TlsStream<TcpStream>,
     info: PeerInfo,
+    idle: Option<IdleTimer>,
+    /// Counts the connection in `campanile_grpc_connections` while it lives.
+    _open: OpenConnection,
+}
+
+/// Ends a connection nothing has crossed for `timeout`: reads then see end
+/// of stream, and hyper closes the connection. The agent, idle by then, sees
+/// the close and reconnects at its next report. The timer is re-armed only
+/// when it fires, so traffic costs a clock read, not a timer update.
+struct IdleTimer {
+    timeout: Duration,
+    last_activity: Instant,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimer {
+    fn new(timeout: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            timeout,
+            last_activity: now,
+            sleep: Box::pin(tokio::time::sleep_until((now + timeout).into())),
+        }
+    }
+
+    fn touch(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    /// Ready once the connection has been idle for the timeout.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last_activity + self.timeout;
+            if due <= Instant::now() {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(due.into());
+        }
+    }
+}
+
+struct OpenConnection(prometheus::IntGauge);
+
+impl OpenConnection {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Connected for AuthenticatedStream {
@@ -118,7 +190,31 @@ impl AsyncRead for AuthenticatedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before
+                    && let Some(idle) = &mut this.idle
+                {
+                    idle.touch();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let expired = this
+                    .idle
+                    .as_mut()
+                    .is_some_and(|idle| idle.poll_expired(cx).is_ready());
+                if expired {
+                    // Nothing read into `buf`: hyper takes it as end of stream.
+                    tracing::debug!(peer = %this.info.remote_addr, "closing an idle agent connection");
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
     }
 }
 
@@ -128,7 +224,13 @@ impl AsyncWrite for AuthenticatedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(idle)) = (&r, &mut self.idle)
+            && *n > 0
+        {
+            idle.touch();
+        }
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -141,7 +243,13 @@ impl AsyncWrite for AuthenticatedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let (Poll::Ready(Ok(n)), Some(idle)) = (&r, &mut self.idle)
+            && *n > 0
+        {
+            idle.touch();
+        }
+        r
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -181,6 +289,7 @@ pub fn incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
+    idle_timeout: Option<Duration>,
     telemetry: Arc<Telemetry>,
 ) -> (
     tokio_stream::wrappers::ReceiverStream<io::Result<AuthenticatedStream>>,
@@ -203,17 +312,41 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
+                        let conn = tls.get_ref().1;
+                        let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
                         let (identity, cert_not_after_ms) =
-                            match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                            match conn.peer_certificates().and_then(|c| c.first()) {
                                 Some(leaf) => identity_from_cert(leaf),
                                 None => (Err("no client certificate".into()), None),
                             };
+                        // A resumed session skips the chain check: its
+                        // certificate was valid when the session began, and
+                        // must still be.
+                        if resumed && cert_not_after_ms.is_some_and(|t| t < crate::ingest::now_ms())
+                        {
+                            telemetry
+                                .handshake_failures
+                                .with_label_values(&["resumed_certificate_expired"])
+                                .inc();
+                            tracing::info!(peer = %remote_addr, "resumed TLS session refused: its certificate has expired");
+                            return;
+                        }
+                        telemetry
+                            .handshakes
+                            .with_label_values(&[if resumed { "resumed" } else { "full" }])
+                            .inc();
                         let info = PeerInfo {
                             remote_addr,
                             identity,
                             cert_not_after_ms,
                         };
-                        let _ = tx.send(Ok(AuthenticatedStream { inner: tls, info })).await;
+                        let stream = AuthenticatedStream {
+                            inner: tls,
+                            info,
+                            idle: idle_timeout.map(IdleTimer::new),
+                            _open: OpenConnection::new(&telemetry.grpc_connections),
+                        };
+                        let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => {
                         let reason = handshake_failure_reason(&e);

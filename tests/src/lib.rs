@@ -76,6 +76,27 @@ impl TestPki {
         )?)
     }
 
+    /// The same, valid between two instants (certificates that expire
+    /// while a test runs).
+    pub fn agent_between(
+        &self,
+        host_id: &str,
+        site: &str,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Result<(PathBuf, PathBuf)> {
+        let issued = self.ca.issue_agent_between(
+            &HostIdentity::new(host_id, site)?,
+            not_before,
+            not_after,
+        )?;
+        Ok(pki::write_issued(
+            &self.path().join("agents"),
+            host_id,
+            &issued,
+        )?)
+    }
+
     /// Collector config on ephemeral loopback ports with the store at `db`.
     pub fn collector_config(&self, db: &Path) -> Result<CollectorConfig> {
         self.collector_config_with(db, "")
@@ -346,6 +367,24 @@ impl TestCollector {
             running,
             db: db.to_owned(),
             _dir: None,
+        })
+    }
+
+    /// Starts with settings the TOML of [`TestPki::collector_config`] does
+    /// not carry changed by `tune`.
+    pub async fn start_tuned(
+        pki: &TestPki,
+        tune: impl FnOnce(&mut CollectorConfig),
+    ) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("campanile.db");
+        let mut cfg = pki.collector_config(&db)?;
+        tune(&mut cfg);
+        let running = campanile_collector::start(cfg).await?;
+        Ok(Self {
+            running,
+            db,
+            _dir: Some(dir),
         })
     }
 

@@ -10,6 +10,7 @@ mod exposition;
 mod fleet;
 mod netns;
 mod probes;
+mod reconnect;
 mod refusals;
 mod sighup;
 mod territory;
