@@ -218,6 +218,17 @@ impl AsyncRead for AuthenticatedStream {
     }
 }
 
+impl AuthenticatedStream {
+    fn wrote(&mut self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let (Poll::Ready(Ok(n)), Some(idle)) = (&r, &mut self.idle)
+            && *n > 0
+        {
+            idle.touch();
+        }
+        r
+    }
+}
+
 impl AsyncWrite for AuthenticatedStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -225,12 +236,7 @@ impl AsyncWrite for AuthenticatedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let (Poll::Ready(Ok(n)), Some(idle)) = (&r, &mut self.idle)
-            && *n > 0
-        {
-            idle.touch();
-        }
-        r
+        self.wrote(r)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -244,12 +250,7 @@ impl AsyncWrite for AuthenticatedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let (Poll::Ready(Ok(n)), Some(idle)) = (&r, &mut self.idle)
-            && *n > 0
-        {
-            idle.touch();
-        }
-        r
+        self.wrote(r)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()

@@ -176,17 +176,28 @@ pub struct CollectorProcess {
 
 impl CollectorProcess {
     pub async fn start(bin: &Path, pki: &TestPki, extra: &str) -> Result<Self> {
+        Self::start_with_grpc(bin, pki, "", extra).await
+    }
+
+    /// The same, with `grpc` settings (TOML lines) added to `[grpc]`.
+    pub async fn start_with_grpc(
+        bin: &Path,
+        pki: &TestPki,
+        grpc: &str,
+        extra: &str,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let (grpc_port, http_port) = (free_port()?, free_port()?);
         let config = dir.path().join("collector.toml");
+        let text = pki.collector_toml(
+            &dir.path().join("campanile.db"),
+            grpc_port,
+            http_port,
+            extra,
+        );
         std::fs::write(
             &config,
-            pki.collector_toml(
-                &dir.path().join("campanile.db"),
-                grpc_port,
-                http_port,
-                extra,
-            ),
+            text.replacen("[grpc]", &format!("[grpc]\n{grpc}"), 1),
         )?;
         let log = std::fs::File::create(dir.path().join("collector.log"))?;
         let child = Command::new(bin)
