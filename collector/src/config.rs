@@ -414,9 +414,11 @@ fn default_max_message_bytes() -> usize {
 fn default_handshake_timeout_secs() -> u64 {
     10
 }
-/// One ticket per agent of a large territory; an entry is about 1 KB.
+/// One session per agent (one ticket each), for territories up to 100,000
+/// agents; an entry is about 1 KB, taken only as agents connect. Smaller
+/// than the fleet, the cache turns reconnects back into full handshakes.
 fn default_session_cache_entries() -> usize {
-    20_000
+    100_000
 }
 fn default_http_listen() -> String {
     "127.0.0.1:9471".into()

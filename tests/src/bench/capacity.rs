@@ -40,6 +40,10 @@ struct Observed {
     scrapes: Vec<(f64, Duration, usize, usize)>,
     /// (seconds since start, RSS bytes)
     rss: Vec<(f64, u64)>,
+    /// Most agent connections open at a scrape.
+    peak_connections: f64,
+    /// Handshakes at the last scrape: (full, resumed).
+    handshakes: (f64, f64),
 }
 
 /// Scrapes every 15 s and samples RSS every 5 s until aborted.
@@ -76,12 +80,17 @@ fn observe(
                         .lines()
                         .filter(|l| !l.starts_with('#') && !l.is_empty())
                         .count();
-                    s.lock().unwrap_or_else(|p| p.into_inner()).scrapes.push((
-                        at,
-                        t.elapsed(),
-                        body.len(),
-                        series,
-                    ));
+                    let took = t.elapsed();
+                    let read = |series: &str| crate::sample(&body, series).unwrap_or(0.0);
+                    let mut seen = s.lock().unwrap_or_else(|p| p.into_inner());
+                    seen.scrapes.push((at, took, body.len(), series));
+                    seen.peak_connections = seen
+                        .peak_connections
+                        .max(read("campanile_grpc_connections"));
+                    seen.handshakes = (
+                        read(r#"campanile_tls_handshakes_total{kind="full"}"#),
+                        read(r#"campanile_tls_handshakes_total{kind="resumed"}"#),
+                    );
                 }
             }
         }
@@ -98,6 +107,8 @@ struct Step {
     scrapes: Vec<(f64, usize, usize)>,
     /// RSS samples over the run, for the soak.
     rss: Vec<(f64, u64)>,
+    peak_connections: f64,
+    handshakes: (f64, f64),
 }
 
 impl Step {
@@ -128,10 +139,18 @@ async fn step(
         &register,
         Layout::new(agents, fleet.layout.seed).register_toml(),
     )?;
-    let collector = CollectorProcess::start_with_grpc(
+    // One session per agent, as a centre would size the cache for its
+    // territory.
+    let collector = CollectorProcess::start_tuned(
         &bins.collector,
         pki,
-        &idle_timeout_secs.map_or(String::new(), |s| format!("idle_timeout_secs = {s}")),
+        &[
+            (
+                "[grpc]",
+                idle_timeout_secs.map_or(String::new(), |s| format!("idle_timeout_secs = {s}")),
+            ),
+            ("[tls]", format!("session_cache_entries = {agents}")),
+        ],
         &format!("[territory]\nregister_path = \"{}\"", register.display()),
     )
     .await?;
@@ -173,6 +192,8 @@ async fn step(
             .map(|(_, d, b, s)| (d.as_secs_f64() * 1e3, *b, *s))
             .collect(),
         rss: seen.rss,
+        peak_connections: seen.peak_connections,
+        handshakes: seen.handshakes,
         summary,
     })
 }
@@ -281,6 +302,13 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
             ),
         ));
         let scrape_ms = median(st.scrapes.iter().map(|x| x.0).collect());
+        s.figures.push(Figure::info(
+            format!("{agents_label}: connections open (most seen) / TLS handshakes full, resumed"),
+            format!(
+                "{:.0} / {:.0}, {:.0}",
+                st.peak_connections, st.handshakes.0, st.handshakes.1
+            ),
+        ));
         s.figures.push(Figure::info(
             format!("{agents_label}: `/metrics` scrape (median)"),
             format!(

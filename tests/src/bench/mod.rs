@@ -176,29 +176,30 @@ pub struct CollectorProcess {
 
 impl CollectorProcess {
     pub async fn start(bin: &Path, pki: &TestPki, extra: &str) -> Result<Self> {
-        Self::start_with_grpc(bin, pki, "", extra).await
+        Self::start_tuned(bin, pki, &[], extra).await
     }
 
-    /// The same, with `grpc` settings (TOML lines) added to `[grpc]`.
-    pub async fn start_with_grpc(
+    /// The same, with TOML lines added under existing tables:
+    /// `("[grpc]", "idle_timeout_secs = 10")`.
+    pub async fn start_tuned(
         bin: &Path,
         pki: &TestPki,
-        grpc: &str,
+        tables: &[(&str, String)],
         extra: &str,
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let (grpc_port, http_port) = (free_port()?, free_port()?);
         let config = dir.path().join("collector.toml");
-        let text = pki.collector_toml(
+        let mut text = pki.collector_toml(
             &dir.path().join("campanile.db"),
             grpc_port,
             http_port,
             extra,
         );
-        std::fs::write(
-            &config,
-            text.replacen("[grpc]", &format!("[grpc]\n{grpc}"), 1),
-        )?;
+        for (table, lines) in tables {
+            text = text.replacen(table, &format!("{table}\n{lines}"), 1);
+        }
+        std::fs::write(&config, text)?;
         let log = std::fs::File::create(dir.path().join("collector.log"))?;
         let child = Command::new(bin)
             .args(["run", "--config"])
