@@ -142,7 +142,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         .with_snapshot(|s, snap| {
             let counters = s.store.probe_counters()?;
             let probes = snap.site_probes(&s.reach.config.targets);
-            Ok::<_, StoreError>(exposition::render(
+            Ok::<_, StoreError>(exposition::render_parts(
                 &Scrape {
                     hosts: &snap.hosts,
                     view: &snap.view,
@@ -162,15 +162,26 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         .await;
     match rendered {
         Ok(Err(e)) => store_error(e),
-        Ok(Ok(body)) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
+        Ok(Ok(parts)) => {
+            let len: usize = parts.iter().map(String::len).sum();
+            let body = axum::body::Body::from_stream(tokio_stream::iter(
+                parts
+                    .into_iter()
+                    .map(|p| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(p))),
+            ));
+            (
+                StatusCode::OK,
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8".to_owned(),
+                    ),
+                    (header::CONTENT_LENGTH, len.to_string()),
+                ],
+                body,
+            )
+                .into_response()
+        }
         Err(resp) => resp,
     }
 }

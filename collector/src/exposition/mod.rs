@@ -27,15 +27,15 @@ use crate::territory::evaluate::{ComuneView, Counts, View};
 use crate::territory::register::Register;
 use crate::territory::state::ReloadStatus;
 
-/// One metric family, its samples written straight in the text format as
-/// they are pushed. Building `prometheus` crate objects first (a struct and
+/// One metric family, written straight in the text format as samples are
+/// pushed, its header first: the buffer is the family's part of the body,
+/// sent as it is. Building `prometheus` crate objects first (a struct and
 /// owned strings per label) took most of a scrape at 10,000 hosts and
 /// several times the body's size in transient memory.
 struct Family {
     name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    samples: String,
+    text: String,
+    header_len: usize,
 }
 
 impl Family {
@@ -48,16 +48,25 @@ impl Family {
     }
 
     fn new(name: &'static str, help: &'static str, kind: &'static str) -> Self {
+        let mut text = String::with_capacity(name.len() * 2 + help.len() + 32);
+        text.push_str("# HELP ");
+        text.push_str(name);
+        text.push(' ');
+        escape_into(&mut text, help, false);
+        text.push_str("\n# TYPE ");
+        text.push_str(name);
+        text.push(' ');
+        text.push_str(kind);
+        text.push('\n');
         Self {
             name,
-            help,
-            kind,
-            samples: String::new(),
+            header_len: text.len(),
+            text,
         }
     }
 
     fn push(&mut self, labels: &[(&str, &str)], value: f64) {
-        let out = &mut self.samples;
+        let out = &mut self.text;
         out.push_str(self.name);
         for (i, (k, v)) in labels.iter().enumerate() {
             out.push(if i == 0 { '{' } else { ',' });
@@ -81,20 +90,7 @@ impl Family {
     }
 
     fn is_empty(&self) -> bool {
-        self.samples.is_empty()
-    }
-
-    fn write_to(&self, out: &mut String) {
-        out.push_str("# HELP ");
-        out.push_str(self.name);
-        out.push(' ');
-        escape_into(out, self.help, false);
-        out.push_str("\n# TYPE ");
-        out.push_str(self.name);
-        out.push(' ');
-        out.push_str(self.kind);
-        out.push('\n');
-        out.push_str(&self.samples);
+        self.text.len() == self.header_len
     }
 }
 
@@ -148,25 +144,36 @@ pub struct Scrape<'a> {
 /// Renders the text exposition format: hosts, the territory's gaps and the
 /// collector's own metrics.
 pub fn render(scrape: &Scrape<'_>, cfg: &ExpositionConfig, telemetry: &Telemetry) -> String {
+    render_parts(scrape, cfg, telemetry).concat()
+}
+
+/// The same, as consecutive parts of the body (one per metric family), so
+/// that a large territory's body is never held twice: the HTTP side sends
+/// the parts one after the other.
+pub fn render_parts(
+    scrape: &Scrape<'_>,
+    cfg: &ExpositionConfig,
+    telemetry: &Telemetry,
+) -> Vec<String> {
     let mut families = host_families(scrape, cfg);
     families.extend(territory_families(scrape));
     families.extend(reach::families(scrape));
     families.extend(agents::families(scrape));
     families.extend(alerts::families(scrape));
     families.extend(collector_families(scrape));
-    let size: usize = families.iter().map(|f| f.samples.len() + 256).sum();
-    let mut out = String::with_capacity(size + 16 * 1024);
-    for f in families.iter().filter(|f| !f.is_empty()) {
-        f.write_to(&mut out);
-    }
+    let mut parts: Vec<String> = families
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .map(|f| f.text)
+        .collect();
     // The collector's own counters and histograms: a few dozen series, kept
     // in the `prometheus` crate's registry where ingest updates them.
     let mut own = Vec::with_capacity(16 * 1024);
     TextEncoder::new()
         .encode(&telemetry.registry.gather(), &mut own)
         .expect("text encoding into a Vec cannot fail");
-    out.push_str(&String::from_utf8_lossy(&own));
-    out
+    parts.push(String::from_utf8(own).expect("text exposition is UTF-8"));
+    parts
 }
 
 fn host_families(scrape: &Scrape<'_>, cfg: &ExpositionConfig) -> Vec<Family> {
@@ -477,10 +484,8 @@ mod tests {
         f.push(&[("v", "nan")], f64::NAN);
         f.push(&[("v", "big")], 12_345_678_901.0);
         f.push(&[("v", "small")], 1e-7);
-        let mut out = String::new();
-        f.write_to(&mut out);
         assert_eq!(
-            out,
+            f.text,
             "# HELP x_ratio A \\\\ help\\nline \"quoted\".\n\
              # TYPE x_ratio gauge\n\
              x_ratio 1\n\

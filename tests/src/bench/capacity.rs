@@ -30,8 +30,8 @@ pub struct Options {
 /// Sockets a process needs besides the agents' connections.
 const FD_MARGIN: u64 = 1000;
 /// Beyond the open-files limit: idle connections closed after this long,
-/// well under the 60 s interval (about a sixth of the agents connected).
-const IDLE_TIMEOUT_SECS: u64 = 10;
+/// well under the 60 s interval (about a tenth of the agents connected).
+const IDLE_TIMEOUT_SECS: u64 = 5;
 
 /// What the Prometheus-like observer saw while a fleet ran.
 #[derive(Default)]
