@@ -348,8 +348,8 @@ struct RawTls {
     ca_cert_path: PathBuf,
     cert_path: PathBuf,
     key_path: PathBuf,
-    #[serde(default = "default_session_cache_entries")]
-    session_cache_entries: usize,
+    #[serde(default = "default_session_resumption")]
+    session_resumption: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -414,11 +414,8 @@ fn default_max_message_bytes() -> usize {
 fn default_handshake_timeout_secs() -> u64 {
     10
 }
-/// One session per agent (one ticket each), for territories up to 100,000
-/// agents; an entry is about 1 KB, taken only as agents connect. Smaller
-/// than the fleet, the cache turns reconnects back into full handshakes.
-fn default_session_cache_entries() -> usize {
-    100_000
+fn default_session_resumption() -> bool {
+    true
 }
 fn default_http_listen() -> String {
     "127.0.0.1:9471".into()
@@ -437,9 +434,9 @@ pub struct CollectorConfig {
     pub ca_cert_path: PathBuf,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
-    /// TLS 1.3 sessions kept for resumption (0: every connection makes a
-    /// full handshake).
-    pub tls_session_cache_entries: usize,
+    /// TLS 1.3 session tickets (false: every connection makes a full
+    /// handshake).
+    pub tls_session_resumption: bool,
     pub store_path: PathBuf,
     pub limits: Limits,
     pub exposition: ExpositionConfig,
@@ -500,7 +497,7 @@ impl CollectorConfig {
             ca_cert_path: base.join(raw.tls.ca_cert_path),
             cert_path: base.join(raw.tls.cert_path),
             key_path: base.join(raw.tls.key_path),
-            tls_session_cache_entries: raw.tls.session_cache_entries,
+            tls_session_resumption: raw.tls.session_resumption,
             store_path,
             limits: raw.limits,
             exposition: raw.exposition,

@@ -109,7 +109,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         &cfg.ca_cert_path,
         &cfg.cert_path,
         &cfg.key_path,
-        cfg.tls_session_cache_entries,
+        cfg.tls_session_resumption,
     )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
 

@@ -28,7 +28,7 @@ pub mod webhook;
 use std::collections::{HashMap, hash_map::DefaultHasher};
 use std::hash::{Hash, Hasher};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
@@ -63,7 +63,7 @@ enum Msg {
 pub struct Alerts {
     pub config: AlertsConfig,
     db: Arc<AlertStore>,
-    view: RwLock<Arc<View>>,
+    view: arc_swap::ArcSwap<View>,
     poke: Mutex<mpsc::Sender<Msg>>,
 }
 
@@ -92,7 +92,7 @@ impl AlertsRunning {
 
 impl Alerts {
     pub fn view(&self) -> Arc<View> {
-        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.view.load_full()
     }
 
     /// Evaluate now rather than at the next interval (a window changed).
@@ -155,7 +155,7 @@ impl Alerts {
         let alerts = Arc::new(Alerts {
             config: cfg,
             db,
-            view: RwLock::new(Arc::new(View::default())),
+            view: arc_swap::ArcSwap::from_pointee(View::default()),
             poke: Mutex::new(tx),
         });
         Ok((alerts, Resume { stored, log, rx }))
@@ -395,6 +395,6 @@ impl Loop {
             evaluated_ms: self.last_eval_ms,
             outbox,
         };
-        *self.alerts.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
+        self.alerts.view.store(Arc::new(view));
     }
 }

@@ -12,7 +12,9 @@ pub mod classify;
 pub mod plan;
 pub mod wan;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::config::ProbesConfig;
 
@@ -23,32 +25,34 @@ pub use wan::WanState;
 /// HTTP side. Readers take an `Arc` snapshot and never hold the lock.
 pub struct Reach {
     pub config: ProbesConfig,
-    plan: RwLock<Arc<Plan>>,
-    wan: RwLock<Arc<WanState>>,
+    // Swapped whole, never locked: every report reads the plan, and a
+    // reader must never wait behind the writer freeing the old one.
+    plan: ArcSwap<Plan>,
+    wan: ArcSwap<WanState>,
 }
 
 impl Reach {
     pub fn new(config: ProbesConfig) -> Self {
         Self {
             config,
-            plan: RwLock::new(Arc::new(Plan::default())),
-            wan: RwLock::new(Arc::new(WanState::default())),
+            plan: ArcSwap::from_pointee(Plan::default()),
+            wan: ArcSwap::from_pointee(WanState::default()),
         }
     }
 
     pub fn plan(&self) -> Arc<Plan> {
-        self.plan.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.plan.load_full()
     }
 
     pub fn set_plan(&self, plan: Plan) {
-        *self.plan.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(plan);
+        self.plan.store(Arc::new(plan));
     }
 
     pub fn wan(&self) -> Arc<WanState> {
-        self.wan.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.wan.load_full()
     }
 
     pub fn set_wan(&self, wan: WanState) {
-        *self.wan.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(wan);
+        self.wan.store(Arc::new(wan));
     }
 }

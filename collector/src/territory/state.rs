@@ -3,7 +3,9 @@
 //! and shown on `/metrics`; the previous register stays in force.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -42,7 +44,7 @@ type Stamp = Option<(SystemTime, u64)>;
 
 pub struct Territory {
     cfg: TerritoryConfig,
-    current: RwLock<Arc<Loaded>>,
+    current: ArcSwap<Loaded>,
     status: Mutex<ReloadStatus>,
     stamps: Mutex<Vec<Stamp>>,
 }
@@ -54,7 +56,7 @@ impl Territory {
         let loaded = load(&cfg)?;
         Ok(Self {
             cfg,
-            current: RwLock::new(Arc::new(loaded)),
+            current: ArcSwap::from_pointee(loaded),
             status: Mutex::new(ReloadStatus {
                 last_successful: true,
                 last_success_ms: now_ms,
@@ -69,10 +71,7 @@ impl Territory {
     }
 
     pub fn current(&self) -> Arc<Loaded> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.load_full()
     }
 
     pub fn status(&self) -> ReloadStatus {
@@ -96,7 +95,7 @@ impl Territory {
                     releases = loaded.catalog.releases().len(),
                     "territory register loaded"
                 );
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+                self.current.store(Arc::new(loaded));
                 *status = ReloadStatus {
                     last_successful: true,
                     last_success_ms: now_ms,

@@ -139,18 +139,13 @@ async fn step(
         &register,
         Layout::new(agents, fleet.layout.seed).register_toml(),
     )?;
-    // One session per agent, as a centre would size the cache for its
-    // territory.
     let collector = CollectorProcess::start_tuned(
         &bins.collector,
         pki,
-        &[
-            (
-                "[grpc]",
-                idle_timeout_secs.map_or(String::new(), |s| format!("idle_timeout_secs = {s}")),
-            ),
-            ("[tls]", format!("session_cache_entries = {agents}")),
-        ],
+        &[(
+            "[grpc]",
+            idle_timeout_secs.map_or(String::new(), |s| format!("idle_timeout_secs = {s}")),
+        )],
         &format!("[territory]\nregister_path = \"{}\"", register.display()),
     )
     .await?;

@@ -19,10 +19,28 @@ const ACCEPTED: &str = "campanile_ingest_reports_accepted_total";
 const OPEN: &str = "campanile_grpc_connections";
 
 async fn idle_closing_collector(pki: &TestPki) -> Result<TestCollector> {
+    idle_closing_collector_with(pki, true).await
+}
+
+async fn idle_closing_collector_with(pki: &TestPki, resumption: bool) -> Result<TestCollector> {
     TestCollector::start_tuned(pki, |c| {
         c.idle_timeout = Some(Duration::from_secs(1));
+        c.tls_session_resumption = resumption;
     })
     .await
+}
+
+/// Three reports, each on a connection the collector then closes as idle;
+/// returns the exposition after the third.
+async fn three_reconnecting_reports(collector: &TestCollector, pki: &TestPki) -> Result<String> {
+    let mut agent =
+        Agent::new(pki.agent_config("pc-07", "municipio-a", collector.running.grpc_addr, 60)?)?;
+    for round in 1..=3 {
+        agent.collect().await;
+        assert_eq!(agent.send().await, SendOutcome::Drained, "round {round}");
+        until(collector, OPEN, 0.0).await?;
+    }
+    collector.metrics().await
 }
 
 /// Polls `/metrics` until `series` reads `want`; returns the exposition.
@@ -45,14 +63,7 @@ async fn until(collector: &TestCollector, series: &str, want: f64) -> Result<Str
 async fn an_idle_connection_is_closed_and_the_agent_resumes_its_tls_session() -> Result<()> {
     let pki = TestPki::new()?;
     let collector = idle_closing_collector(&pki).await?;
-    let mut agent =
-        Agent::new(pki.agent_config("pc-07", "municipio-a", collector.running.grpc_addr, 60)?)?;
-    for round in 1..=3 {
-        agent.collect().await;
-        assert_eq!(agent.send().await, SendOutcome::Drained, "round {round}");
-        until(&collector, OPEN, 0.0).await?;
-    }
-    let text = collector.metrics().await?;
+    let text = three_reconnecting_reports(&collector, &pki).await?;
     assert_eq!(counter(&text, FULL), 1.0, "one full handshake:\n{text}");
     assert_eq!(counter(&text, RESUMED), 2.0, "then resumptions:\n{text}");
     assert_eq!(counter(&text, ACCEPTED), 3.0, "every report, once");
@@ -64,6 +75,22 @@ async fn an_idle_connection_is_closed_and_the_agent_resumes_its_tls_session() ->
         Some(1.0),
         "the resumed connections kept the certificate's identity:\n{text}"
     );
+    collector.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_session_resumption_every_reconnect_is_a_full_handshake() -> Result<()> {
+    let pki = TestPki::new()?;
+    let collector = idle_closing_collector_with(&pki, false).await?;
+    let text = three_reconnecting_reports(&collector, &pki).await?;
+    assert_eq!(
+        counter(&text, FULL),
+        3.0,
+        "no tickets, no resumption:\n{text}"
+    );
+    assert_eq!(counter(&text, RESUMED), 0.0, "{text}");
+    assert_eq!(counter(&text, ACCEPTED), 3.0, "every report, once");
     collector.stop().await?;
     Ok(())
 }
