@@ -14,6 +14,7 @@ use campanile_proto::identity::HostIdentity;
 use campanile_proto::v1::{AgentStats, Report};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint;
 use crate::store::{IngestJob, IngestOutcome, PeerFacts, ProbeCounting, Store, StoreError};
 use crate::telemetry::Telemetry;
 
@@ -51,6 +52,7 @@ pub struct Committer {
 /// request already handed over is committed.
 pub struct CommitterThread {
     handle: std::thread::JoinHandle<()>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl CommitterThread {
@@ -60,6 +62,13 @@ impl CommitterThread {
     pub fn join(self) {
         if self.handle.join().is_err() {
             tracing::error!("committer thread panicked");
+        }
+        // The committer dropped its nudge on the way out: this is the last
+        // checkpoint.
+        if let Some(checkpointer) = self.checkpointer
+            && checkpointer.join().is_err()
+        {
+            tracing::error!("checkpoint thread panicked");
         }
     }
 }
@@ -75,11 +84,39 @@ impl Committer {
         max_group_reports: usize,
     ) -> (Self, CommitterThread) {
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
+        let (nudge, checkpointer) = match store
+            .hand_checkpoints_over()
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                checkpoint::start(store.clone(), telemetry.clone()).map_err(|e| e.to_string())
+            }) {
+            Ok((nudge, handle)) => (Some(nudge), Some(handle)),
+            Err(error) => {
+                // Slower tails, nothing lost: SQLite checkpoints in commits.
+                tracing::warn!(%error, "no checkpoint thread; commits checkpoint the WAL themselves");
+                (None, None)
+            }
+        };
         let handle = std::thread::Builder::new()
             .name("campanile-commit".into())
-            .spawn(move || run(rx, &store, &targets, &telemetry, max_group_reports.max(1)))
+            .spawn(move || {
+                run(
+                    rx,
+                    &store,
+                    &targets,
+                    &telemetry,
+                    max_group_reports.max(1),
+                    nudge,
+                )
+            })
             .expect("spawn committer thread");
-        (Self { tx }, CommitterThread { handle })
+        (
+            Self { tx },
+            CommitterThread {
+                handle,
+                checkpointer,
+            },
+        )
     }
 
     /// Hands a request over and waits until it is committed (or failed).
@@ -99,6 +136,7 @@ fn run(
     targets: &std::collections::BTreeSet<String>,
     telemetry: &Telemetry,
     max_group_reports: usize,
+    nudge: Option<checkpoint::Nudge>,
 ) {
     // Ends when every sender is gone and the queue is empty: requests
     // accepted before a shutdown are still committed.
@@ -135,6 +173,9 @@ fn run(
             .commit_duration
             .observe(started.elapsed().as_secs_f64());
         telemetry.commit_reports.observe(reports as f64);
+        if let Some(nudge) = &nudge {
+            nudge.committed();
+        }
         match results {
             Ok(results) => {
                 for ((_, reply), result) in group.into_iter().zip(results) {
@@ -150,5 +191,57 @@ fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use campanile_proto::v1::Health;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stopped_committer_leaves_every_commit_in_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Arc::new(Store::open(&path).unwrap());
+        let (committer, thread) = Committer::start(
+            store.clone(),
+            Arc::new(Default::default()),
+            Arc::new(Telemetry::new()),
+            100,
+        );
+        for n in 0..20 {
+            let request = Request {
+                identity: HostIdentity::new(&format!("pc-{n}"), "s").unwrap(),
+                reports: vec![Report {
+                    host_id: format!("pc-{n}"),
+                    epoch: 1,
+                    seq: 1,
+                    collected_at_ms: 1_000,
+                    interval_secs: 60,
+                    health: Some(Health::default()),
+                    ..Default::default()
+                }],
+                agent_stats: None,
+                received_ms: 1_000,
+                site: "s".into(),
+                peer: PeerFacts::default(),
+            };
+            committer.commit(request).await.unwrap();
+        }
+        drop(committer);
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap();
+        // The database file alone, without its WAL, as a checkpoint left it.
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(&path, &copy).unwrap();
+        let hosts: i64 = rusqlite::Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT count(*) FROM hosts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(hosts, 20);
+        drop(store);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod api;
+mod checkpoint;
 pub mod commit;
 pub mod config;
 pub mod exposition;

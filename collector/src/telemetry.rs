@@ -18,6 +18,7 @@ pub struct Telemetry {
     pub reports_backfilled: IntCounter,
     pub commit_duration: Histogram,
     pub commit_reports: Histogram,
+    pub checkpoint_duration: Histogram,
     pub alert_notifications: IntCounterVec,
     pub alertmanager_posts: IntCounterVec,
     pub alert_evaluation_failures: IntCounter,
@@ -118,6 +119,17 @@ impl Telemetry {
             ]),
         )
         .expect("valid metric");
+        let checkpoint_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "campanile_store_checkpoint_duration_seconds",
+                "Time to copy the WAL back into the database (a passive checkpoint, \
+                 off the commit path).",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )
+        .expect("valid metric");
         let commit_reports = Histogram::with_opts(
             HistogramOpts::new(
                 "campanile_store_commit_reports",
@@ -182,6 +194,7 @@ impl Telemetry {
             Box::new(reports_backfilled.clone()),
             Box::new(commit_duration.clone()),
             Box::new(commit_reports.clone()),
+            Box::new(checkpoint_duration.clone()),
             Box::new(alert_notifications.clone()),
             Box::new(alertmanager_posts.clone()),
             Box::new(alert_evaluation_failures.clone()),
@@ -202,6 +215,7 @@ impl Telemetry {
             reports_backfilled,
             commit_duration,
             commit_reports,
+            checkpoint_duration,
             alert_notifications,
             alertmanager_posts,
             alert_evaluation_failures,

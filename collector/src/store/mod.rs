@@ -187,6 +187,17 @@ pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// Opened on the first [`Store::checkpoint`].
+    checkpointer: Mutex<Option<Connection>>,
+}
+
+/// What a passive checkpoint did, in pages.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint {
+    /// Pages in the WAL.
+    pub wal_pages: i64,
+    /// Of those, pages now in the database file.
+    pub copied_pages: i64,
 }
 
 impl Store {
@@ -219,6 +230,7 @@ impl Store {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            checkpointer: Mutex::new(None),
         })
     }
 
@@ -698,6 +710,37 @@ impl Store {
         conn.query_row("SELECT count(*) FROM hosts", [], |r| r.get::<_, i64>(0))
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+
+    /// Stops commits from copying the WAL back into the database themselves
+    /// (SQLite's automatic checkpoint, run inside the commit that crosses
+    /// 1000 pages): from now on [`Store::checkpoint`] must be called, from
+    /// a thread of its own, so that no acknowledgement waits for it.
+    pub fn hand_checkpoints_over(&self) -> Result<(), StoreError> {
+        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Copies what it can of the WAL back into the database without
+    /// blocking the writer or readers (a passive checkpoint), on its own
+    /// connection.
+    pub fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
+        let mut guard = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let conn = Connection::open(&self.path).map_err(|e| self.err(e))?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(|e| self.err(e))?;
+            *guard = Some(conn);
+        }
+        let conn = guard.as_ref().expect("opened above");
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok(Checkpoint {
+                wal_pages: r.get(1)?,
+                copied_pages: r.get(2)?,
+            })
+        })
+        .map_err(|e| self.err(e))
     }
 
     /// Bytes on disk: the database file plus its WAL.

@@ -44,20 +44,93 @@ struct Observed {
     peak_connections: f64,
     /// Handshakes at the last scrape: (full, resumed).
     handshakes: (f64, f64),
+    /// The collector's own histograms of request handling and of group
+    /// commits, at each scrape: where a slow report spent its time.
+    histograms: Vec<(f64, Histograms)>,
 }
 
-/// Scrapes every 15 s and samples RSS every 5 s until aborted.
-fn observe(
-    collector: &CollectorProcess,
-    started: Instant,
-) -> (Arc<Mutex<Observed>>, tokio::task::JoinHandle<()>) {
+#[derive(Clone, Default)]
+struct Histograms {
+    ingest: Vec<(f64, f64)>,
+    commit: Vec<(f64, f64)>,
+}
+
+/// `(le, cumulative count)` of one histogram in an exposition.
+fn buckets(exposition: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once('"')?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, rest.rsplit_once(' ')?.1.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound of the bucket holding quantile `q` of what was observed
+/// between two readings of one histogram, in ms.
+fn quantile_ms(from: &[(f64, f64)], to: &[(f64, f64)], q: f64) -> Option<f64> {
+    let base = |le: f64| from.iter().find(|(l, _)| *l == le).map_or(0.0, |(_, c)| *c);
+    let total = to.last()?.1 - from.last().map_or(0.0, |(_, c)| *c);
+    if total <= 0.0 {
+        return None;
+    }
+    to.iter()
+        .find(|(le, c)| c - base(*le) >= q * total)
+        .map(|(le, _)| le * 1e3)
+}
+
+/// Scrapes every 15 s and samples RSS every 5 s until stopped, on a thread
+/// and runtime of its own, as Prometheus is a process of its own: reading
+/// and parsing a 100 MiB exposition on one of the simulated agents' worker
+/// threads would stall the agents queued behind it and show up as their
+/// latency.
+struct Observer {
+    seen: Arc<Mutex<Observed>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Observer {
+    fn finish(mut self) -> Observed {
+        self.stop_thread();
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn stop_thread(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+fn observe(collector: &CollectorProcess, started: Instant) -> Result<Observer> {
     let seen = Arc::new(Mutex::new(Observed::default()));
     let (s, pid, url) = (
         seen.clone(),
         collector.pid,
         format!("http://{}/metrics", collector.http),
     );
-    let task = tokio::spawn(async move {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let watch = async move {
         let client = reqwest::Client::new();
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         let mut n = 0u64;
@@ -91,11 +164,32 @@ fn observe(
                         read(r#"campanile_tls_handshakes_total{kind="full"}"#),
                         read(r#"campanile_tls_handshakes_total{kind="resumed"}"#),
                     );
+                    seen.histograms.push((
+                        at,
+                        Histograms {
+                            ingest: buckets(&body, "campanile_ingest_duration_seconds"),
+                            commit: buckets(&body, "campanile_store_commit_duration_seconds"),
+                        },
+                    ));
                 }
             }
         }
-    });
-    (seen, task)
+    };
+    let thread = std::thread::Builder::new()
+        .name("observer".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = watch => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+    Ok(Observer {
+        seen,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 struct Step {
@@ -109,6 +203,9 @@ struct Step {
     rss: Vec<(f64, u64)>,
     peak_connections: f64,
     handshakes: (f64, f64),
+    /// Collector-side p99 over the measured window, ms: (request handling,
+    /// group commit), as bucket upper bounds.
+    collector_p99_ms: (Option<f64>, Option<f64>),
 }
 
 impl Step {
@@ -151,7 +248,7 @@ async fn step(
     .await?;
     let baseline_rss = collector.rss_bytes();
     let started = Instant::now();
-    let (seen, observer) = observe(&collector, started);
+    let observer = observe(&collector, started)?;
     let cfg = RunConfig {
         target: Target {
             addr: collector.grpc,
@@ -173,10 +270,25 @@ async fn step(
         inventory_change_per_million: 1000,
     };
     let summary = fleet::run(fleet, &cfg, true).await?;
-    observer.abort();
-    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()));
+    let seen = tokio::task::spawn_blocking(move || observer.finish()).await?;
     let measure_from = warmup.as_secs_f64();
+    let window = (
+        seen.histograms
+            .iter()
+            .rev()
+            .find(|(at, _)| *at < measure_from)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default(),
+        seen.histograms
+            .last()
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default(),
+    );
     Ok(Step {
+        collector_p99_ms: (
+            quantile_ms(&window.0.ingest, &window.1.ingest, 0.99),
+            quantile_ms(&window.0.commit, &window.1.commit, 0.99),
+        ),
         agents,
         baseline_rss,
         peak_rss: seen.rss.iter().map(|(_, r)| *r).max().unwrap_or(0),
@@ -285,6 +397,15 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
                 } else {
                     String::new()
                 }
+            ),
+        ));
+        let bound = |ms: Option<f64>| ms.map_or("n/a".to_owned(), |ms| format!("≤ {ms} ms"));
+        s.figures.push(Figure::info(
+            format!("{agents_label}: collector-side p99, request handling / group commit"),
+            format!(
+                "{} / {}",
+                bound(st.collector_p99_ms.0),
+                bound(st.collector_p99_ms.1)
             ),
         ));
         s.figures.push(Figure::info(
@@ -432,4 +553,30 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
         sections.push(soak);
     }
     Ok(sections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_counts_only_what_the_window_observed() {
+        let exposition = |fast: u32, slow: u32| {
+            format!(
+                "# TYPE h histogram\nh_bucket{{le=\"0.01\"}} {fast}\nh_bucket{{le=\"0.1\"}} {}\n\
+                 h_bucket{{le=\"+Inf\"}} {}\nh_sum 0\nh_count {}\n",
+                fast + slow,
+                fast + slow,
+                fast + slow
+            )
+        };
+        // Before the window: 50 slow requests (warm-up); in it, 1000 fast.
+        let before = buckets(&exposition(0, 50), "h");
+        let after = buckets(&exposition(1000, 50), "h");
+        assert_eq!(before.len(), 3);
+        assert_eq!(quantile_ms(&before, &after, 0.99), Some(10.0));
+        // Over the whole run the slow ones are more than 1 %.
+        assert_eq!(quantile_ms(&[], &after, 0.99), Some(100.0));
+        assert_eq!(quantile_ms(&after, &after, 0.99), None);
+    }
 }
