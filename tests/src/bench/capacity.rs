@@ -489,19 +489,20 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
         // Reference: once every host has reported a few times and the
         // first scrapes and alert evaluations have run.
         let settle = (3 * opts.interval_secs) as f64;
-        let reference = st
-            .rss
-            .iter()
-            .find(|(at, _)| *at >= settle)
-            .map_or(0, |(_, r)| *r);
-        let last_minute = soak_duration.as_secs_f64() - 60.0;
-        let end = st
-            .rss
-            .iter()
-            .filter(|(at, _)| *at >= last_minute)
-            .map(|(_, r)| *r)
-            .max()
-            .unwrap_or(0);
+        // Peaks against peaks: RSS swings with every scrape (its body and
+        // buffers come and go), so one sample against the largest of a
+        // minute would count a swing as growth.
+        let peak = |from: f64, to: f64| {
+            st.rss
+                .iter()
+                .filter(|(at, _)| (from..to).contains(at))
+                .map(|(_, r)| *r)
+                .max()
+                .unwrap_or(0)
+        };
+        let end_secs = soak_duration.as_secs_f64();
+        let reference = peak(settle, settle + 60.0);
+        let end = peak(end_secs - 60.0, f64::INFINITY);
         let growth = if reference > 0 {
             (end as f64 - reference as f64) / reference as f64
         } else {
@@ -512,8 +513,8 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
             format!(
                 "{} agents for {} minutes against one release collector, set up as above \
                  (scrapes every 15 s, alert evaluation every 15 s). Growth compares the \
-                 largest RSS of the last minute with the RSS at {} s, once every host has \
-                 reported three times.",
+                 largest RSS of the last minute with the largest of the minute from {} s \
+                 on, once every host has reported three times.",
                 opts.soak_agents, opts.soak_minutes, settle
             ),
         );
@@ -540,15 +541,21 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
                 m.latency.p50_ms, m.latency.p99_ms, m.latency.max_ms
             ),
         ));
-        let every = (st.rss.len() / 8).max(1);
+        let five_minutes = (0..)
+            .map(|n| f64::from(n) * 300.0)
+            .take_while(|from| *from < end_secs)
+            .map(|from| {
+                format!(
+                    "{:.0}–{:.0} min {}",
+                    from / 60.0,
+                    (from + 300.0).min(end_secs) / 60.0,
+                    mib(peak(from, from + 300.0))
+                )
+            })
+            .collect::<Vec<_>>();
         soak.notes.push(format!(
-            "RSS over time: {}.",
-            st.rss
-                .iter()
-                .step_by(every)
-                .map(|(at, r)| format!("{:.0} min {}", at / 60.0, mib(*r)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "Largest RSS of each five minutes: {}.",
+            five_minutes.join(", ")
         ));
         sections.push(soak);
     }

@@ -95,7 +95,10 @@ fn main() -> Result<()> {
             format!(
                 "[identity]\nhost_id = \"footprint\"\n[collector]\nendpoint = \"https://127.0.0.1:{}\"\n\
                  server_name = \"localhost\"\nca_cert_path = \"{}\"\ncert_path = \"{}\"\nkey_path = \"{}\"\n\
-                 [collect]\ninterval_secs = 1\nsystemd_units = true\n",
+                 [collect]\ninterval_secs = 1\nsystemd_units = true\n\
+                 [probes]\nauto_gateway = false\nauto_dns = false\nauto_collector = true\n\
+                 icmp_count = 2\nicmp_interval_ms = 100\nicmp_timeout_ms = 300\n\
+                 tcp_timeout_ms = 500\ndns_timeout_ms = 500\n",
                 c.running.grpc_addr.port(),
                 pki.path().join("ca.pem").display(),
                 cert.display(),
