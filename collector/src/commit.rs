@@ -84,15 +84,16 @@ impl Committer {
         max_group_reports: usize,
     ) -> (Self, CommitterThread) {
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
-        let (nudge, checkpointer) = match store
-            .hand_checkpoints_over()
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                checkpoint::start(store.clone(), telemetry.clone()).map_err(|e| e.to_string())
-            }) {
-            Ok((nudge, handle)) => (Some(nudge), Some(handle)),
+        // The thread first: until autocheckpoint is off, commits still
+        // checkpoint themselves, so either failure only costs slower tails.
+        let (nudge, checkpointer) = match checkpoint::start(store.clone(), telemetry.clone()) {
+            Ok((nudge, handle)) => {
+                if let Err(error) = store.hand_checkpoints_over() {
+                    tracing::warn!(%error, "commits keep checkpointing the WAL themselves");
+                }
+                (Some(nudge), Some(handle))
+            }
             Err(error) => {
-                // Slower tails, nothing lost: SQLite checkpoints in commits.
                 tracing::warn!(%error, "no checkpoint thread; commits checkpoint the WAL themselves");
                 (None, None)
             }

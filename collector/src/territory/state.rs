@@ -4,10 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-use arc_swap::ArcSwap;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
