@@ -325,6 +325,8 @@ struct RawGrpc {
     /// 0: connections stay open as long as the agents keep them.
     #[serde(default)]
     idle_timeout_secs: u64,
+    #[serde(default = "default_listen_backlog")]
+    listen_backlog: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -414,6 +416,9 @@ fn default_max_message_bytes() -> usize {
 fn default_handshake_timeout_secs() -> u64 {
     10
 }
+fn default_listen_backlog() -> u32 {
+    4096
+}
 fn default_session_resumption() -> bool {
     true
 }
@@ -430,6 +435,8 @@ pub struct CollectorConfig {
     /// Close an agent connection once no byte has crossed it for this
     /// long; `None` keeps connections open.
     pub idle_timeout: Option<std::time::Duration>,
+    /// Connections the kernel queues before the collector accepts them.
+    pub listen_backlog: u32,
     pub http_listen: SocketAddr,
     pub ca_cert_path: PathBuf,
     pub cert_path: PathBuf,
@@ -475,6 +482,15 @@ impl CollectorConfig {
                 "must be positive".into(),
             ));
         }
+        if !(128..=65_535).contains(&raw.grpc.listen_backlog) {
+            return Err(invalid(
+                "grpc.listen_backlog",
+                format!(
+                    "{} is out of range: 128 to 65535 (the kernel caps it at net.core.somaxconn)",
+                    raw.grpc.listen_backlog
+                ),
+            ));
+        }
         if raw.limits.max_reports_per_request == 0 {
             return Err(invalid(
                 "limits.max_reports_per_request",
@@ -493,6 +509,7 @@ impl CollectorConfig {
             handshake_timeout_secs: raw.grpc.handshake_timeout_secs,
             idle_timeout: (raw.grpc.idle_timeout_secs > 0)
                 .then(|| std::time::Duration::from_secs(raw.grpc.idle_timeout_secs)),
+            listen_backlog: raw.grpc.listen_backlog,
             http_listen,
             ca_cert_path: base.join(raw.tls.ca_cert_path),
             cert_path: base.join(raw.tls.cert_path),
@@ -757,5 +774,23 @@ mod tests {
         let bad = MINIMAL.replace("127.0.0.1:9470", "localhost");
         let e = CollectorConfig::parse(&bad, Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().contains("grpc.listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn listen_backlog_defaults_to_somaxconns_default_and_refuses_a_tiny_queue() {
+        let c = CollectorConfig::parse(MINIMAL, Path::new("c.toml")).unwrap();
+        assert_eq!(c.listen_backlog, 4096);
+        let set = |n: u32| {
+            MINIMAL.replace(
+                "listen_addr = \"127.0.0.1:9470\"",
+                &format!("listen_addr = \"127.0.0.1:9470\"\nlisten_backlog = {n}"),
+            )
+        };
+        let c = CollectorConfig::parse(&set(16384), Path::new("c.toml")).unwrap();
+        assert_eq!(c.listen_backlog, 16384);
+        for n in [0, 16, 70_000] {
+            let e = CollectorConfig::parse(&set(n), Path::new("c.toml")).unwrap_err();
+            assert!(e.to_string().contains("grpc.listen_backlog"), "{n}: {e}");
+        }
     }
 }

@@ -25,6 +25,8 @@ use crate::territory::state::Territory;
 
 #[derive(Clone)]
 pub struct HttpState {
+    /// Where snapshots are taken and rendered, below the reports' priority.
+    pub background: crate::background::Background,
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
     pub exposition: ExpositionConfig,
@@ -41,14 +43,18 @@ impl HttpState {
         Snapshot::take(&self.store, &self.territory, now_ms())
     }
 
-    /// Runs `f` over a fresh snapshot off the async threads; store errors and
-    /// a failed task become 500 with the reason.
+    /// Runs `f` over a fresh snapshot on a background reader; store errors
+    /// and a failed task become 500 with the reason.
     pub async fn with_snapshot<T: Send + 'static>(
         &self,
         f: impl FnOnce(&HttpState, Snapshot) -> T + Send + 'static,
     ) -> Result<T, Response> {
         let s = self.clone();
-        match tokio::task::spawn_blocking(move || s.snapshot().map(|snap| f(&s, snap))).await {
+        match self
+            .background
+            .run(move || s.snapshot().map(|snap| f(&s, snap)))
+            .await
+        {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(store_error(e)),
             Err(e) => Err((

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod background;
 mod checkpoint;
 pub mod commit;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod exposition;
 pub mod http;
 pub mod ingest;
 pub mod inventory_diff;
+pub mod listen;
 pub mod pki;
 pub mod reach;
 pub mod snapshot;
@@ -114,8 +116,8 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
 
-    let (grpc_listener, grpc_addr) = bind(cfg.grpc_listen, "gRPC").await?;
-    let (http_listener, http_addr) = bind(cfg.http_listen, "HTTP").await?;
+    let (grpc_listener, grpc_addr) = bind(cfg.grpc_listen, cfg.listen_backlog, "gRPC").await?;
+    let (http_listener, http_addr) = bind(cfg.http_listen, HTTP_BACKLOG, "HTTP").await?;
 
     let (shutdown, rx) = watch::channel(false);
     let (incoming, accept) = tls::incoming(
@@ -173,7 +175,12 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             message: e.to_string(),
         })??;
     let alerts_running = alerts::run(alerts.clone(), resume, sources, rx.clone());
+    let background = background::Background::start().map_err(|e| CollectorError::Serve {
+        what: "background readers",
+        message: e.to_string(),
+    })?;
     let app = http::router(http::HttpState {
+        background: background.clone(),
         store: store.clone(),
         telemetry: telemetry.clone(),
         exposition: cfg.exposition.clone(),
@@ -186,6 +193,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         territory::state::watch(territory.clone(), rx.clone(), ingest::now_ms),
         reach::plan::spawn_planner(
             reach.clone(),
+            background,
             store.clone(),
             territory.clone(),
             ingest::now_ms,
@@ -228,13 +236,17 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     })
 }
 
+/// Scrapers and API clients are few; the default backlog's 128 would do.
+const HTTP_BACKLOG: u32 = 1024;
+
 /// Binds a listener and reads back its address (port 0 becomes the real port).
 async fn bind(
     addr: SocketAddr,
+    backlog: u32,
     what: &'static str,
 ) -> Result<(TcpListener, SocketAddr), CollectorError> {
     let err = |source| CollectorError::Bind { addr, what, source };
-    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let listener = listen::bind(addr, backlog).await.map_err(err)?;
     let local = listener.local_addr().map_err(err)?;
     Ok((listener, local))
 }

@@ -236,7 +236,12 @@ pub fn run(
     };
     let thread = std::thread::Builder::new()
         .name("campanile-alerts".into())
-        .spawn(move || looper.run(&rx))
+        .spawn(move || {
+            // Evaluation reads every host, as a scrape does: it waits for
+            // the reports, not the other way round (see background.rs).
+            crate::background::lower_this_threads_priority();
+            looper.run(&rx)
+        })
         .expect("spawn the alerts thread");
     AlertsRunning { thread, tasks }
 }

@@ -111,6 +111,7 @@ fn duty_for(devices: &[&Device]) -> ProbeDuty {
 /// until shutdown. A store error keeps the previous plan.
 pub fn spawn_planner(
     reach: Arc<super::Reach>,
+    background: crate::background::Background,
     store: Arc<crate::store::Store>,
     territory: Arc<crate::territory::state::Territory>,
     now_ms: fn() -> i64,
@@ -125,18 +126,19 @@ pub fn spawn_planner(
                 _ = ticker.tick() => {}
             }
             let (r, s, t) = (reach.clone(), store.clone(), territory.clone());
-            let computed = tokio::task::spawn_blocking(move || {
-                let snap = crate::snapshot::Snapshot::take(&s, &t, now_ms())?;
-                let plan = Plan::compute(
-                    &snap.loaded.register,
-                    &snap.view,
-                    &snap.hosts,
-                    r.config.duty_agents_per_site,
-                );
-                r.set_plan(plan);
-                Ok::<_, crate::store::StoreError>(())
-            })
-            .await;
+            let computed = background
+                .run(move || {
+                    let snap = crate::snapshot::Snapshot::take(&s, &t, now_ms())?;
+                    let plan = Plan::compute(
+                        &snap.loaded.register,
+                        &snap.view,
+                        &snap.hosts,
+                        r.config.duty_agents_per_site,
+                    );
+                    r.set_plan(plan);
+                    Ok::<_, crate::store::StoreError>(())
+                })
+                .await;
             match computed {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "probe plan not refreshed"),

@@ -40,6 +40,9 @@ struct Observed {
     scrapes: Vec<(f64, Duration, usize, usize)>,
     /// (seconds since start, RSS bytes)
     rss: Vec<(f64, u64)>,
+    /// (seconds since start, CPU seconds used so far by the collector and
+    /// by this process, the simulated fleet)
+    cpu: Vec<(f64, f64, f64)>,
     /// Most agent connections open at a scrape.
     peak_connections: f64,
     /// Handshakes at the last scrape: (full, resumed).
@@ -143,6 +146,15 @@ fn observe(collector: &CollectorProcess, started: Instant) -> Result<Observer> {
                     .rss
                     .push((at, rss));
             }
+            if let (Ok(collector), Ok(own)) = (
+                super::procs::cpu_seconds(pid),
+                super::procs::cpu_seconds(std::process::id()),
+            ) {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .cpu
+                    .push((at, collector, own));
+            }
             n += 1;
             if n % 3 == 1 {
                 let t = Instant::now();
@@ -206,6 +218,12 @@ struct Step {
     /// Collector-side p99 over the measured window, ms: (request handling,
     /// group commit), as bucket upper bounds.
     collector_p99_ms: (Option<f64>, Option<f64>),
+    /// Reports over the slow bound sent while the collector was serving a
+    /// scrape.
+    slow_during_scrape: usize,
+    /// CPU used over the measured window, in cores: (collector, this
+    /// process with the simulated fleet and the observer).
+    cpu_cores: Option<(f64, f64)>,
 }
 
 impl Step {
@@ -269,8 +287,32 @@ async fn step(
         reconnect_each_report: false,
         inventory_change_per_million: 1000,
     };
+    // The fleet counts time from its own start, the observer from `started`.
+    let fleet_offset = started.elapsed().as_secs_f64();
     let summary = fleet::run(fleet, &cfg, true).await?;
     let seen = tokio::task::spawn_blocking(move || observer.finish()).await?;
+    let during_scrape = |at: f64| {
+        seen.scrapes
+            .iter()
+            .any(|(from, took, ..)| (*from..*from + took.as_secs_f64()).contains(&at))
+    };
+    let slow_during_scrape = summary
+        .slow_reports
+        .iter()
+        .filter(|(at, _)| during_scrape(at + fleet_offset))
+        .count();
+    // Where in the 15 s scrape cycle the slow reports fall, for whoever
+    // chases the tail (stderr only).
+    if let Some((first, ..)) = seen.scrapes.first() {
+        let mut by_second = [0usize; 15];
+        for (at, _) in &summary.slow_reports {
+            let phase = (at + fleet_offset - first).rem_euclid(15.0);
+            by_second[(phase as usize).min(14)] += 1;
+        }
+        eprintln!(
+            "bench: {agents} agents, slow reports by second after a scrape began: {by_second:?}"
+        );
+    }
     let measure_from = warmup.as_secs_f64();
     let window = (
         seen.histograms
@@ -284,7 +326,16 @@ async fn step(
             .map(|(_, h)| h.clone())
             .unwrap_or_default(),
     );
+    let cpu_cores = seen
+        .cpu
+        .iter()
+        .find(|(at, ..)| *at >= measure_from)
+        .zip(seen.cpu.last())
+        .filter(|(a, b)| b.0 > a.0)
+        .map(|(a, b)| ((b.1 - a.1) / (b.0 - a.0), (b.2 - a.2) / (b.0 - a.0)));
     Ok(Step {
+        cpu_cores,
+        slow_during_scrape,
         collector_p99_ms: (
             quantile_ms(&window.0.ingest, &window.1.ingest, 0.99),
             quantile_ms(&window.0.commit, &window.1.commit, 0.99),
@@ -399,6 +450,30 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
                 }
             ),
         ));
+        s.figures.push(Figure::info(
+            format!("{agents_label}: connect + TLS handshake p50 / p99 (connections)"),
+            format!(
+                "{:.1} / {:.1} ms ({})",
+                st.summary.connect.p50_ms, st.summary.connect.p99_ms, st.summary.connect.count
+            ),
+        ));
+        s.figures.push(Figure::info(
+            format!(
+                "{agents_label}: reports over {} ms (sent while a scrape was served)",
+                fleet::SLOW_MS
+            ),
+            format!(
+                "{} ({})",
+                st.summary.slow_reports.len(),
+                st.slow_during_scrape
+            ),
+        ));
+        if let Some((collector, fleet)) = st.cpu_cores {
+            s.figures.push(Figure::info(
+                format!("{agents_label}: CPU, collector / simulated fleet (cores)"),
+                format!("{collector:.2} / {fleet:.2}"),
+            ));
+        }
         let bound = |ms: Option<f64>| ms.map_or("n/a".to_owned(), |ms| format!("≤ {ms} ms"));
         s.figures.push(Figure::info(
             format!("{agents_label}: collector-side p99, request handling / group commit"),

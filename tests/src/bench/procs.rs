@@ -12,14 +12,18 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks / clock_ticks_per_second())
 }
 
-/// USER_HZ: 100 on every Linux this runs on; `getconf` says for sure.
+/// USER_HZ: 100 on every Linux this runs on; `getconf` says for sure
+/// (asked once: observers sample every few seconds).
 fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// Resident memory now (VmRSS), in bytes.

@@ -275,6 +275,7 @@ fn main() -> Result<()> {
         now,
     )?);
     let state = HttpState {
+        background: campanile_collector::background::Background::start()?,
         store: store.clone(),
         telemetry: Arc::new(Telemetry::new()),
         exposition: ExpositionConfig::default(),

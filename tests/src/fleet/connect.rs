@@ -6,7 +6,7 @@
 //! addresses: one address has only ~28,000 ephemeral ports.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -92,16 +92,42 @@ fn client_config(
     Ok(Arc::new(cfg))
 }
 
+/// When each connection began and how long its TCP connect and TLS
+/// handshake took together: a report that had to reconnect spends that
+/// inside its RPC, and this tells the two apart.
+#[derive(Default)]
+pub struct ConnectLog(Mutex<Vec<(tokio::time::Instant, Duration)>>);
+
+impl ConnectLog {
+    /// Durations of the connections begun at or after `from`.
+    pub fn since(&self, from: tokio::time::Instant) -> Vec<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(at, _)| *at >= from)
+            .map(|(_, took)| *took)
+            .collect()
+    }
+}
+
 /// A lazily connected channel for one host, as the real agent keeps one:
 /// it connects on the first call and reconnects by itself.
-pub fn channel(target: &Target, tls: Arc<ClientConfig>, source: Option<IpAddr>) -> Result<Channel> {
+pub fn channel(
+    target: &Target,
+    tls: Arc<ClientConfig>,
+    source: Option<IpAddr>,
+    log: Arc<ConnectLog>,
+) -> Result<Channel> {
     let server_name = ServerName::try_from(target.server_name.clone()).context("server name")?;
     let addr = target.addr;
     let connect_timeout = target.connect_timeout;
     let connector = tower::service_fn(move |_uri: http::Uri| {
         let tls = tls.clone();
         let server_name = server_name.clone();
+        let log = log.clone();
         async move {
+            let began = tokio::time::Instant::now();
             let socket = if addr.is_ipv4() {
                 tokio::net::TcpSocket::new_v4()?
             } else {
@@ -124,6 +150,10 @@ pub fn channel(target: &Target, tls: Arc<ClientConfig>, source: Option<IpAddr>) 
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timeout")
             })??;
+            log.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((began, began.elapsed()));
             Ok::<_, std::io::Error>(TokioIo::new(stream))
         }
     });

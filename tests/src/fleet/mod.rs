@@ -27,7 +27,7 @@ use prost::Message;
 use rustls::ClientConfig;
 use tonic::codec::CompressionEncoding;
 
-pub use connect::Target;
+pub use connect::{ConnectLog, Target};
 pub use hosts::Layout;
 
 /// Reports an agent keeps while the collector does not answer; older ones
@@ -141,7 +141,18 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
     /// Report RPC latency in the measured window.
     pub latency: Latency,
+    /// TCP connect plus TLS handshake of the connections begun in the
+    /// measured window (part of the latency of the report that made them).
+    pub connect: Latency,
+    /// Reports of the measured window slower than [`SLOW_MS`]: when each
+    /// was sent (seconds since the start of the run) and how long it took
+    /// (ms), to set beside what the collector was doing then.
+    pub slow_reports: Vec<(f64, f64)>,
 }
+
+/// A report slower than this is listed in [`Summary::slow_reports`]: the
+/// capacity goal's p99 bound.
+pub const SLOW_MS: f64 = 100.0;
 
 impl Summary {
     pub fn error_count(&self) -> u64 {
@@ -163,7 +174,9 @@ impl Summary {
              rate: offered {:.1}/s, achieved {:.1}/s\n\
              requests {}  reports acked {}  dropped {}  full inventories {}  mean request {:.0} B\n\
              errors: {errors}\n\
-             report RPC latency (ms, {} samples): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+             report RPC latency (ms, {} samples): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n\
+             connect + TLS handshake (ms, {} connections): p50 {:.1}  p99 {:.1}  max {:.1}\n\
+             reports over {SLOW_MS} ms: {}",
             self.agents,
             self.interval_secs,
             self.duration_secs,
@@ -181,6 +194,11 @@ impl Summary {
             self.latency.p99_ms,
             self.latency.p999_ms,
             self.latency.max_ms,
+            self.connect.count,
+            self.connect.p50_ms,
+            self.connect.p99_ms,
+            self.connect.max_ms,
+            self.slow_reports.len(),
         )
     }
 }
@@ -195,6 +213,8 @@ struct Counters {
     inventories: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     latencies_us: Mutex<Vec<u32>>,
+    slow: Mutex<Vec<(f64, f64)>>,
+    connects: Arc<ConnectLog>,
 }
 
 impl Counters {
@@ -309,6 +329,15 @@ pub async fn run(fleet: &Fleet, cfg: &RunConfig, progress: bool) -> Result<Summa
         },
         errors,
         latency: Latency::of(latencies),
+        connect: Latency::of(
+            counters
+                .connects
+                .since(measure_from)
+                .into_iter()
+                .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+                .collect(),
+        ),
+        slow_reports: std::mem::take(&mut *counters.slow.lock().unwrap_or_else(|p| p.into_inner())),
     })
 }
 
@@ -409,6 +438,7 @@ impl SimAgent {
                         &cfg.target,
                         self.tls.clone(),
                         self.source,
+                        counters.connects.clone(),
                     )?)
                     .send_compressed(CompressionEncoding::Gzip)
                     .accept_compressed(CompressionEncoding::Gzip),
@@ -431,6 +461,14 @@ impl SimAgent {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                        let ms = took.as_secs_f64() * 1e3;
+                        if ms > SLOW_MS {
+                            counters
+                                .slow
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(((sent - start).as_secs_f64(), ms));
+                        }
                     }
                     pending = keep
                         .into_iter()
