@@ -90,10 +90,10 @@ fn quantile_ms(from: &[(f64, f64)], to: &[(f64, f64)], q: f64) -> Option<f64> {
 }
 
 /// Scrapes every 15 s and samples RSS every 5 s until stopped, on a thread
-/// and runtime of its own, as Prometheus is a process of its own: reading
-/// and parsing a 100 MiB exposition on one of the simulated agents' worker
-/// threads would stall the agents queued behind it and show up as their
-/// latency.
+/// and runtime of its own at a lower priority, as Prometheus is a process of
+/// its own: reading and parsing a 100 MiB exposition on one of the simulated
+/// agents' worker threads would stall the agents queued behind it and show
+/// up as their latency.
 struct Observer {
     seen: Arc<Mutex<Observed>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -190,6 +190,12 @@ fn observe(collector: &CollectorProcess, started: Instant) -> Result<Observer> {
     let thread = std::thread::Builder::new()
         .name("observer".into())
         .spawn(move || {
+            // Below the simulated agents, as a Prometheus server is none of
+            // their business: in a territory they run on their own machines,
+            // and parsing a 100 MiB exposition here would take CPU from them
+            // and count as the collector's latency. (The collector's own
+            // readers run at this priority too, see background.rs.)
+            campanile_collector::background::lower_this_threads_priority();
             runtime.block_on(async move {
                 tokio::select! {
                     () = watch => {}

@@ -98,11 +98,14 @@ fn main() -> Result<()> {
                  [collect]\ninterval_secs = 1\nsystemd_units = true\n\
                  [probes]\nauto_gateway = false\nauto_dns = false\nauto_collector = true\n\
                  icmp_count = 2\nicmp_interval_ms = 100\nicmp_timeout_ms = 300\n\
-                 tcp_timeout_ms = 500\ndns_timeout_ms = 500\n",
+                 tcp_timeout_ms = 500\ndns_timeout_ms = 500\n\
+                 [spool]\npath = \"{}\"\n",
                 c.running.grpc_addr.port(),
                 pki.path().join("ca.pem").display(),
                 cert.display(),
-                key.display()
+                key.display(),
+                // Its own spool, not the system agent's default path.
+                cfg_dir.path().join("spool.redb").display()
             ),
         )?;
         let child = Command::new(&agent_bin)
