@@ -236,7 +236,8 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     })
 }
 
-/// Scrapers and API clients are few; the default backlog's 128 would do.
+/// Scrapers and API clients are few and keep their connections: a modest
+/// queue, far below the agents' port.
 const HTTP_BACKLOG: u32 = 1024;
 
 /// Binds a listener and reads back its address (port 0 becomes the real port).
