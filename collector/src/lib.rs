@@ -12,6 +12,7 @@ mod checkpoint;
 pub mod commit;
 pub mod config;
 pub mod exposition;
+pub mod grpc_server;
 pub mod http;
 pub mod ingest;
 pub mod inventory_diff;
@@ -79,7 +80,7 @@ pub struct Running {
     pub alerts: Arc<alerts::Alerts>,
     alerts_running: alerts::AlertsRunning,
     shutdown: watch::Sender<bool>,
-    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    grpc: JoinHandle<()>,
     commit_thread: commit::CommitterThread,
     http: JoinHandle<std::io::Result<()>>,
     accept: JoinHandle<()>,
@@ -145,16 +146,16 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     .max_decoding_message_size(cfg.max_message_bytes)
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip);
-    let mut grpc_rx = rx.clone();
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(60)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = grpc_rx.wait_for(|stop| *stop).await;
-            }),
-    );
+    let grpc = tokio::spawn(grpc_server::serve(
+        incoming,
+        tonic::service::Routes::new(service).prepare(),
+        grpc_server::Http2 {
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+            drain_timeout: Duration::from_secs(30),
+        },
+        rx.clone(),
+    ));
     let mut alerts_cfg = cfg.alerts.clone();
     // The default links point at this collector's HTTP side: with port 0
     // (tests) that is known only now.
@@ -280,8 +281,7 @@ impl Running {
             let _ = t.await;
         }
         let serve_err = |what, message: String| CollectorError::Serve { what, message };
-        grpc.map_err(|e| serve_err("gRPC", e.to_string()))?
-            .map_err(|e| serve_err("gRPC", e.to_string()))?;
+        grpc.map_err(|e| serve_err("gRPC", e.to_string()))?;
         http.map_err(|e| serve_err("HTTP", e.to_string()))?
             .map_err(|e| serve_err("HTTP", e.to_string()))
     }

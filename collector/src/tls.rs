@@ -1,6 +1,6 @@
 //! mTLS for the gRPC port: a rustls server that requires a client
 //! certificate signed by the configured CA, and an accept loop that hands
-//! tonic only connections whose handshake succeeded, each carrying the
+//! the gRPC server only connections whose handshake succeeded, each carrying the
 //! identity read from its verified certificate.
 //!
 //! We use our own acceptor rather than tonic's built-in TLS because that one
@@ -25,7 +25,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tonic::transport::server::Connected;
 
 use crate::telemetry::Telemetry;
 
@@ -105,7 +104,7 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// What tonic attaches to every request of a connection.
+/// What `grpc_server` attaches to every request of a connection.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
     pub remote_addr: SocketAddr,
@@ -179,10 +178,9 @@ impl Drop for OpenConnection {
     }
 }
 
-impl Connected for AuthenticatedStream {
-    type ConnectInfo = PeerInfo;
-    fn connect_info(&self) -> PeerInfo {
-        self.info.clone()
+impl AuthenticatedStream {
+    pub fn peer(&self) -> &PeerInfo {
+        &self.info
     }
 }
 

@@ -479,6 +479,19 @@ pub async fn deliver_raw(
     cert_days: i64,
     request: campanile_proto::v1::DeliverRequest,
 ) -> Result<campanile_proto::v1::DeliverResponse> {
+    Ok(deliver_raw_response(pki, grpc, site, cert_days, request)
+        .await?
+        .into_inner())
+}
+
+/// The same, with the response's headers.
+pub async fn deliver_raw_response(
+    pki: &TestPki,
+    grpc: SocketAddr,
+    site: &str,
+    cert_days: i64,
+    request: campanile_proto::v1::DeliverRequest,
+) -> Result<tonic::Response<campanile_proto::v1::DeliverResponse>> {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
     let host = request
         .reports
@@ -503,8 +516,7 @@ pub async fn deliver_raw(
     Ok(
         campanile_proto::v1::ingest_client::IngestClient::new(channel)
             .deliver(request)
-            .await?
-            .into_inner(),
+            .await?,
     )
 }
 

@@ -183,3 +183,37 @@ async fn hosts_and_inventory_survive_a_collector_restart() -> Result<()> {
     collector.stop().await?;
     Ok(())
 }
+
+/// An agent's connection lasts for hours: a `date` in every answer would
+/// be a new value for the connection's header table each second, held by
+/// the collector for every agent (9 KiB each once the table is full).
+#[tokio::test]
+async fn answers_carry_no_date_header() -> Result<()> {
+    let pki = TestPki::new()?;
+    let collector = TestCollector::start(&pki).await?;
+    let mut report = campanile_tests::steady_report("pc-date").await;
+    report.seq = 1;
+    let request = campanile_proto::v1::DeliverRequest {
+        reports: vec![report],
+        agent_stats: None,
+        sent_unix_ms: campanile_agent::now_ms(),
+    };
+    let resp = campanile_tests::deliver_raw_response(
+        &pki,
+        collector.running.grpc_addr,
+        "site-a",
+        365,
+        request,
+    )
+    .await?;
+    let headers = resp.metadata().clone().into_headers();
+    assert_eq!(
+        headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"application/grpc"[..]),
+        "{headers:?}"
+    );
+    assert!(headers.get("date").is_none(), "{headers:?}");
+    assert_eq!(resp.into_inner().committed_seq, 1);
+    collector.stop().await?;
+    Ok(())
+}
