@@ -17,6 +17,11 @@ use anyhow::{Context, Result};
 use campanile_tests::fleet::{self, Fleet, Layout, RunConfig, Target};
 use clap::{Parser, Subcommand};
 
+/// The fleet's allocator: see `campanile_tests::fleet::Allocator`.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: campanile_tests::fleet::Allocator = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(about = "Simulates a fleet of Campanile agents against a real collector")]
 struct Cli {
