@@ -6,7 +6,7 @@
 //! response, and each new second is a new value the connection's HPACK
 //! encoder indexes. An agent's connection lives for hours at one report a
 //! minute, so its dynamic table fills with stale dates: about 9 KiB per
-//! connection, 90 MiB at 10,000 agents (the soak's memory growth), and
+//! connection once full (the soak's memory growth at 10,000 agents), and
 //! some 30 bytes more per answer on a municipal link. gRPC peers read no
 //! `date` (grpc-go sends none), so the collector sends none.
 

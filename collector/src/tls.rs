@@ -1,7 +1,7 @@
 //! mTLS for the gRPC port: a rustls server that requires a client
 //! certificate signed by the configured CA, and an accept loop that hands
-//! the gRPC server only connections whose handshake succeeded, each carrying the
-//! identity read from its verified certificate.
+//! the gRPC server (`grpc_server`) only connections whose handshake
+//! succeeded, each carrying the identity read from its verified certificate.
 //!
 //! We use our own acceptor rather than tonic's built-in TLS because that one
 //! takes one client CA and no CRL, and because handshakes must run off the
