@@ -61,11 +61,20 @@ pub async fn serve(
             next = incoming.next() => match next {
                 Some(Ok(stream)) => {
                     let peer = stream.peer().clone();
+                    let in_flight = stream.in_flight();
                     let routes = routes.clone();
                     let service = hyper::service::service_fn(move |mut req: tonic::codegen::http::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(peer.clone());
+                        // Held until the answer is ready, so a request
+                        // waiting for its commit keeps the connection open.
+                        let request = in_flight.begin();
                         // Routes are always ready (an axum router).
-                        routes.clone().call(req)
+                        let answer = routes.clone().call(req);
+                        async move {
+                            let r = answer.await;
+                            drop(request);
+                            r
+                        }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let mut stop = watch_each.clone();

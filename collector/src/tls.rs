@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use campanile_proto::identity::HostIdentity;
 use rustls::server::WebPkiClientVerifier;
@@ -23,6 +24,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -120,27 +122,61 @@ pub struct AuthenticatedStream {
     inner: TlsStream<TcpStream>,
     info: PeerInfo,
     idle: Option<IdleTimer>,
+    in_flight: InFlight,
     /// Counts the connection in `campanile_grpc_connections` while it lives.
     _open: OpenConnection,
 }
 
-/// Ends a connection nothing has crossed for `timeout`: reads then see end
-/// of stream, and hyper closes the connection. The agent, idle by then, sees
-/// the close and reconnects at its next report. The timer is re-armed only
-/// when it fires, so traffic costs a clock read, not a timer update.
+/// Ends a connection nothing has crossed for `timeout` while no request was
+/// in flight: reads then see end of stream, and hyper closes the connection.
+/// The agent, idle by then, sees the close and reconnects at its next
+/// report. A request waiting for its commit moves no bytes, yet the
+/// connection is not idle: closing it would throw away the agent's
+/// handshake and request, and under load (when commits are slow) make more
+/// of both. The timer is re-armed only when it fires, so traffic costs a
+/// clock read, not a timer update.
 struct IdleTimer {
     timeout: Duration,
     last_activity: Instant,
+    in_flight: InFlight,
     sleep: Pin<Box<tokio::time::Sleep>>,
 }
 
+/// The requests of one connection that have not been answered yet: the
+/// gRPC server holds an [`InFlightRequest`] for each.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts one request until the returned guard is dropped.
+    pub fn begin(&self) -> InFlightRequest {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        InFlightRequest(self.0.clone())
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// One request being served; see [`InFlight::begin`].
+#[derive(Debug)]
+pub struct InFlightRequest(Arc<AtomicUsize>);
+
+impl Drop for InFlightRequest {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl IdleTimer {
-    fn new(timeout: Duration) -> Self {
+    fn new(timeout: Duration, in_flight: InFlight) -> Self {
         let now = Instant::now();
         Self {
             timeout,
             last_activity: now,
-            sleep: Box::pin(tokio::time::sleep_until((now + timeout).into())),
+            in_flight,
+            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
         }
     }
 
@@ -154,11 +190,16 @@ impl IdleTimer {
             if self.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
+            let now = Instant::now();
+            if self.in_flight.any() {
+                // Counted from the answer on (its bytes touch the timer).
+                self.last_activity = now;
+            }
             let due = self.last_activity + self.timeout;
-            if due <= Instant::now() {
+            if due <= now {
                 return Poll::Ready(());
             }
-            self.sleep.as_mut().reset(due.into());
+            self.sleep.as_mut().reset(due);
         }
     }
 }
@@ -181,6 +222,12 @@ impl Drop for OpenConnection {
 impl AuthenticatedStream {
     pub fn peer(&self) -> &PeerInfo {
         &self.info
+    }
+
+    /// The connection's unanswered requests, which keep it from being
+    /// closed as idle.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.clone()
     }
 }
 
@@ -341,10 +388,12 @@ pub fn incoming(
                             identity,
                             cert_not_after_ms,
                         };
+                        let in_flight = InFlight::default();
                         let stream = AuthenticatedStream {
                             inner: tls,
                             info,
-                            idle: idle_timeout.map(IdleTimer::new),
+                            idle: idle_timeout.map(|t| IdleTimer::new(t, in_flight.clone())),
+                            in_flight,
                             _open: OpenConnection::new(&telemetry.grpc_connections),
                         };
                         let _ = tx.send(Ok(stream)).await;
@@ -386,5 +435,43 @@ fn handshake_failure_reason(e: &io::Error) -> &'static str {
         Some(rustls::Error::InvalidCertificate(_)) => "invalid_certificate",
         Some(_) => "tls_error",
         None => "io_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn expired_within(timer: &mut IdleTimer, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        tokio::select! {
+            () = std::future::poll_fn(|cx| timer.poll_expired(cx)) => true,
+            () = tokio::time::sleep_until(deadline) => false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_once_nothing_crossed_it_for_the_timeout() {
+        let mut timer = IdleTimer::new(Duration::from_secs(5), InFlight::default());
+        assert!(!expired_within(&mut timer, Duration::from_secs(4)).await);
+        timer.touch();
+        assert!(!expired_within(&mut timer, Duration::from_secs(4)).await);
+        assert!(expired_within(&mut timer, Duration::from_secs(2)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_waiting_for_its_answer_keeps_the_connection_open() {
+        let in_flight = InFlight::default();
+        let mut timer = IdleTimer::new(Duration::from_secs(5), in_flight.clone());
+        let request = in_flight.begin();
+        assert!(
+            !expired_within(&mut timer, Duration::from_secs(60)).await,
+            "closed with a request in flight"
+        );
+        drop(request);
+        // The answer's bytes touch the timer; the timeout counts from them.
+        timer.touch();
+        assert!(!expired_within(&mut timer, Duration::from_secs(4)).await);
+        assert!(expired_within(&mut timer, Duration::from_secs(6)).await);
     }
 }
