@@ -55,6 +55,7 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Section> {
         agents: opts.agents,
         interval: Duration::ZERO,
         jitter: Duration::ZERO,
+        ramp: Duration::ZERO,
         duration: Duration::from_secs(opts.seconds),
         warmup: Duration::from_secs(opts.seconds / 4),
         seed: 11,

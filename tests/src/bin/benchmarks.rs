@@ -15,11 +15,6 @@ use anyhow::Result;
 use campanile_tests::bench::{self, Binaries, capacity, footprint, ingest};
 use clap::Parser;
 
-/// The fleet's allocator: see `campanile_tests::fleet::Allocator`.
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOC: campanile_tests::fleet::Allocator = tikv_jemallocator::Jemalloc;
-
 #[derive(Parser)]
 struct Args {
     #[arg(long, default_value = "target/release")]

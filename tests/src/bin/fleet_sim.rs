@@ -17,11 +17,6 @@ use anyhow::{Context, Result};
 use campanile_tests::fleet::{self, Fleet, Layout, RunConfig, Target};
 use clap::{Parser, Subcommand};
 
-/// The fleet's allocator: see `campanile_tests::fleet::Allocator`.
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOC: campanile_tests::fleet::Allocator = tikv_jemallocator::Jemalloc;
-
 #[derive(Parser)]
 #[command(about = "Simulates a fleet of Campanile agents against a real collector")]
 struct Cli {
@@ -64,6 +59,10 @@ struct RunArgs {
     jitter_secs: u64,
     #[arg(long, default_value_t = 180)]
     duration_secs: u64,
+    /// First reports spread over this many seconds; default one interval
+    /// (a cold start).
+    #[arg(long)]
+    ramp_secs: Option<u64>,
     /// Latency and rate are measured after this; default one interval.
     #[arg(long)]
     warmup_secs: Option<u64>,
@@ -137,6 +136,7 @@ fn run(cli: Cli) -> Result<()> {
                 agents: args.agents,
                 interval,
                 jitter: Duration::from_secs(args.jitter_secs),
+                ramp: args.ramp_secs.map_or(interval, Duration::from_secs),
                 duration: Duration::from_secs(args.duration_secs),
                 warmup: args.warmup_secs.map_or(interval, Duration::from_secs),
                 seed: args.seed,

@@ -30,15 +30,6 @@ use tonic::codec::CompressionEncoding;
 pub use connect::{ConnectLog, Target};
 pub use hosts::Layout;
 
-/// The allocator of a process that plays a fleet. Tens of thousands of
-/// agents opening a TLS connection each per report keep glibc's malloc
-/// searching its free lists: with glibc, a third of the simulator's CPU at
-/// 50,000 agents was `malloc` (perf, 2026-12-01), CPU taken from the
-/// collector it shares this machine with, while the real agents run on
-/// machines of their own. jemalloc, as the collector uses.
-#[cfg(not(target_env = "msvc"))]
-pub type Allocator = tikv_jemallocator::Jemalloc;
-
 /// Reports an agent keeps while the collector does not answer; older ones
 /// are dropped (the real agent's spool is far larger; the simulator only
 /// needs the next requests to carry a backlog).
@@ -55,6 +46,12 @@ pub struct RunConfig {
     pub interval: Duration,
     /// Each report leaves up to this much before or after its slot.
     pub jitter: Duration,
+    /// The agents' first reports are spread over this, or over one
+    /// interval if that is longer; each agent then keeps its interval. A
+    /// territory's agents never all start in one minute, except when the
+    /// collector comes back: a ramp measures what the collector holds,
+    /// one interval what it takes at a cold start.
+    pub ramp: Duration,
     pub duration: Duration,
     /// Latencies and rates are measured after this (the first connections
     /// and full inventories are the start-up, not the steady state).
@@ -378,11 +375,13 @@ impl SimAgent {
             .unwrap_or(u32::MAX)
             .max(1);
         let mut host = hosts::HostState::new(&self.layout, self.index, self.epoch, now_ms());
-        // Agents start spread over one interval, as a territory's do.
+        let ramp_ms = u64::try_from(cfg.ramp.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(interval_ms);
         let mut slot = if closed_loop {
             start
         } else {
-            start + Duration::from_millis(rng.u64(0..interval_ms))
+            start + Duration::from_millis(rng.u64(0..ramp_ms))
         };
         let mut client = None;
         let mut pending: Vec<Report> = Vec::new();

@@ -22,6 +22,7 @@ fn config(addr: std::net::SocketAddr, agents: usize, reconnect: bool) -> RunConf
         agents,
         interval: Duration::from_secs(1),
         jitter: Duration::from_millis(100),
+        ramp: Duration::ZERO,
         duration: Duration::from_secs(4),
         warmup: Duration::from_secs(1),
         seed: 5,
