@@ -433,7 +433,8 @@ pub struct CollectorConfig {
     pub max_message_bytes: usize,
     pub handshake_timeout_secs: u64,
     /// Close an agent connection once no byte has crossed it for this
-    /// long; `None` keeps connections open.
+    /// long and no request is waiting for its answer; `None` keeps
+    /// connections open.
     pub idle_timeout: Option<std::time::Duration>,
     /// Connections the kernel queues before the collector accepts them.
     pub listen_backlog: u32,
