@@ -192,6 +192,14 @@ fn run(
                 }
             }
         }
+        // After the answers, so no acknowledgement waits for it.
+        match store.restart_wal_if_wanted() {
+            Ok(Some(restarted)) => tracing::debug!(restarted, "WAL restart"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot restart the WAL; retrying after the next checkpoint")
+            }
+        }
     }
 }
 

@@ -148,7 +148,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         .with_snapshot(|s, snap| {
             let counters = s.store.probe_counters()?;
             let probes = snap.site_probes(&s.reach.config.targets);
-            Ok::<_, StoreError>(exposition::render_parts(
+            let parts = exposition::render_parts(
                 &Scrape {
                     hosts: &snap.hosts,
                     view: &snap.view,
@@ -163,7 +163,9 @@ async fn metrics(State(s): State<HttpState>) -> Response {
                 },
                 &s.exposition,
                 &s.telemetry,
-            ))
+            );
+            s.alerts.offer(snap, probes);
+            Ok::<_, StoreError>(parts)
         })
         .await;
     match rendered {

@@ -23,6 +23,9 @@ pub struct Telemetry {
     pub alertmanager_posts: IntCounterVec,
     pub alert_evaluation_failures: IntCounter,
     pub alert_evaluation_duration: Histogram,
+    /// By where the evaluation's snapshot came from: `own` (read for it)
+    /// or `scrape` (a `/metrics` scrape's, handed on).
+    pub alert_evaluations: IntCounterVec,
 }
 
 /// Reasons a request is refused; pre-registered so every series exists from
@@ -173,6 +176,17 @@ impl Telemetry {
             ]),
         )
         .expect("valid metric");
+        let alert_evaluations = IntCounterVec::new(
+            Opts::new(
+                "campanile_alert_evaluations_total",
+                "Alert evaluations, by whose snapshot of the territory they read: their own, or a scrape's.",
+            ),
+            &["snapshot"],
+        )
+        .expect("valid metric");
+        for s in ["own", "scrape"] {
+            alert_evaluations.with_label_values(&[s]);
+        }
         for r in REJECT_REASONS {
             requests_rejected.with_label_values(&[r]);
         }
@@ -199,6 +213,7 @@ impl Telemetry {
             Box::new(alertmanager_posts.clone()),
             Box::new(alert_evaluation_failures.clone()),
             Box::new(alert_evaluation_duration.clone()),
+            Box::new(alert_evaluations.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -220,6 +235,7 @@ impl Telemetry {
             alertmanager_posts,
             alert_evaluation_failures,
             alert_evaluation_duration,
+            alert_evaluations,
         }
     }
 }

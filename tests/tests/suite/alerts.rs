@@ -684,3 +684,62 @@ async fn an_agent_with_a_far_clock_or_an_expiring_certificate_is_alerted_by_name
     c.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_due_at_a_scrape_reads_the_scrapes_snapshot() -> Result<()> {
+    init_crypto();
+    let pki = TestPki::new()?;
+    let dir = tempfile::tempdir()?;
+    let reg = register(dir.path(), 1, None)?;
+    let hook = TestReceiver::start(200).await?;
+    let extra = format!(
+        "[territory]\nregister_path = \"{}\"\n\
+         [alerts]\nevaluation_interval_secs = 4\ngroup_wait_secs = 1\ngroup_interval_secs = 2\n\
+         [alerts.rules.filesystem_full]\nfor_secs = 0\nused_percent = 90\n{}",
+        reg.display(),
+        receiver_toml("noc", &hook.url(), "")
+    );
+    let c = TestCollector::start_with(&pki, &extra).await?;
+    deliver(
+        &pki,
+        c.running.grpc_addr,
+        "site-1",
+        disk_report("pc-1", 1, 3600, 95),
+    )
+    .await?;
+    // Scraped as Prometheus would, only more often: each evaluation falls
+    // due within half an interval of some scrape.
+    let scrape = r#"campanile_alert_evaluations_total{snapshot="scrape"}"#;
+    let text = eventually(
+        Duration::from_secs(30),
+        "an evaluation on a scrape's snapshot",
+        || async {
+            let (_, text) = http_get_with(&c.url("/metrics"), None).await.ok()?;
+            (metric(&text, scrape) >= 2.0).then_some(text)
+        },
+    )
+    .await?;
+    assert!(
+        metric(
+            &text,
+            r#"campanile_alert_evaluations_total{snapshot="own"}"#
+        ) >= 1.0,
+        "the first evaluation, before any scrape, reads its own:\n{text}"
+    );
+    // What the scrape's snapshot held is what fired.
+    let sent = eventually(
+        Duration::from_secs(30),
+        "the full disk notified",
+        || async {
+            let a = hook.accepted();
+            (!a.is_empty()).then_some(a)
+        },
+    )
+    .await?;
+    assert!(
+        alertnames(&sent).contains(&"CampanileFilesystemNearlyFull".to_owned()),
+        "{sent:?}"
+    );
+    c.stop().await?;
+    Ok(())
+}
