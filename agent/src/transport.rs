@@ -1,5 +1,5 @@
 //! The mTLS gRPC client: one lazily connected channel that reconnects by
-//! itself, gzip-compressed requests, and exponential backoff with full jitter between failed sends so
+//! itself, gzip-compressed requests when they are large, and exponential backoff with full jitter between failed sends so
 //! a territory of agents coming back after an outage does not arrive at once.
 
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use campanile_proto::INVALID_SEQ_METADATA;
 use campanile_proto::v1::ingest_client::IngestClient;
 use campanile_proto::v1::{AgentStats, DeliverRequest, DeliverResponse, Report};
+use prost::Message as _;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -38,7 +39,11 @@ pub enum SendError {
 }
 
 pub struct Transport {
-    client: IngestClient<Channel>,
+    /// Two clients over the one channel: tonic compresses all of a
+    /// client's requests or none, and only large ones are worth it
+    /// ([`campanile_proto::COMPRESS_MIN_BYTES`]).
+    plain: IngestClient<Channel>,
+    gzip: IngestClient<Channel>,
     endpoint: String,
 }
 
@@ -70,12 +75,13 @@ impl Transport {
             .http2_keep_alive_interval(Duration::from_secs(60))
             .keep_alive_timeout(Duration::from_secs(20))
             .tcp_nodelay(true);
+        let plain =
+            IngestClient::new(endpoint.connect_lazy()).accept_compressed(CompressionEncoding::Gzip);
         Ok(Self {
-            // gzip both ways: a backlog of similar reports compresses
-            // several times over on slow municipal links.
-            client: IngestClient::new(endpoint.connect_lazy())
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip),
+            // A backlog of similar reports compresses several times over
+            // on slow municipal links.
+            gzip: plain.clone().send_compressed(CompressionEncoding::Gzip),
+            plain,
             endpoint: cfg.endpoint.clone(),
         })
     }
@@ -94,7 +100,12 @@ impl Transport {
             agent_stats: Some(agent_stats),
             sent_unix_ms: crate::now_ms(),
         };
-        match self.client.deliver(request).await {
+        let client = if campanile_proto::worth_compressing(request.encoded_len()) {
+            &mut self.gzip
+        } else {
+            &mut self.plain
+        };
+        match client.deliver(request).await {
             Ok(resp) => Ok(resp.into_inner()),
             Err(status) => Err(classify(&status)),
         }

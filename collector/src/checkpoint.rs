@@ -4,7 +4,10 @@
 //! at 50,000 agents that was the tail of the report latency. Here a thread
 //! of its own checkpoints (passively: writers and readers go on) at most
 //! once per [`PERIOD`] while commits arrive, and once more when the
-//! committer stops.
+//! committer stops. A checkpoint that finds the WAL long asks the
+//! committer to copy the rest between two groups, so that the WAL starts
+//! over ([`Store::restart_wal_if_wanted`]): commits land during every
+//! checkpoint, and without that the WAL never would.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};

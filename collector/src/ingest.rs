@@ -158,13 +158,69 @@ impl Ingest for IngestService {
             committed_seq = outcome.committed_seq,
             "reports committed"
         );
-        Ok(Response::new(DeliverResponse {
+        let answer = DeliverResponse {
             committed_seq: outcome.committed_seq,
             directives: Some(Directives {
                 interval_secs: 0,
                 send_full_inventory: outcome.need_full_inventory,
                 probe_duty: plan.directive(&identity.host_id, &held_duty),
             }),
-        }))
+        };
+        Ok(answer_compressed_if_large(answer))
+    }
+}
+
+/// An answer is a few bytes unless it carries a probe duty: gzip would
+/// make it larger, at the cost of a compressor per answer.
+pub fn answer_compressed_if_large<M: prost::Message>(answer: M) -> Response<M> {
+    let large = campanile_proto::worth_compressing(answer.encoded_len());
+    let mut response = Response::new(answer);
+    if !large {
+        response.disable_compression();
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use campanile_proto::v1::{DeviceProbe, ProbeDuty};
+    use tonic::codec::SingleMessageCompressionOverride;
+
+    use super::*;
+
+    fn compression(r: &Response<DeliverResponse>) -> Option<SingleMessageCompressionOverride> {
+        r.extensions()
+            .get::<SingleMessageCompressionOverride>()
+            .copied()
+    }
+
+    #[test]
+    fn a_plain_ack_goes_uncompressed_and_a_long_probe_duty_compressed() {
+        let ack = answer_compressed_if_large(DeliverResponse {
+            committed_seq: 7,
+            directives: Some(Directives::default()),
+        });
+        assert_eq!(
+            compression(&ack),
+            Some(SingleMessageCompressionOverride::Disable)
+        );
+        let devices = (0..64)
+            .map(|i| DeviceProbe {
+                device: format!("switch-floor-{i}"),
+                address: format!("10.20.{i}.254"),
+                tcp_port: None,
+            })
+            .collect();
+        let duty = answer_compressed_if_large(DeliverResponse {
+            committed_seq: 7,
+            directives: Some(Directives {
+                probe_duty: Some(ProbeDuty {
+                    sha256: vec![1; 32],
+                    devices,
+                }),
+                ..Default::default()
+            }),
+        });
+        assert_eq!(compression(&duty), None, "as the client negotiated");
     }
 }

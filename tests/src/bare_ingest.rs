@@ -29,10 +29,13 @@ impl Ingest for Bare {
             .map(|r| r.seq)
             .max()
             .unwrap_or(0);
-        Ok(Response::new(DeliverResponse {
-            committed_seq,
-            directives: None,
-        }))
+        // Answered as the collector answers, compressed only if large.
+        Ok(campanile_collector::ingest::answer_compressed_if_large(
+            DeliverResponse {
+                committed_seq,
+                directives: None,
+            },
+        ))
     }
 }
 

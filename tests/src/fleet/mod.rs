@@ -439,18 +439,25 @@ impl SimAgent {
             if cfg.reconnect_each_report {
                 client = None;
             }
-            let c = match &mut client {
+            let (plain, gzip) = match &mut client {
                 Some(c) => c,
-                None => client.insert(
-                    IngestClient::new(connect::channel(
+                None => {
+                    let plain = IngestClient::new(connect::channel(
                         &cfg.target,
                         self.tls.clone(),
                         self.source,
                         counters.connects.clone(),
                     )?)
-                    .send_compressed(CompressionEncoding::Gzip)
-                    .accept_compressed(CompressionEncoding::Gzip),
-                ),
+                    .accept_compressed(CompressionEncoding::Gzip);
+                    let gzip = plain.clone().send_compressed(CompressionEncoding::Gzip);
+                    client.insert((plain, gzip))
+                }
+            };
+            // Compressed only if large, as the agent sends.
+            let c = if campanile_proto::worth_compressing(request.encoded_len()) {
+                gzip
+            } else {
+                plain
             };
             let sent = tokio::time::Instant::now();
             let keep = request.reports.clone();
