@@ -86,6 +86,15 @@ fn alertnames(payloads: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
+/// The receiver's notifications, once there is one.
+async fn notified(hook: &TestReceiver, what: &str) -> Result<Vec<serde_json::Value>> {
+    eventually(Duration::from_secs(30), what, || async {
+        let a = hook.accepted();
+        (!a.is_empty()).then_some(a)
+    })
+    .await
+}
+
 fn metric(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or(f64::NAN)
 }
@@ -240,15 +249,7 @@ async fn fifty_silent_hosts_of_a_dark_comune_make_one_notification_and_one_resol
     deliver_all(1, 1).await?;
     // The line is cut as the hosts go quiet.
     drop(line);
-    let first = eventually(
-        Duration::from_secs(30),
-        "the site-dark notification",
-        || async {
-            let a = hook.accepted();
-            (!a.is_empty()).then_some(a)
-        },
-    )
-    .await?;
+    let first = notified(&hook, "the site-dark notification").await?;
     assert_eq!(alertnames(&first), ["CampanileSiteDark"]);
     assert_eq!(first[0]["status"], "firing");
     assert_eq!(first[0]["commonLabels"]["severity"], "critical");
@@ -589,11 +590,7 @@ async fn a_maintenance_window_silences_a_site_until_it_ends() -> Result<()> {
         )
         .await?;
     }
-    let first = eventually(Duration::from_secs(30), "site-2 notified", || async {
-        let a = hook.accepted();
-        (!a.is_empty()).then_some(a)
-    })
-    .await?;
+    let first = notified(&hook, "site-2 notified").await?;
     assert_eq!(first[0]["commonLabels"]["site"], "site-2");
     let (_, listed) = http_get_with(&c.url("/api/v1/alerts?site=site-1"), Some(reader)).await?;
     let listed: serde_json::Value = serde_json::from_str(&listed)?;
@@ -727,15 +724,7 @@ async fn an_evaluation_due_at_a_scrape_reads_the_scrapes_snapshot() -> Result<()
         "the first evaluation, before any scrape, reads its own:\n{text}"
     );
     // What the scrape's snapshot held is what fired.
-    let sent = eventually(
-        Duration::from_secs(30),
-        "the full disk notified",
-        || async {
-            let a = hook.accepted();
-            (!a.is_empty()).then_some(a)
-        },
-    )
-    .await?;
+    let sent = notified(&hook, "the full disk notified").await?;
     assert!(
         alertnames(&sent).contains(&"CampanileFilesystemNearlyFull".to_owned()),
         "{sent:?}"
