@@ -116,7 +116,15 @@ impl Alerts {
     /// the same, twice every 15 s: at 25,000 agents, more CPU than half the
     /// reports took.
     pub fn offer(&self, snapshot: Snapshot, probes: SiteProbes) {
-        if snapshot.now_ms < self.wants_snapshot_from_ms.load(Ordering::Relaxed) {
+        // One snapshot per evaluation: with two Prometheus servers scraping
+        // at once, the second scrape's is dropped here, not queued.
+        let wanted = self
+            .wants_snapshot_from_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |from| {
+                (snapshot.now_ms >= from).then_some(i64::MAX)
+            })
+            .is_ok();
+        if !wanted {
             return;
         }
         let _ = self
@@ -317,16 +325,16 @@ impl Loop {
                 .filter(|o| now - o.snapshot.now_ms <= TICK.as_millis() as i64 * 2);
             if cfg.enabled && (force || now >= next_eval || offered_now.is_some()) {
                 next_eval = now + eval_ms;
+                // Re-armed only here: the one snapshot an offer let through
+                // brings this about, and no other is let through before.
+                self.alerts
+                    .wants_snapshot_from_ms
+                    .store(next_eval - eval_ms / 2, Ordering::Relaxed);
                 self.evaluate(now, keep_resolved_ms, offered_now);
                 self.dispatcher.regroup(self.engine.alerts(), now);
                 changed = true;
             }
             force = false;
-            if cfg.enabled {
-                self.alerts
-                    .wants_snapshot_from_ms
-                    .store(next_eval - eval_ms / 2, Ordering::Relaxed);
-            }
             if cfg.enabled {
                 // Every tick: groups fall due between evaluations.
                 changed |= self.dispatch(now);
