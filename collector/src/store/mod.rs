@@ -196,6 +196,9 @@ pub struct Store {
     wal_restart_frames: i64,
 }
 
+/// How long a connection waits for a lock before giving up.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// WAL frames (pages) past which the writer restarts the WAL from its
 /// beginning: 16 MiB of 4 KiB pages, a few seconds of commits at 50,000
 /// agents.
@@ -227,9 +230,10 @@ impl Store {
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                 PRAGMA foreign_keys = ON;",
             )
             .map_err(sql)?;
+        writer.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         writer
             .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
             .map_err(sql)?;
@@ -240,8 +244,9 @@ impl Store {
                 source,
             })?;
         let reader = Connection::open(path).map_err(sql)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         reader
-            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+            .execute_batch("PRAGMA query_only = ON;")
             .map_err(sql)?;
         Ok(Self {
             path: path.to_owned(),
@@ -748,8 +753,7 @@ impl Store {
         let mut guard = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             let conn = Connection::open(&self.path).map_err(|e| self.err(e))?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(|e| self.err(e))?;
+            conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
             *guard = Some(conn);
         }
         let conn = guard.as_ref().expect("opened above");
@@ -788,8 +792,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(|e| self.err(e))?;
         let outcome = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| self.err(e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
         match outcome {
             Ok(busy) => Ok(Some(busy == 0)),
             Err(rusqlite::Error::SqliteFailure(e, _))
