@@ -20,6 +20,23 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read once at its start (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them). `background_thread`: freed pages go
+/// back to the system on a timer. Without it an arena purges only when it
+/// allocates again, so what a scrape freed (tens of MiB at 10,000 hosts,
+/// every 15 s, spread over the reader threads' arenas) stayed resident
+/// until the next scrape landed on that arena, and RSS crept with the
+/// arenas touched (BENCHMARKS.md, soak).
+#[cfg(not(target_env = "msvc"))]
+// SAFETY: jemalloc declares `const char *malloc_conf` weak (prefixed
+// `_rjem_` as tikv-jemalloc-sys builds it) and reads it once, before the
+// first allocation; this strong definition replaces it. A `&[u8; N]` is a
+// thin pointer to a NUL-terminated string that lives for the whole program
+// and is never written: what that C declaration expects.
+#[allow(unsafe_code)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8; 23] = b"background_thread:true\0";
+
 #[derive(Parser)]
 #[command(
     name = "campanile-collector",

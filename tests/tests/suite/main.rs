@@ -3,6 +3,7 @@
 //! of a dozen keeps CI's disk use and link time down.
 
 mod alerts;
+mod allocator;
 mod compression;
 mod delivery;
 mod deploy_configs;
