@@ -35,7 +35,7 @@ pub struct PostableAlert {
 /// Firing alerts (not muted by a maintenance window or a dark site) and
 /// recently resolved ones.
 pub fn postable(
-    alerts: &[Alert],
+    alerts: &[Arc<Alert>],
     now_ms: i64,
     valid_for: Duration,
     external_url: &str,
@@ -145,7 +145,7 @@ mod tests {
         pending.fired_ms = None;
         let now = 1_795_334_400_000;
         let out = postable(
-            &[firing, resolved, muted, pending],
+            &[firing, resolved, muted, pending].map(Arc::new),
             now,
             Duration::from_secs(240),
             "http://c:9471",

@@ -9,6 +9,7 @@
 //! per receiver and alert name.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::config::{AlertsConfig, Receiver};
 use super::engine::{Alert, State};
@@ -121,7 +122,7 @@ impl Dispatcher {
     /// Groups alerts and returns the groups due now.
     pub fn step(
         &mut self,
-        alerts: &BTreeMap<u64, Alert>,
+        alerts: &BTreeMap<u64, Arc<Alert>>,
         log: &HashMap<LogKey, LogEntry>,
         now_ms: i64,
     ) -> Vec<Flush> {
@@ -131,7 +132,7 @@ impl Dispatcher {
 
     /// Puts alerts in their groups and drops those gone from the engine:
     /// after each evaluation, the only time alerts change.
-    pub fn regroup(&mut self, alerts: &BTreeMap<u64, Alert>, now_ms: i64) {
+    pub fn regroup(&mut self, alerts: &BTreeMap<u64, Arc<Alert>>, now_ms: i64) {
         for a in alerts.values() {
             if a.state() == State::Pending || a.digest {
                 continue;
@@ -168,7 +169,7 @@ impl Dispatcher {
     /// The groups due now, as grouped by the last [`Dispatcher::regroup`].
     pub fn due(
         &mut self,
-        alerts: &BTreeMap<u64, Alert>,
+        alerts: &BTreeMap<u64, Arc<Alert>>,
         log: &HashMap<LogKey, LogEntry>,
         now_ms: i64,
     ) -> Vec<Flush> {
@@ -179,7 +180,11 @@ impl Dispatcher {
             }
             g.next_flush_ms = now_ms + self.group_interval_ms;
             let r = &self.receivers[g.receiver];
-            let members: Vec<&Alert> = g.members.iter().filter_map(|fp| alerts.get(fp)).collect();
+            let members: Vec<&Alert> = g
+                .members
+                .iter()
+                .filter_map(|fp| alerts.get(fp).map(|a| &**a))
+                .collect();
             let firing: Vec<&Alert> = members
                 .iter()
                 .copied()
@@ -257,7 +262,7 @@ impl Dispatcher {
     /// never logged starts with the next digest time.
     pub fn digest(
         &self,
-        alerts: &BTreeMap<u64, Alert>,
+        alerts: &BTreeMap<u64, Arc<Alert>>,
         log: &HashMap<LogKey, LogEntry>,
         now_ms: i64,
     ) -> Vec<Flush> {
@@ -373,7 +378,7 @@ mod tests {
     struct Run {
         d: Dispatcher,
         log: HashMap<LogKey, LogEntry>,
-        alerts: BTreeMap<u64, Alert>,
+        alerts: BTreeMap<u64, Arc<Alert>>,
         sent: Vec<webhook::Payload>,
     }
 
@@ -387,7 +392,7 @@ mod tests {
             }
         }
         fn set(&mut self, a: Alert) {
-            self.alerts.insert(a.fingerprint, a);
+            self.alerts.insert(a.fingerprint, Arc::new(a));
         }
         fn at(&mut self, now: i64) -> usize {
             let flushes = self.d.step(&self.alerts, &self.log, now);

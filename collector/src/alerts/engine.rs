@@ -5,6 +5,7 @@
 //! site-wide silence inhibits.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -115,7 +116,7 @@ pub fn sample_alert(
 /// What an evaluation changed that must be stored.
 #[derive(Debug, Default)]
 pub struct Changes {
-    pub upserts: Vec<Alert>,
+    pub upserts: Vec<Arc<Alert>>,
     pub removed: Vec<u64>,
 }
 
@@ -125,9 +126,13 @@ impl Changes {
     }
 }
 
+/// Each alert behind an `Arc` that is replaced only when the alert changes:
+/// the published view shares the unchanged ones, so an evaluation with
+/// tens of thousands of alerts firing neither copies nor frees their
+/// labels.
 #[derive(Debug, Default)]
 pub struct Engine {
-    alerts: BTreeMap<u64, Alert>,
+    alerts: BTreeMap<u64, Arc<Alert>>,
 }
 
 impl Engine {
@@ -135,11 +140,14 @@ impl Engine {
     /// restart does not reset a rule's duration).
     pub fn new(stored: Vec<Alert>) -> Self {
         Self {
-            alerts: stored.into_iter().map(|a| (a.fingerprint, a)).collect(),
+            alerts: stored
+                .into_iter()
+                .map(|a| (a.fingerprint, Arc::new(a)))
+                .collect(),
         }
     }
 
-    pub fn alerts(&self) -> &BTreeMap<u64, Alert> {
+    pub fn alerts(&self) -> &BTreeMap<u64, Arc<Alert>> {
         &self.alerts
     }
 
@@ -170,13 +178,24 @@ impl Engine {
             let fire_now = |since: i64| now_ms - since >= c.for_ms;
             match self.alerts.get_mut(&fp) {
                 Some(a) if a.state() != State::Resolved => {
-                    a.annotations = c.annotations;
-                    a.digest = c.digest;
-                    a.silenced_by = silenced;
-                    a.inhibited = inhibited;
-                    if a.fired_ms.is_none() && fire_now(a.active_since_ms) {
-                        a.fired_ms = Some(now_ms);
-                        changes.upserts.push(a.clone());
+                    let fires = a.fired_ms.is_none() && fire_now(a.active_since_ms);
+                    let same = !fires
+                        && a.annotations == c.annotations
+                        && a.digest == c.digest
+                        && a.silenced_by == silenced
+                        && a.inhibited == inhibited;
+                    if same {
+                        continue;
+                    }
+                    // A copy only if the published view still holds this one.
+                    let m = Arc::make_mut(a);
+                    m.annotations = c.annotations;
+                    m.digest = c.digest;
+                    m.silenced_by = silenced;
+                    m.inhibited = inhibited;
+                    if fires {
+                        m.fired_ms = Some(now_ms);
+                        changes.upserts.push(Arc::clone(a));
                     }
                 }
                 // New, or back after it resolved: a new alert.
@@ -192,6 +211,7 @@ impl Engine {
                         silenced_by: silenced,
                         inhibited,
                     };
+                    let a = Arc::new(a);
                     changes.upserts.push(a.clone());
                     self.alerts.insert(fp, a);
                 }
@@ -207,10 +227,12 @@ impl Engine {
                     false
                 }
                 State::Firing => {
-                    a.resolved_ms = Some(now_ms);
-                    a.silenced_by = silenced_by(windows, &a.labels, now_ms);
-                    a.inhibited = false;
-                    changes.upserts.push(a.clone());
+                    let silenced = silenced_by(windows, &a.labels, now_ms);
+                    let m = Arc::make_mut(a);
+                    m.resolved_ms = Some(now_ms);
+                    m.silenced_by = silenced;
+                    m.inhibited = false;
+                    changes.upserts.push(Arc::clone(a));
                     true
                 }
                 State::Resolved => {
@@ -248,7 +270,7 @@ mod tests {
         e.alerts()
             .values()
             .find(|a| a.name() == name)
-            .map(Alert::state)
+            .map(|a| a.state())
     }
 
     #[test]
@@ -318,6 +340,27 @@ mod tests {
         assert!(by("s1", "Down"));
         assert!(!by("s2", "Down"));
         assert!(!by("s1", "Dark"));
+    }
+
+    #[test]
+    fn an_unchanged_alert_stays_shared_and_a_changed_one_is_copied_for_the_engine_alone() {
+        let w = [Window {
+            id: 3,
+            scope: Scope::Site("s1".into()),
+            starts_ms: 2_000,
+            ends_ms: 9_000,
+            reason: String::new(),
+            created_by: "t".into(),
+        }];
+        let mut e = Engine::default();
+        e.step(vec![cand("Down", "s1", 0)], &w, 0, 60_000);
+        let published = Arc::clone(e.alerts().values().next().unwrap());
+        e.step(vec![cand("Down", "s1", 0)], &w, 1_000, 60_000);
+        assert!(Arc::ptr_eq(&published, e.alerts().values().next().unwrap()));
+        e.step(vec![cand("Down", "s1", 0)], &w, 2_000, 60_000);
+        let now = e.alerts().values().next().unwrap();
+        assert_eq!(now.silenced_by, Some(3));
+        assert_eq!(published.silenced_by, None, "the view keeps what it showed");
     }
 
     #[test]

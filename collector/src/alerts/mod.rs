@@ -51,7 +51,8 @@ pub use store::{AlertStore, AlertStoreError, OutboxStats};
 /// The latest evaluation, as the API and `/metrics` read it.
 #[derive(Debug, Clone, Default)]
 pub struct View {
-    pub alerts: Vec<Alert>,
+    /// Shared with the engine: publishing copies pointers, not alerts.
+    pub alerts: Vec<Arc<Alert>>,
     pub evaluated_ms: Option<i64>,
     pub outbox: OutboxStats,
 }
