@@ -41,6 +41,10 @@ const IDLE_TIMEOUT_SECS: u64 = 5;
 /// acked minutes later, connect p50 5 s).
 const RAMP_INTERVALS: u32 = 3;
 
+/// The soak's windows: twenty scrapes, long enough that each holds several
+/// scrapes at their peak whatever the phase of the scrape cycle.
+const WINDOW_SECS: f64 = 300.0;
+
 /// What the Prometheus-like observer saw while a fleet ran.
 #[derive(Default)]
 struct Observed {
@@ -220,6 +224,26 @@ fn observe(collector: &CollectorProcess, started: Instant) -> Result<Observer> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // RSS on its own timer, every second: sampled in the scrape loop, every
+    // sample fell just before or well after a scrape, never during one, so
+    // a minute's largest sample said how far the last scrape's pages had
+    // decayed (±30 MiB at 10,000 hosts), not how high RSS went.
+    let rss = {
+        let s = seen.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Some(rss) = super::procs::rss_bytes(pid) {
+                    let at = started.elapsed().as_secs_f64();
+                    s.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .rss
+                        .push((at, rss));
+                }
+            }
+        }
+    };
     let watch = async move {
         let client = reqwest::Client::new();
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -227,12 +251,6 @@ fn observe(collector: &CollectorProcess, started: Instant) -> Result<Observer> {
         loop {
             tick.tick().await;
             let at = started.elapsed().as_secs_f64();
-            if let Some(rss) = super::procs::rss_bytes(pid) {
-                s.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .rss
-                    .push((at, rss));
-            }
             if let (Ok(collector), Ok(own)) = (
                 super::procs::cpu_seconds(pid),
                 super::procs::cpu_seconds(std::process::id()),
@@ -282,6 +300,7 @@ fn observe(collector: &CollectorProcess, started: Instant) -> Result<Observer> {
             runtime.block_on(async move {
                 tokio::select! {
                     () = watch => {}
+                    () = rss => {}
                     _ = stopped => {}
                 }
             });
@@ -664,9 +683,10 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
         // Reference: once every host has reported a few times and the
         // first scrapes and alert evaluations have run.
         let settle = (3 * opts.interval_secs) as f64;
-        // Peaks against peaks: RSS swings with every scrape (its body and
-        // buffers come and go), so one sample against the largest of a
-        // minute would count a swing as growth.
+        // Peaks against peaks over windows of several scrape-and-decay
+        // cycles: RSS swings with every scrape (its body and buffers come
+        // and go, and jemalloc hands the pages back over seconds), so one
+        // minute's largest against another's counted a swing as growth.
         let peak = |from: f64, to: f64| {
             st.rss
                 .iter()
@@ -676,8 +696,8 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
                 .unwrap_or(0)
         };
         let end_secs = soak_duration.as_secs_f64();
-        let reference = peak(settle, settle + 60.0);
-        let end = peak(end_secs - 60.0, f64::INFINITY);
+        let reference = peak(settle, settle + WINDOW_SECS);
+        let end = peak(end_secs - WINDOW_SECS, f64::INFINITY);
         let growth = if reference > 0 {
             (end as f64 - reference as f64) / reference as f64
         } else {
@@ -687,10 +707,15 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
             "Soak",
             format!(
                 "{} agents for {} minutes against one release collector, set up as above \
-                 (scrapes every 15 s, alert evaluation every 15 s). Growth compares the \
-                 largest RSS of the last minute with the largest of the minute from {} s \
-                 on, once every host has reported three times.",
-                opts.soak_agents, opts.soak_minutes, settle
+                 (scrapes every 15 s, alert evaluation every 15 s), RSS sampled every \
+                 second. Growth compares the largest RSS of the last {} minutes with the \
+                 largest of the {} minutes from {} s on, once every host has reported \
+                 three times.",
+                opts.soak_agents,
+                opts.soak_minutes,
+                WINDOW_SECS / 60.0,
+                WINDOW_SECS / 60.0,
+                settle
             ),
         );
         soak.figures.push(Figure::goal(
@@ -731,6 +756,15 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
         soak.notes.push(format!(
             "Largest RSS of each five minutes: {}.",
             five_minutes.join(", ")
+        ));
+        let minutes = (0..)
+            .map(|n| f64::from(n) * 60.0)
+            .take_while(|from| *from < end_secs)
+            .map(|from| format!("{:.0}", peak(from, from + 60.0) as f64 / (1024.0 * 1024.0)))
+            .collect::<Vec<_>>();
+        soak.notes.push(format!(
+            "Largest RSS of each minute, MiB: {}.",
+            minutes.join(", ")
         ));
         sections.push(soak);
     }
