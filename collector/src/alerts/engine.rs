@@ -266,6 +266,17 @@ mod tests {
         }
     }
 
+    fn site_window(id: i64, site: &str, starts_ms: i64, ends_ms: i64) -> Window {
+        Window {
+            id,
+            scope: Scope::Site(site.into()),
+            starts_ms,
+            ends_ms,
+            reason: String::new(),
+            created_by: "t".into(),
+        }
+    }
+
     fn state_of(e: &Engine, name: &str) -> Option<State> {
         e.alerts()
             .values()
@@ -344,14 +355,7 @@ mod tests {
 
     #[test]
     fn an_unchanged_alert_stays_shared_and_a_changed_one_is_copied_for_the_engine_alone() {
-        let w = [Window {
-            id: 3,
-            scope: Scope::Site("s1".into()),
-            starts_ms: 2_000,
-            ends_ms: 9_000,
-            reason: String::new(),
-            created_by: "t".into(),
-        }];
+        let w = [site_window(3, "s1", 2_000, 9_000)];
         let mut e = Engine::default();
         e.step(vec![cand("Down", "s1", 0)], &w, 0, 60_000);
         let published = Arc::clone(e.alerts().values().next().unwrap());
@@ -365,14 +369,7 @@ mod tests {
 
     #[test]
     fn a_window_silences_while_it_lasts() {
-        let w = [Window {
-            id: 7,
-            scope: Scope::Site("s1".into()),
-            starts_ms: 0,
-            ends_ms: 1_000,
-            reason: String::new(),
-            created_by: "t".into(),
-        }];
+        let w = [site_window(7, "s1", 0, 1_000)];
         let mut e = Engine::default();
         e.step(vec![cand("Down", "s1", 0)], &w, 500, 60_000);
         assert_eq!(e.alerts().values().next().unwrap().silenced_by, Some(7));

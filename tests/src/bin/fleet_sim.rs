@@ -85,6 +85,11 @@ struct RunArgs {
     json: Option<PathBuf>,
 }
 
+/// The allocator of the simulated fleet: see `benchmarks.rs`.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match run(Cli::parse()) {
