@@ -741,15 +741,20 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
                 m.latency.p50_ms, m.latency.p99_ms, m.latency.max_ms
             ),
         ));
-        let five_minutes = (0..)
-            .map(|n| f64::from(n) * 300.0)
-            .take_while(|from| *from < end_secs)
-            .map(|from| {
+        // The largest RSS of each window of `len` seconds, from the start.
+        let maxima = |len: f64| {
+            (0..)
+                .map(move |n| f64::from(n) * len)
+                .take_while(|from| *from < end_secs)
+                .map(move |from| (from, peak(from, from + len)))
+        };
+        let five_minutes = maxima(WINDOW_SECS)
+            .map(|(from, rss)| {
                 format!(
                     "{:.0}–{:.0} min {}",
                     from / 60.0,
-                    (from + 300.0).min(end_secs) / 60.0,
-                    mib(peak(from, from + 300.0))
+                    (from + WINDOW_SECS).min(end_secs) / 60.0,
+                    mib(rss)
                 )
             })
             .collect::<Vec<_>>();
@@ -757,10 +762,8 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
             "Largest RSS of each five minutes: {}.",
             five_minutes.join(", ")
         ));
-        let minutes = (0..)
-            .map(|n| f64::from(n) * 60.0)
-            .take_while(|from| *from < end_secs)
-            .map(|from| format!("{:.0}", peak(from, from + 60.0) as f64 / (1024.0 * 1024.0)))
+        let minutes = maxima(60.0)
+            .map(|(_, rss)| format!("{:.0}", rss as f64 / (1024.0 * 1024.0)))
             .collect::<Vec<_>>();
         soak.notes.push(format!(
             "Largest RSS of each minute, MiB: {}.",
