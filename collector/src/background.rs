@@ -1,6 +1,6 @@
 //! Work that can wait for the reports: scrapes, API reads, alert
-//! evaluation and probe planning read every host and evaluate the whole
-//! territory, which at 50,000 hosts keeps a core busy for a second or more.
+//! evaluation and probe planning evaluate the whole territory over every
+//! host, which at 50,000 hosts keeps a core busy for a second or more.
 //! On a small collector host that second was taken from the TLS handshakes
 //! and reports in flight, and most of the report latency's tail fell while
 //! a scrape was served.

@@ -37,26 +37,21 @@ pub struct HttpState {
 }
 
 impl HttpState {
-    /// Reads every host and evaluates the territory (blocking: run it on
-    /// `spawn_blocking`).
-    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+    /// Takes every host's state and evaluates the territory (blocking: run
+    /// it on a background reader).
+    pub fn snapshot(&self) -> Snapshot {
         Snapshot::take(&self.store, &self.territory, now_ms())
     }
 
-    /// Runs `f` over a fresh snapshot on a background reader; store errors
-    /// and a failed task become 500 with the reason.
+    /// Runs `f` over a fresh snapshot on a background reader; a failed task
+    /// becomes 500 with the reason.
     pub async fn with_snapshot<T: Send + 'static>(
         &self,
         f: impl FnOnce(&HttpState, Snapshot) -> T + Send + 'static,
     ) -> Result<T, Response> {
         let s = self.clone();
-        match self
-            .background
-            .run(move || s.snapshot().map(|snap| f(&s, snap)))
-            .await
-        {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(store_error(e)),
+        match self.background.run(move || f(&s, s.snapshot())).await {
+            Ok(v) => Ok(v),
             Err(e) => Err((
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("task failed: {e}\n"),

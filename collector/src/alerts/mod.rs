@@ -366,17 +366,11 @@ impl Loop {
         let source = if offered.is_some() { "scrape" } else { "own" };
         let (snap, probes) = match offered {
             Some(o) => (o.snapshot, o.probes),
-            None => match Snapshot::take(&self.src.store, &self.src.territory, now) {
-                Ok(s) => {
-                    let probes = s.site_probes(&self.src.reach.config.targets);
-                    (s, probes)
-                }
-                Err(e) => {
-                    telemetry.alert_evaluation_failures.inc();
-                    tracing::error!(error = %e, "alert evaluation cannot read the store");
-                    return;
-                }
-            },
+            None => {
+                let s = Snapshot::take(&self.src.store, &self.src.territory, now);
+                let probes = s.site_probes(&self.src.reach.config.targets);
+                (s, probes)
+            }
         };
         let wan = self.src.reach.wan();
         let candidates = rules::evaluate(

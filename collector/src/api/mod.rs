@@ -368,6 +368,7 @@ pub fn planning_csv(snap: &Snapshot) -> Result<Vec<u8>, csv::Error> {
     let mut rows: Vec<(&HostState, &HostView)> = snap
         .hosts
         .iter()
+        .map(AsRef::as_ref)
         .zip(&snap.view.hosts)
         .filter(|(_, v)| v.presence != Presence::Stale)
         .collect();

@@ -15,6 +15,7 @@ mod alerts;
 mod reach;
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use prometheus::{Encoder, TextEncoder};
 
@@ -126,7 +127,7 @@ fn write_value(out: &mut String, v: f64) {
 
 /// Everything one scrape renders.
 pub struct Scrape<'a> {
-    pub hosts: &'a [HostState],
+    pub hosts: &'a [Arc<HostState>],
     /// The territory evaluated over `hosts` (one host view per host, in order).
     pub view: &'a View,
     pub register: &'a Register,

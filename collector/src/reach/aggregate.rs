@@ -2,6 +2,7 @@
 //! Only hosts that are up count: a silent host's last results are old news.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -77,7 +78,7 @@ pub struct SiteProbes {
 
 pub fn aggregate(
     view: &View,
-    hosts: &[HostState],
+    hosts: &[Arc<HostState>],
     register: &Register,
     targets: &BTreeSet<String>,
     now_ms: i64,
@@ -215,7 +216,7 @@ mod tests {
             probes: Some(probes),
             ..HostState::reported(id, "a", last)
         };
-        let hosts = vec![
+        let hosts = [
             host(
                 "a1",
                 Probes {
@@ -251,7 +252,8 @@ mod tests {
                 },
                 NOW - 3_600_000,
             ),
-        ];
+        ]
+        .map(Arc::new);
         let view = evaluate(
             &register,
             &EolCatalog::embedded(),

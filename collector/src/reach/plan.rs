@@ -24,7 +24,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn compute(register: &Register, view: &View, hosts: &[HostState], per_site: usize) -> Self {
+    pub fn compute(
+        register: &Register,
+        view: &View,
+        hosts: &[Arc<HostState>],
+        per_site: usize,
+    ) -> Self {
         let probing: HashMap<&str, bool> = hosts
             .iter()
             .map(|h| (h.host_id.as_str(), h.probes.is_some()))
@@ -128,7 +133,7 @@ pub fn spawn_planner(
             let (r, s, t) = (reach.clone(), store.clone(), territory.clone());
             let computed = background
                 .run(move || {
-                    let snap = crate::snapshot::Snapshot::take(&s, &t, now_ms())?;
+                    let snap = crate::snapshot::Snapshot::take(&s, &t, now_ms());
                     let plan = Plan::compute(
                         &snap.loaded.register,
                         &snap.view,
@@ -136,13 +141,10 @@ pub fn spawn_planner(
                         r.config.duty_agents_per_site,
                     );
                     r.set_plan(plan);
-                    Ok::<_, crate::store::StoreError>(())
                 })
                 .await;
-            match computed {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "probe plan not refreshed"),
-                Err(e) => tracing::error!(error = %e, "probe plan task failed"),
+            if let Err(e) = computed {
+                tracing::error!(error = %e, "probe plan task failed");
             }
         }
     })
@@ -170,11 +172,13 @@ mod tests {
                            [[device]]\nid = \"switch-a\"\nsite = \"a\"\naddress = \"192.0.2.2\"\n";
 
     fn plan(reg: &Register, hosts: &[(&str, &str, bool)], per_site: usize) -> Plan {
-        let hosts: Vec<HostState> = hosts
+        let hosts: Vec<Arc<HostState>> = hosts
             .iter()
-            .map(|(h, site, probing)| HostState {
-                probes: probing.then(Default::default),
-                ..HostState::reported(h, site, NOW)
+            .map(|(h, site, probing)| {
+                Arc::new(HostState {
+                    probes: probing.then(Default::default),
+                    ..HostState::reported(h, site, NOW)
+                })
             })
             .collect();
         let view = evaluate(

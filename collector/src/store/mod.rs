@@ -3,9 +3,18 @@
 //! time series; this keeps current state.
 //!
 //! One writer connection and one reader connection, each behind a mutex, so
-//! a `/metrics` scrape never waits for an ingest commit (WAL readers do not
-//! block the writer). Callers run these blocking calls on
+//! an API read never waits for an ingest commit (WAL readers do not block
+//! the writer). Callers run these blocking calls on
 //! `tokio::task::spawn_blocking`.
+//!
+//! Every host's current state is also kept in memory ([`Store::host_states`]),
+//! because a scrape, an alert evaluation and the probe planner each need all
+//! of it: read from SQLite and decoded for every scrape, it was a quarter of
+//! a scrape at 50,000 hosts and the largest share of the collector's reading
+//! that a report could be slowed by. SQLite stays the authority: the copy is
+//! loaded from it at open, and after each commit the committed rows of the
+//! hosts in it are read back and replace theirs, so the copy never holds what
+//! was not committed nor differs from what a restart would load.
 
 mod facts;
 mod probes;
@@ -14,15 +23,15 @@ mod schema;
 pub use facts::{Facts, iso_date, parse_date};
 pub use probes::{ProbeCounter, ProbeCounting};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use campanile_proto::identity::HostIdentity;
 use campanile_proto::v1::{AgentStats, Health, Inventory, Probes, Report};
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::inventory_diff::{self, Change};
 
@@ -104,7 +113,7 @@ pub struct PeerFacts {
 const EPOCHS_KEPT: i64 = 4;
 
 /// Current state of one host, as `/metrics` needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostState {
     pub host_id: String,
     pub site: String,
@@ -194,6 +203,62 @@ pub struct Store {
     /// taken by [`Store::restart_wal_if_wanted`].
     restart_wanted: AtomicBool,
     wal_restart_frames: i64,
+    /// Every host's committed current state, by host id; see the module
+    /// documentation. Replaced only by the writer, after its commit.
+    current: Mutex<BTreeMap<String, Arc<HostState>>>,
+}
+
+/// The `hosts` columns a [`HostState`] is made of, in the order
+/// [`host_row`] reads them.
+const HOST_COLUMNS: &str = "host_id, site, first_seen_ms, last_report_ms, last_collected_ms,
+    interval_secs, agent_version, hostname, os_name, os_version, kernel, arch, health,
+    agent_stats, os_edition, serial, macs, vendor, model, cpu_model, cpu_cores,
+    memory_total_bytes, system_disk_bytes, bios_date, probes, probe_duty_sha256,
+    clock_offset_ms, cert_not_after_ms";
+
+/// A host's state and its still-encoded health, agent stats and probes.
+type HostRow = (HostState, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn host_row(r: &Row<'_>) -> rusqlite::Result<HostRow> {
+    Ok((
+        HostState {
+            host_id: r.get(0)?,
+            site: r.get(1)?,
+            first_seen_ms: r.get(2)?,
+            last_report_ms: r.get(3)?,
+            last_collected_ms: r.get(4)?,
+            interval_secs: r.get(5)?,
+            agent_version: r.get(6)?,
+            hostname: r.get(7)?,
+            os_name: r.get(8)?,
+            os_version: r.get(9)?,
+            kernel: r.get(10)?,
+            arch: r.get(11)?,
+            facts: Facts {
+                os_edition: r.get(14)?,
+                serial: r.get(15)?,
+                macs: Facts::macs_from_column(r.get(16)?),
+                vendor: r.get(17)?,
+                model: r.get(18)?,
+                cpu_model: r.get(19)?,
+                cpu_cores: r.get(20)?,
+                memory_total_bytes: r.get::<_, Option<i64>>(21)?.map(|b| b as u64),
+                system_disk_bytes: r.get::<_, Option<i64>>(22)?.map(|b| b as u64),
+                bios_date: r.get(23)?,
+            },
+            health: None,
+            agent_stats: None,
+            probes: None,
+            probe_duty_sha256: r.get::<_, Option<Vec<u8>>>(25)?.unwrap_or_default(),
+            peer: PeerFacts {
+                clock_offset_ms: r.get(26)?,
+                cert_not_after_ms: r.get(27)?,
+            },
+        },
+        r.get(12)?,
+        r.get(13)?,
+        r.get(24)?,
+    ))
 }
 
 /// How long a connection waits for a lock before giving up.
@@ -248,14 +313,53 @@ impl Store {
         reader
             .execute_batch("PRAGMA query_only = ON;")
             .map_err(sql)?;
-        Ok(Self {
+        let store = Self {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             checkpointer: Mutex::new(None),
             restart_wanted: AtomicBool::new(false),
             wal_restart_frames: WAL_RESTART_FRAMES,
-        })
+            current: Mutex::new(BTreeMap::new()),
+        };
+        let loaded = store.load_hosts()?;
+        *store.current.lock().unwrap_or_else(|p| p.into_inner()) = loaded;
+        Ok(store)
+    }
+
+    /// Every host's state as stored, decoded.
+    fn load_hosts(&self) -> Result<BTreeMap<String, Arc<HostState>>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare(&format!("SELECT {HOST_COLUMNS} FROM hosts"))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], host_row).map_err(|e| self.err(e))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let state = self.decode_host(row.map_err(|e| self.err(e))?)?;
+            out.insert(state.host_id.clone(), Arc::new(state));
+        }
+        Ok(out)
+    }
+
+    /// One host's state as its connection sees it (inside a transaction:
+    /// with what the transaction wrote).
+    fn read_host(&self, conn: &Connection, host: &str) -> Result<Option<HostState>, StoreError> {
+        let row = conn
+            .prepare_cached(&format!(
+                "SELECT {HOST_COLUMNS} FROM hosts WHERE host_id = ?1"
+            ))
+            .and_then(|mut st| st.query_row([host], host_row).optional())
+            .map_err(|e| self.err(e))?;
+        row.map(|row| self.decode_host(row)).transpose()
+    }
+
+    fn decode_host(&self, row: HostRow) -> Result<HostState, StoreError> {
+        let (mut state, health, stats, probes) = row;
+        state.health = self.decode(&state.host_id, "health", health)?;
+        state.agent_stats = self.decode(&state.host_id, "agent stats", stats)?;
+        state.probes = self.decode(&state.host_id, "probes", probes)?;
+        Ok(state)
     }
 
     pub fn path(&self) -> &Path {
@@ -309,18 +413,30 @@ impl Store {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut tx = conn.transaction().map_err(|e| self.err(e))?;
         let mut results = Vec::with_capacity(jobs.len());
+        let mut committed = Vec::with_capacity(jobs.len());
         for job in jobs {
             let sp = tx.savepoint().map_err(|e| self.err(e))?;
-            match self.apply(&sp, job) {
-                Ok(outcome) => {
+            // Read back inside the savepoint: a row that cannot be read
+            // fails its request alone, like any other of its writes.
+            let applied = self
+                .apply(&sp, job)
+                .and_then(|outcome| Ok((outcome, self.read_host(&sp, &job.identity.host_id)?)));
+            match applied {
+                Ok((outcome, state)) => {
                     sp.commit().map_err(|e| self.err(e))?;
                     results.push(Ok(outcome));
+                    committed.extend(state);
                 }
                 // Dropping the savepoint rolls this request back.
                 Err(e) => results.push(Err(e)),
             }
         }
         tx.commit().map_err(|e| self.err(e))?;
+        // Still holding the writer: the copy changes in commit order.
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        for state in committed {
+            current.insert(state.host_id.clone(), Arc::new(state));
+        }
         Ok(results)
     }
 
@@ -515,10 +631,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let old: Option<Vec<u8>> = tx
             .query_row(
-                "SELECT inventory FROM hosts WHERE host_id = ?1",
+                "SELECT inventory FROM host_inventories WHERE host_id = ?1",
                 [host_id],
                 |r| r.get(0),
             )
+            .optional()
             .map_err(|e| self.err(e))?;
         let old =
             match old {
@@ -550,13 +667,18 @@ impl Store {
             ins.execute(params![host_id, received_ms, c.field, c.old, c.new])
                 .map_err(|e| self.err(e))?;
         }
+        tx.prepare_cached(
+            "INSERT INTO host_inventories (host_id, inventory) VALUES (?1, ?2)
+             ON CONFLICT(host_id) DO UPDATE SET inventory = excluded.inventory",
+        )
+        .and_then(|mut st| st.execute(params![host_id, inv.encode_to_vec()]))
+        .map_err(|e| self.err(e))?;
         tx.execute(
-            "UPDATE hosts SET inventory = ?2, inventory_sha256 = ?3, inventory_updated_ms = ?4,
-                hostname = ?5, os_name = ?6, os_version = ?7, kernel = ?8, arch = ?9
+            "UPDATE hosts SET inventory_sha256 = ?2, inventory_updated_ms = ?3,
+                hostname = ?4, os_name = ?5, os_version = ?6, kernel = ?7, arch = ?8
              WHERE host_id = ?1",
             params![
                 host_id,
-                inv.encode_to_vec(),
                 sha256,
                 received_ms,
                 inv.hostname,
@@ -573,71 +695,11 @@ impl Store {
         Ok(())
     }
 
-    /// Every host's current state, ordered by host id.
-    pub fn host_states(&self) -> Result<Vec<HostState>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT host_id, site, first_seen_ms, last_report_ms, last_collected_ms, interval_secs,
-                        agent_version, hostname, os_name, os_version, kernel, arch, health, agent_stats,
-                        os_edition, serial, macs, vendor, model, cpu_model, cpu_cores,
-                        memory_total_bytes, system_disk_bytes, bios_date, probes, probe_duty_sha256,
-                        clock_offset_ms, cert_not_after_ms
-                 FROM hosts ORDER BY host_id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    HostState {
-                        host_id: r.get(0)?,
-                        site: r.get(1)?,
-                        first_seen_ms: r.get(2)?,
-                        last_report_ms: r.get(3)?,
-                        last_collected_ms: r.get(4)?,
-                        interval_secs: r.get(5)?,
-                        agent_version: r.get(6)?,
-                        hostname: r.get(7)?,
-                        os_name: r.get(8)?,
-                        os_version: r.get(9)?,
-                        kernel: r.get(10)?,
-                        arch: r.get(11)?,
-                        facts: Facts {
-                            os_edition: r.get(14)?,
-                            serial: r.get(15)?,
-                            macs: Facts::macs_from_column(r.get(16)?),
-                            vendor: r.get(17)?,
-                            model: r.get(18)?,
-                            cpu_model: r.get(19)?,
-                            cpu_cores: r.get(20)?,
-                            memory_total_bytes: r.get::<_, Option<i64>>(21)?.map(|b| b as u64),
-                            system_disk_bytes: r.get::<_, Option<i64>>(22)?.map(|b| b as u64),
-                            bios_date: r.get(23)?,
-                        },
-                        health: None,
-                        agent_stats: None,
-                        probes: None,
-                        probe_duty_sha256: r.get::<_, Option<Vec<u8>>>(25)?.unwrap_or_default(),
-                        peer: PeerFacts {
-                            clock_offset_ms: r.get(26)?,
-                            cert_not_after_ms: r.get(27)?,
-                        },
-                    },
-                    r.get::<_, Option<Vec<u8>>>(12)?,
-                    r.get::<_, Option<Vec<u8>>>(13)?,
-                    r.get::<_, Option<Vec<u8>>>(24)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (mut state, health, stats, probes) = row.map_err(|e| self.err(e))?;
-            state.health = self.decode(&state.host_id, "health", health)?;
-            state.agent_stats = self.decode(&state.host_id, "agent stats", stats)?;
-            state.probes = self.decode(&state.host_id, "probes", probes)?;
-            out.push(state);
-        }
-        Ok(out)
+    /// Every host's current state as last committed, ordered by host id:
+    /// the states are shared, not copied, so this is cheap at any fleet size.
+    pub fn host_states(&self) -> Vec<Arc<HostState>> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current.values().cloned().collect()
     }
 
     fn decode<M: Message + Default>(
@@ -662,7 +724,9 @@ impl Store {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let row: Option<InventoryRow> = conn
             .query_row(
-                "SELECT inventory, inventory_sha256, inventory_updated_ms FROM hosts WHERE host_id = ?1",
+                "SELECT i.inventory, h.inventory_sha256, h.inventory_updated_ms
+                 FROM hosts h JOIN host_inventories i ON i.host_id = h.host_id
+                 WHERE h.host_id = ?1",
                 [host_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -822,7 +886,7 @@ impl Store {
 mod tests {
     use std::collections::BTreeSet;
 
-    use campanile_proto::v1::{Health, Inventory};
+    use campanile_proto::v1::{AgentStats, Health, Inventory};
 
     use super::*;
 
@@ -857,10 +921,7 @@ mod tests {
     }
 
     fn load1(store: &Store) -> Option<f64> {
-        store.host_states().unwrap()[0]
-            .health
-            .as_ref()
-            .and_then(|h| h.load1)
+        store.host_states()[0].health.as_ref().and_then(|h| h.load1)
     }
 
     /// One transaction per host, each its own commit.
@@ -903,7 +964,7 @@ mod tests {
             second.wal_pages <= first.wal_pages,
             "the WAL went on growing: {first:?} then {second:?}"
         );
-        assert_eq!(store.host_states().unwrap().len(), 40);
+        assert_eq!(store.host_states().len(), 40);
     }
 
     #[test]
@@ -956,7 +1017,7 @@ mod tests {
         let o = ingest(&store, &id, &[report(1, 7, 10_000, 0.9)]);
         assert_eq!((o.accepted, o.backfilled, o.committed_seq), (1, 1, 7));
         assert_eq!(load1(&store), Some(0.5));
-        assert_eq!(store.host_states().unwrap()[0].last_collected_ms, 50_000);
+        assert_eq!(store.host_states()[0].last_collected_ms, 50_000);
     }
 
     #[test]
@@ -974,7 +1035,7 @@ mod tests {
         rusqlite::Connection::open(d.path().join("s.db"))
             .unwrap()
             .execute(
-                "UPDATE hosts SET inventory = x'ffff' WHERE host_id = 'pc-a'",
+                "UPDATE host_inventories SET inventory = x'ffff' WHERE host_id = 'pc-a'",
                 [],
             )
             .unwrap();
@@ -1002,10 +1063,116 @@ mod tests {
             .unwrap();
         assert!(matches!(results[0], Err(StoreError::Corrupt { .. })));
         assert_eq!(results[1].as_ref().unwrap().accepted, 1);
+        // In memory, too, pc-a is as it was and pc-b as committed.
+        let states = store.host_states();
+        assert_eq!(
+            (states[0].last_report_ms, states[1].last_report_ms),
+            (1_000, 2_000)
+        );
         // pc-a's seq 2 was rolled back: it is not a duplicate next time.
         let mut r3 = r.clone();
         r3.inventory = None;
         let o = ingest(&store, &a, &[r3]);
         assert_eq!((o.accepted, o.duplicates), (1, 0));
+    }
+
+    #[test]
+    fn the_hosts_in_memory_are_what_a_reopened_store_loads() {
+        let (d, store) = open();
+        assert!(store.host_states().is_empty());
+        let a = HostIdentity::new("pc-a", "s").unwrap();
+        let b = HostIdentity::new("pc-b", "t").unwrap();
+        let mut first = report(1, 1, 10_000, 0.1);
+        first.host_id = "pc-a".into();
+        first.inventory = Some(Inventory {
+            hostname: Some("PC-A".into()),
+            os_name: Some("Debian GNU/Linux".into()),
+            ..Default::default()
+        });
+        first.inventory_sha256 = vec![7; 32];
+        ingest(&store, &a, &[first]);
+        let mut rb = report(1, 1, 10_000, 0.7);
+        rb.host_id = "pc-b".into();
+        ingest(&store, &b, &[rb]);
+        // A later request of pc-a: new health, agent stats and peer facts
+        // merged into its row, and an old epoch's report backfilled.
+        let mut later = report(2, 1, 20_000, 0.2);
+        later.host_id = "pc-a".into();
+        later.inventory_sha256 = vec![7; 32];
+        let mut old = report(1, 2, 15_000, 0.9);
+        old.host_id = "pc-a".into();
+        let targets = BTreeSet::new();
+        let job = IngestJob {
+            identity: &a,
+            reports: &[later, old],
+            agent_stats: Some(&AgentStats {
+                queue_depth: 3,
+                ..Default::default()
+            }),
+            received_ms: 5_000,
+            counting: ProbeCounting {
+                site: "s",
+                targets: &targets,
+            },
+            peer: PeerFacts {
+                clock_offset_ms: Some(-40),
+                cert_not_after_ms: Some(9_000_000),
+            },
+        };
+        store.ingest_group(&[job]).unwrap().pop().unwrap().unwrap();
+
+        let in_memory = store.host_states();
+        let ids: Vec<&str> = in_memory.iter().map(|h| h.host_id.as_str()).collect();
+        assert_eq!(ids, ["pc-a", "pc-b"]);
+        let pc_a = &in_memory[0];
+        assert_eq!(pc_a.hostname.as_deref(), Some("PC-A"));
+        assert_eq!(
+            pc_a.last_collected_ms, 20_000,
+            "the backfill is not current"
+        );
+        assert_eq!(pc_a.last_report_ms, 5_000);
+        assert_eq!(pc_a.health.as_ref().and_then(|h| h.load1), Some(0.2));
+        assert_eq!(pc_a.agent_stats.as_ref().map(|s| s.queue_depth), Some(3));
+        assert_eq!(pc_a.peer.clock_offset_ms, Some(-40));
+        drop(store);
+        let reopened = Store::open(&d.path().join("s.db")).unwrap();
+        assert_eq!(reopened.host_states(), in_memory);
+    }
+
+    #[test]
+    fn an_inventory_kept_in_the_hosts_row_moves_to_a_table_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let inventory = Inventory {
+            hostname: Some("PC-OLD".into()),
+            ..Default::default()
+        };
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            schema::migrations().to_version(&mut conn, 5).unwrap();
+            conn.execute(
+                "INSERT INTO hosts (host_id, site, first_seen_ms, last_report_ms,
+                    last_collected_ms, interval_secs, epoch, last_seq, agent_version,
+                    inventory, inventory_sha256, inventory_updated_ms, hostname)
+                 VALUES ('pc-1', 's', 1, 2, 2, 60, 1, 1, 'old', ?1, x'07', 2, 'PC-OLD')",
+                [inventory.encode_to_vec()],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let stored = store.inventory("pc-1").unwrap().expect("moved");
+        assert_eq!((stored.inventory, stored.sha256), (inventory, vec![7]));
+        assert_eq!(store.host_states()[0].hostname.as_deref(), Some("PC-OLD"));
+        let columns: Vec<String> = store
+            .reader
+            .lock()
+            .unwrap()
+            .prepare("SELECT name FROM pragma_table_info('hosts')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!columns.iter().any(|c| c == "inventory"), "{columns:?}");
     }
 }

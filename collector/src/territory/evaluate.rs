@@ -3,6 +3,7 @@
 //! obsolete, and one score per comune.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
@@ -193,7 +194,7 @@ pub fn evaluate(
     register: &Register,
     catalog: &EolCatalog,
     cfg: &TerritoryConfig,
-    hosts: &[HostState],
+    hosts: &[Arc<HostState>],
     now_ms: i64,
 ) -> View {
     let today = date_of(now_ms);
@@ -683,11 +684,12 @@ mod tests {
     }
 
     fn eval(hosts: &[HostState]) -> View {
+        let hosts: Vec<_> = hosts.iter().cloned().map(Arc::new).collect();
         evaluate(
             &register(),
             &EolCatalog::embedded(),
             &TerritoryConfig::default(),
-            hosts,
+            &hosts,
             NOW,
         )
     }

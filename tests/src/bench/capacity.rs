@@ -25,6 +25,9 @@ pub struct Options {
     pub soak_minutes: u64,
     /// Open files this process (and the collector it starts) may hold.
     pub open_files: u64,
+    /// `/metrics` is scraped this often, a multiple of 5 (0: never, for
+    /// telling what the scrapes cost the reports from what they do not).
+    pub scrape_secs: u64,
 }
 
 /// Sockets a process needs besides the agents' connections.
@@ -213,7 +216,9 @@ impl Scrape {
     }
 }
 
-fn observe(collector: &CollectorProcess, started: Instant) -> Result<Observer> {
+fn observe(collector: &CollectorProcess, started: Instant, scrape_secs: u64) -> Result<Observer> {
+    // The CPU is read every 5 s, a scrape falls on every `every`th reading.
+    let every = scrape_secs / 5;
     let seen = Arc::new(Mutex::new(Observed::default()));
     let (s, pid, url) = (
         seen.clone(),
@@ -261,7 +266,7 @@ fn observe(collector: &CollectorProcess, started: Instant) -> Result<Observer> {
                     .push((at, collector, own));
             }
             n += 1;
-            if n % 3 == 1 {
+            if every > 0 && n % every == 1 % every {
                 let t = Instant::now();
                 if let Ok(resp) = client.get(&url).send().await
                     && let Some(scrape) = Scrape::read(resp).await
@@ -357,6 +362,7 @@ async fn step(
     ramp: Duration,
     warmup: Duration,
     idle_timeout_secs: Option<u64>,
+    scrape_secs: u64,
 ) -> Result<Step> {
     let register = pki.path().join(format!("register-{agents}.toml"));
     std::fs::write(
@@ -375,7 +381,7 @@ async fn step(
     .await?;
     let baseline_rss = collector.rss_bytes();
     let started = Instant::now();
-    let observer = observe(&collector, started)?;
+    let observer = observe(&collector, started, scrape_secs)?;
     let cfg = RunConfig {
         target: Target {
             addr: collector.grpc,
@@ -411,13 +417,13 @@ async fn step(
         .iter()
         .filter(|(at, _)| during_scrape(at + fleet_offset))
         .count();
-    // Where in the 15 s scrape cycle the slow reports fall, for whoever
-    // chases the tail (stderr only).
+    // Where in the scrape cycle the slow reports fall, for whoever chases
+    // the tail (stderr only).
     if let Some((first, ..)) = seen.scrapes.first() {
-        let mut by_second = [0usize; 15];
+        let mut by_second = vec![0usize; scrape_secs as usize];
         for (at, _) in &summary.slow_reports {
-            let phase = (at + fleet_offset - first).rem_euclid(15.0);
-            by_second[(phase as usize).min(14)] += 1;
+            let phase = (at + fleet_offset - first).rem_euclid(scrape_secs as f64);
+            by_second[(phase as usize).min(scrape_secs as usize - 1)] += 1;
         }
         eprintln!(
             "bench: {agents} agents, slow reports by second after a scrape began: {by_second:?}"
@@ -535,7 +541,16 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
         eprintln!("bench: fleet of {agents}");
         let idle = (agents > persistent_max).then_some(IDLE_TIMEOUT_SECS);
         let st = step(
-            bins, &pki, &fleet, agents, interval, duration, ramp, warmup, idle,
+            bins,
+            &pki,
+            &fleet,
+            agents,
+            interval,
+            duration,
+            ramp,
+            warmup,
+            idle,
+            opts.scrape_secs,
         )
         .await?;
         let m = &st.summary;
@@ -678,6 +693,7 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
             interval,
             interval + Duration::from_secs(10),
             (opts.soak_agents > persistent_max).then_some(IDLE_TIMEOUT_SECS),
+            opts.scrape_secs,
         )
         .await?;
         // Reference: once every host has reported a few times and the
