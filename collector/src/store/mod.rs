@@ -262,6 +262,14 @@ fn host_row(r: &Row<'_>) -> rusqlite::Result<HostRow> {
     ))
 }
 
+/// What decoded, or nothing with the error logged.
+fn logged<T>(host: &str, what: &str, decoded: Result<Option<T>, StoreError>) -> Option<T> {
+    decoded.unwrap_or_else(|e| {
+        tracing::error!(host, error = %e, "stored {what} ignored");
+        None
+    })
+}
+
 /// Hosts [`Store::host_states`] takes per hold of the lock the committer
 /// also takes: a few microseconds.
 const HOSTS_PER_LOCK: usize = 512;
@@ -341,7 +349,15 @@ impl Store {
         let rows = stmt.query_map([], host_row).map_err(|e| self.err(e))?;
         let mut out = BTreeMap::new();
         for row in rows {
-            let state = self.decode_host(row.map_err(|e| self.err(e))?)?;
+            let (mut state, health, stats, probes) = row.map_err(|e| self.err(e))?;
+            // One damaged row must not keep the collector from starting: the
+            // host is loaded without what does not decode, and its next
+            // report replaces it.
+            let host = state.host_id.as_str();
+            let health = logged(host, "health", self.decode(host, "health", health));
+            let stats = logged(host, "agent stats", self.decode(host, "agent stats", stats));
+            let probes = logged(host, "probes", self.decode(host, "probes", probes));
+            (state.health, state.agent_stats, state.probes) = (health, stats, probes);
             out.insert(state.host_id.clone(), Arc::new(state));
         }
         Ok(out)
@@ -1241,5 +1257,27 @@ mod tests {
             .collect();
         let expected: Vec<String> = ids.iter().map(|id| id.host_id.clone()).collect();
         assert_eq!(taken, expected);
+    }
+
+    #[test]
+    fn a_host_whose_stored_health_does_not_decode_is_loaded_without_it() {
+        let (d, store) = open();
+        let id = HostIdentity::new("pc-1", "s").unwrap();
+        ingest(&store, &id, &[report(1, 1, 10, 0.1)]);
+        drop(store);
+        Connection::open(d.path().join("s.db"))
+            .unwrap()
+            .execute(
+                "UPDATE hosts SET health = x'ffff' WHERE host_id = 'pc-1'",
+                [],
+            )
+            .unwrap();
+        let store = Store::open(&d.path().join("s.db")).unwrap();
+        let states = store.host_states();
+        assert_eq!(states.len(), 1);
+        assert!(states[0].health.is_none());
+        // Its next report replaces the damaged health.
+        ingest(&store, &id, &[report(1, 2, 20, 0.2)]);
+        assert_eq!(load1(&store), Some(0.2));
     }
 }
