@@ -210,12 +210,18 @@ pub struct Store {
 }
 
 /// The `hosts` columns a [`HostState`] is made of, in the order
-/// [`host_row`] reads them.
-const HOST_COLUMNS: &str = "host_id, site, first_seen_ms, last_report_ms, last_collected_ms,
+/// [`host_row`] reads them. A macro, so queries are literals: the committer
+/// reads a host back after every request, and a `format!` there would build
+/// the same string each time.
+macro_rules! host_columns {
+    () => {
+        "host_id, site, first_seen_ms, last_report_ms, last_collected_ms,
     interval_secs, agent_version, hostname, os_name, os_version, kernel, arch, health,
     agent_stats, os_edition, serial, macs, vendor, model, cpu_model, cpu_cores,
     memory_total_bytes, system_disk_bytes, bios_date, probes, probe_duty_sha256,
-    clock_offset_ms, cert_not_after_ms";
+    clock_offset_ms, cert_not_after_ms"
+    };
+}
 
 /// A host's state and its still-encoded health, agent stats and probes.
 type HostRow = (HostState, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
@@ -344,7 +350,7 @@ impl Store {
     fn load_hosts(&self) -> Result<BTreeMap<String, Arc<HostState>>, StoreError> {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn
-            .prepare(&format!("SELECT {HOST_COLUMNS} FROM hosts"))
+            .prepare(concat!("SELECT ", host_columns!(), " FROM hosts"))
             .map_err(|e| self.err(e))?;
         let rows = stmt.query_map([], host_row).map_err(|e| self.err(e))?;
         let mut out = BTreeMap::new();
@@ -367,8 +373,10 @@ impl Store {
     /// with what the transaction wrote).
     fn read_host(&self, conn: &Connection, host: &str) -> Result<Option<HostState>, StoreError> {
         let row = conn
-            .prepare_cached(&format!(
-                "SELECT {HOST_COLUMNS} FROM hosts WHERE host_id = ?1"
+            .prepare_cached(concat!(
+                "SELECT ",
+                host_columns!(),
+                " FROM hosts WHERE host_id = ?1"
             ))
             .and_then(|mut st| st.query_row([host], host_row).optional())
             .map_err(|e| self.err(e))?;
