@@ -327,6 +327,8 @@ struct RawGrpc {
     idle_timeout_secs: u64,
     #[serde(default = "default_listen_backlog")]
     listen_backlog: u32,
+    #[serde(default = "default_max_handshakes_in_progress")]
+    max_handshakes_in_progress: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,6 +421,9 @@ fn default_handshake_timeout_secs() -> u64 {
 fn default_listen_backlog() -> u32 {
     4096
 }
+fn default_max_handshakes_in_progress() -> usize {
+    256
+}
 fn default_session_resumption() -> bool {
     true
 }
@@ -438,6 +443,8 @@ pub struct CollectorConfig {
     pub idle_timeout: Option<std::time::Duration>,
     /// Connections the kernel queues before the collector accepts them.
     pub listen_backlog: u32,
+    /// TLS handshakes run at once; connections beyond are closed at once.
+    pub max_handshakes_in_progress: usize,
     pub http_listen: SocketAddr,
     pub ca_cert_path: PathBuf,
     pub cert_path: PathBuf,
@@ -492,6 +499,12 @@ impl CollectorConfig {
                 ),
             ));
         }
+        if raw.grpc.max_handshakes_in_progress == 0 {
+            return Err(invalid(
+                "grpc.max_handshakes_in_progress",
+                "0 would refuse every connection: at least 1".to_owned(),
+            ));
+        }
         if raw.limits.max_reports_per_request == 0 {
             return Err(invalid(
                 "limits.max_reports_per_request",
@@ -511,6 +524,7 @@ impl CollectorConfig {
             idle_timeout: (raw.grpc.idle_timeout_secs > 0)
                 .then(|| std::time::Duration::from_secs(raw.grpc.idle_timeout_secs)),
             listen_backlog: raw.grpc.listen_backlog,
+            max_handshakes_in_progress: raw.grpc.max_handshakes_in_progress,
             http_listen,
             ca_cert_path: base.join(raw.tls.ca_cert_path),
             cert_path: base.join(raw.tls.cert_path),
@@ -793,5 +807,24 @@ mod tests {
             let e = CollectorConfig::parse(&set(n), Path::new("c.toml")).unwrap_err();
             assert!(e.to_string().contains("grpc.listen_backlog"), "{n}: {e}");
         }
+    }
+
+    #[test]
+    fn handshakes_in_progress_are_bounded_by_default_and_the_bound_cannot_be_zero() {
+        let c = CollectorConfig::parse(MINIMAL, Path::new("c.toml")).unwrap();
+        assert_eq!(c.max_handshakes_in_progress, 256);
+        let set = |n: usize| {
+            MINIMAL.replace(
+                "listen_addr = \"127.0.0.1:9470\"",
+                &format!("listen_addr = \"127.0.0.1:9470\"\nmax_handshakes_in_progress = {n}"),
+            )
+        };
+        let c = CollectorConfig::parse(&set(2000), Path::new("c.toml")).unwrap();
+        assert_eq!(c.max_handshakes_in_progress, 2000);
+        let e = CollectorConfig::parse(&set(0), Path::new("c.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("grpc.max_handshakes_in_progress"),
+            "{e}"
+        );
     }
 }

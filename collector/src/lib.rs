@@ -124,8 +124,11 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     let (incoming, accept) = tls::incoming(
         grpc_listener,
         acceptor,
-        Duration::from_secs(cfg.handshake_timeout_secs),
-        cfg.idle_timeout,
+        tls::Accepting {
+            handshake_timeout: Duration::from_secs(cfg.handshake_timeout_secs),
+            idle_timeout: cfg.idle_timeout,
+            max_handshakes_in_progress: cfg.max_handshakes_in_progress,
+        },
         telemetry.clone(),
     );
     let reach = Arc::new(reach::Reach::new(cfg.probes.clone()));

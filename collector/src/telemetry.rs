@@ -13,6 +13,11 @@ pub struct Telemetry {
     pub handshakes: IntCounterVec,
     /// Agent connections open now (past the handshake).
     pub grpc_connections: IntGauge,
+    /// TLS handshakes begun and not yet ended.
+    pub handshakes_in_progress: IntGauge,
+    /// Connections closed unanswered because `grpc.max_handshakes_in_progress`
+    /// were already running.
+    pub connections_shed: IntCounter,
     pub ingest_duration: Histogram,
     pub probe_results_ignored: IntCounter,
     pub reports_backfilled: IntCounter,
@@ -89,6 +94,18 @@ impl Telemetry {
         let grpc_connections = IntGauge::new(
             "campanile_grpc_connections",
             "Agent connections open now (TLS established).",
+        )
+        .expect("valid metric");
+        let handshakes_in_progress = IntGauge::new(
+            "campanile_tls_handshakes_in_progress",
+            "TLS handshakes on the gRPC port begun and not yet ended.",
+        )
+        .expect("valid metric");
+        let connections_shed = IntCounter::new(
+            "campanile_grpc_connections_shed_total",
+            "Connections on the gRPC port closed before their TLS handshake because \
+             grpc.max_handshakes_in_progress were already running (the collector is \
+             overloaded; the agents retry later).",
         )
         .expect("valid metric");
         let ingest_duration = Histogram::with_opts(
@@ -203,6 +220,8 @@ impl Telemetry {
             Box::new(handshake_failures.clone()),
             Box::new(handshakes.clone()),
             Box::new(grpc_connections.clone()),
+            Box::new(handshakes_in_progress.clone()),
+            Box::new(connections_shed.clone()),
             Box::new(ingest_duration.clone()),
             Box::new(probe_results_ignored.clone()),
             Box::new(reports_backfilled.clone()),
@@ -225,6 +244,8 @@ impl Telemetry {
             handshake_failures,
             handshakes,
             grpc_connections,
+            handshakes_in_progress,
+            connections_shed,
             ingest_duration,
             probe_results_ignored,
             reports_backfilled,

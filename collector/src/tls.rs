@@ -23,7 +23,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -136,7 +136,7 @@ pub struct AuthenticatedStream {
     idle: Option<IdleTimer>,
     in_flight: InFlight,
     /// Counts the connection in `campanile_grpc_connections` while it lives.
-    _open: OpenConnection,
+    _open: Counted,
 }
 
 /// Ends a connection nothing has crossed for `timeout` while no request was
@@ -216,16 +216,17 @@ impl IdleTimer {
     }
 }
 
-struct OpenConnection(prometheus::IntGauge);
+/// Counts what it stands for in a gauge while it lives.
+struct Counted(prometheus::IntGauge);
 
-impl OpenConnection {
+impl Counted {
     fn new(gauge: &prometheus::IntGauge) -> Self {
         gauge.inc();
         Self(gauge.clone())
     }
 }
 
-impl Drop for OpenConnection {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -342,21 +343,49 @@ fn identity_of(
     HostIdentity::from_san_uris(uris).map_err(|e| e.to_string())
 }
 
+/// How the accept loop takes connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepting {
+    /// A peer that has not finished its handshake by then is dropped.
+    pub handshake_timeout: Duration,
+    /// See [`IdleTimer`]; `None` keeps connections open.
+    pub idle_timeout: Option<Duration>,
+    /// Handshakes run at once; a connection beyond them is closed at once.
+    pub max_handshakes_in_progress: usize,
+}
+
 /// Accepts TCP connections and completes TLS handshakes concurrently, each
 /// bounded by `handshake_timeout`; yields only authenticated streams. The
 /// returned task handle ends the accept loop when aborted.
+///
+/// Handshakes are what an overloaded collector spends its CPU on: every
+/// agent that reconnects at once after a restart, or every report of a
+/// territory whose connections are closed when idle. Unbounded, each new
+/// connection takes a share of the CPU from the handshakes already begun,
+/// all of them slow down past the agents' timeouts, the work is lost and the
+/// agents come back for more: at 50,000 simulated agents on 2 cores a slow
+/// minute turned into thousands of handshakes in progress, a p99 of 20 s and
+/// tens of thousands of failed reports. Beyond `max_handshakes_in_progress`
+/// a new connection is closed before any crypto is spent on it: its agent
+/// fails at once and retries later, and the handshakes begun finish in time.
 pub fn incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
-    idle_timeout: Option<Duration>,
+    accepting: Accepting,
     telemetry: Arc<Telemetry>,
 ) -> (
     tokio_stream::wrappers::ReceiverStream<io::Result<AuthenticatedStream>>,
     tokio::task::JoinHandle<()>,
 ) {
     let (tx, rx) = mpsc::channel(128);
+    let Accepting {
+        handshake_timeout,
+        idle_timeout,
+        max_handshakes_in_progress,
+    } = accepting;
+    let slots = Arc::new(Semaphore::new(max_handshakes_in_progress));
     let task = tokio::spawn(async move {
+        let mut shed = ShedLog::default();
         loop {
             let (tcp, remote_addr) = match listener.accept().await {
                 Ok(c) => c,
@@ -367,10 +396,19 @@ pub fn incoming(
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                telemetry.connections_shed.inc();
+                shed.one(max_handshakes_in_progress);
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx, telemetry) = (acceptor.clone(), tx.clone(), telemetry.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                let in_progress = Counted::new(&telemetry.handshakes_in_progress);
+                let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
+                drop((slot, in_progress));
+                match accepted {
                     Ok(Ok(tls)) => {
                         let conn = tls.get_ref().1;
                         let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
@@ -406,7 +444,7 @@ pub fn incoming(
                             info,
                             idle: idle_timeout.map(|t| IdleTimer::new(t, in_flight.clone())),
                             in_flight,
-                            _open: OpenConnection::new(&telemetry.grpc_connections),
+                            _open: Counted::new(&telemetry.grpc_connections),
                         };
                         let _ = tx.send(Ok(stream)).await;
                     }
@@ -430,6 +468,35 @@ pub fn incoming(
         }
     });
     (tokio_stream::wrappers::ReceiverStream::new(rx), task)
+}
+
+/// Logs shedding without a line per connection: at most one warning per
+/// [`Self::EVERY`], with the count shed since the last one.
+#[derive(Default)]
+struct ShedLog {
+    last: Option<Instant>,
+    since_last: u64,
+}
+
+impl ShedLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn one(&mut self, limit: usize) {
+        self.since_last += 1;
+        let now = Instant::now();
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= Self::EVERY)
+        {
+            tracing::warn!(
+                shed = self.since_last,
+                max_handshakes_in_progress = limit,
+                "overloaded: closing new agent connections before their TLS handshake"
+            );
+            self.last = Some(now);
+            self.since_last = 0;
+        }
+    }
 }
 
 fn handshake_failure_reason(e: &io::Error) -> &'static str {
@@ -485,15 +552,15 @@ mod tests {
         panic!("the handshake did not complete");
     }
 
-    #[test]
-    fn agents_get_aes_128_with_sha_256_though_they_offer_sha_384_first() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The collector's server config and an agent's client config (ring,
+    /// as the agent has it), from one test CA written into `dir`.
+    fn test_configs(dir: &Path) -> (rustls::ServerConfig, rustls::ClientConfig) {
         let ca = crate::pki::Ca::generate("Campanile test CA", 1).unwrap();
         let server = ca.issue_server(&["localhost".into()], &[], 1).unwrap();
         let identity = HostIdentity::new("pc-001", "site-a").unwrap();
         let agent = ca.issue_agent(&identity, 1).unwrap();
         let file = |name: &str, text: &str| {
-            let path = dir.path().join(name);
+            let path = dir.join(name);
             std::fs::write(&path, text).unwrap();
             path
         };
@@ -504,26 +571,33 @@ mod tests {
             true,
         )
         .unwrap();
-
-        let client_provider = rustls::crypto::ring::default_provider();
-        assert_eq!(
-            client_provider.cipher_suites[0].suite(),
-            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
-            "the client side of this test must prefer SHA-384"
-        );
         let mut roots = RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
             .unwrap();
-        let client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(client_provider))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(agent.cert_pem.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(agent.key_pem.as_bytes()).unwrap(),
-            )
-            .unwrap();
+        let client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(agent.cert_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(agent.key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        (cfg, client_cfg)
+    }
+
+    #[test]
+    fn agents_get_aes_128_with_sha_256_though_they_offer_sha_384_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, client_cfg) = test_configs(dir.path());
+        assert_eq!(
+            client_cfg.crypto_provider().cipher_suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            "the client side of this test must prefer SHA-384"
+        );
         let mut client =
             rustls::ClientConnection::new(Arc::new(client_cfg), "localhost".try_into().unwrap())
                 .unwrap();
@@ -535,6 +609,85 @@ mod tests {
             Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
         );
         assert!(server.peer_certificates().is_some_and(|c| !c.is_empty()));
+    }
+
+    /// Polls `done` until it holds, failing after 10 s.
+    async fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_beyond_the_handshakes_in_progress_is_closed_before_its_handshake() {
+        use tokio::io::AsyncReadExt;
+        use tokio_stream::StreamExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (server_cfg, client_cfg) = test_configs(dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let telemetry = Arc::new(Telemetry::new());
+        let (mut streams, accept) = incoming(
+            listener,
+            TlsAcceptor::from(Arc::new(server_cfg)),
+            Accepting {
+                handshake_timeout: Duration::from_secs(60),
+                idle_timeout: None,
+                max_handshakes_in_progress: 1,
+            },
+            telemetry.clone(),
+        );
+
+        // A peer that connects and says nothing holds the only slot.
+        let stalled = TcpStream::connect(addr).await.unwrap();
+        wait_for("the stalled handshake", || {
+            telemetry.handshakes_in_progress.get() == 1
+        })
+        .await;
+        // The next one is closed without a word of TLS.
+        let mut shed = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), shed.read(&mut buf))
+            .await
+            .expect("the shed connection is closed at once");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert_eq!(telemetry.connections_shed.get(), 1);
+
+        // Once the stalled peer goes, its slot serves an agent.
+        drop(stalled);
+        wait_for("the stalled handshake to end", || {
+            telemetry.handshakes_in_progress.get() == 0
+        })
+        .await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let client = tokio_rustls::TlsConnector::from(Arc::new(client_cfg))
+            .connect("localhost".try_into().unwrap(), tcp);
+        let (client, stream) = tokio::join!(
+            client,
+            tokio::time::timeout(Duration::from_secs(10), streams.next())
+        );
+        let _client = client.expect("the agent's handshake");
+        let stream = stream
+            .expect("in time")
+            .expect("a stream")
+            .expect("accepted");
+        assert_eq!(
+            stream.peer().identity.as_ref().map(|i| i.host_id.as_str()),
+            Ok("pc-001")
+        );
+        assert_eq!(telemetry.connections_shed.get(), 1);
+        assert_eq!(
+            telemetry
+                .handshake_failures
+                .with_label_values(&["io_error"])
+                .get(),
+            1,
+            "the stalled peer's handshake ended when it left"
+        );
+        accept.abort();
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,15 +29,31 @@ use crate::territory::register::Register;
 use crate::territory::state::ReloadStatus;
 
 /// One metric family, written straight in the text format as samples are
-/// pushed, its header first: the buffer is the family's part of the body,
-/// sent as it is. Building `prometheus` crate objects first (a struct and
+/// pushed, its header first: the buffers are the family's part of the body,
+/// sent as they are. Building `prometheus` crate objects first (a struct and
 /// owned strings per label) took most of a scrape at 10,000 hosts and
 /// several times the body's size in transient memory.
+///
+/// The text goes into chunks of [`CHUNK_BYTES`] rather than one string:
+/// a string grown to a family's 10–20 MiB (at 50,000 hosts) doubles its
+/// way there, copying everything written at each step and holding up to
+/// twice the text while it does, all of it in fresh pages of a mapping
+/// the allocator unmaps after the scrape: page faults and TLB shootdowns
+/// that stalled the threads answering agents on the same cores.
 struct Family {
     name: &'static str,
+    /// Full chunks, in order, before `text`.
+    done: Vec<String>,
     text: String,
     header_len: usize,
 }
+
+/// Largest size of a family's text chunks: large enough that a scrape
+/// sends few parts, small enough for the allocator to keep in its arenas.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// A chunk is closed once less than this is left in it: room for any
+/// sample line without growing the chunk (a longer one only grows it).
+const LINE_ROOM: usize = 2 * 1024;
 
 impl Family {
     fn gauge(name: &'static str, help: &'static str) -> Self {
@@ -61,12 +77,20 @@ impl Family {
         text.push('\n');
         Self {
             name,
+            done: Vec::new(),
             header_len: text.len(),
             text,
         }
     }
 
     fn push(&mut self, labels: &[(&str, &str)], value: f64) {
+        if self.text.capacity() - self.text.len() < LINE_ROOM {
+            // Doubling up to the chunk size keeps a family of a few series
+            // small, and copies nothing.
+            let next = (self.text.capacity() * 2).clamp(8 * LINE_ROOM, CHUNK_BYTES);
+            let full = std::mem::replace(&mut self.text, String::with_capacity(next));
+            self.done.push(full);
+        }
         let out = &mut self.text;
         out.push_str(self.name);
         for (i, (k, v)) in labels.iter().enumerate() {
@@ -91,7 +115,12 @@ impl Family {
     }
 
     fn is_empty(&self) -> bool {
-        self.text.len() == self.header_len
+        self.done.is_empty() && self.text.len() == self.header_len
+    }
+
+    /// The family's text, as consecutive parts of the body.
+    fn into_parts(self) -> impl Iterator<Item = String> {
+        self.done.into_iter().chain(std::iter::once(self.text))
     }
 }
 
@@ -165,7 +194,7 @@ pub fn render_parts(
     let mut parts: Vec<String> = families
         .into_iter()
         .filter(|f| !f.is_empty())
-        .map(|f| f.text)
+        .flat_map(Family::into_parts)
         .collect();
     // The collector's own counters and histograms: a few dozen series, kept
     // in the `prometheus` crate's registry where ingest updates them.
@@ -486,7 +515,7 @@ mod tests {
         f.push(&[("v", "big")], 12_345_678_901.0);
         f.push(&[("v", "small")], 1e-7);
         assert_eq!(
-            f.text,
+            f.into_parts().collect::<String>(),
             "# HELP x_ratio A \\\\ help\\nline \"quoted\".\n\
              # TYPE x_ratio gauge\n\
              x_ratio 1\n\
@@ -497,5 +526,30 @@ mod tests {
              x_ratio{v=\"big\"} 12345678901\n\
              x_ratio{v=\"small\"} 0.0000001\n"
         );
+    }
+
+    #[test]
+    fn a_family_larger_than_a_chunk_is_sent_in_chunks_that_join_into_its_text() {
+        let mut f = Family::gauge("campanile_x", "X.");
+        let mut want = String::from("# HELP campanile_x X.\n# TYPE campanile_x gauge\n");
+        for i in 0..20_000 {
+            let host = format!("pc-{i:05}");
+            f.push(&[("host", &host), ("site", "site-a")], f64::from(i));
+            want.push_str(&format!(
+                "campanile_x{{host=\"{host}\",site=\"site-a\"}} {i}\n"
+            ));
+        }
+        assert!(!f.is_empty());
+        let parts: Vec<String> = f.into_parts().collect();
+        assert!(parts.len() > 2, "{} parts", parts.len());
+        for p in &parts {
+            assert!(p.ends_with('\n'), "a part ends mid-line");
+            assert!(
+                p.capacity() <= CHUNK_BYTES,
+                "a chunk grew: {}",
+                p.capacity()
+            );
+        }
+        assert_eq!(parts.concat(), want);
     }
 }

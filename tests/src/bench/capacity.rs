@@ -62,6 +62,9 @@ struct Observed {
     peak_connections: f64,
     /// Handshakes at the last scrape: (full, resumed).
     handshakes: (f64, f64),
+    /// Connections the collector closed before their handshake, overloaded
+    /// (at the last scrape).
+    shed: f64,
     /// The collector's own histograms of request handling and of group
     /// commits, at each scrape: where a slow report spent its time.
     histograms: Vec<(f64, Histograms)>,
@@ -141,12 +144,14 @@ const INGEST_HISTOGRAM: &str = "campanile_ingest_duration_seconds";
 const COMMIT_HISTOGRAM: &str = "campanile_store_commit_duration_seconds";
 /// The series the observer reads values from; every other line is only
 /// counted.
-const KEPT: [&str; 4] = [
+const KEPT: [&str; 5] = [
     INGEST_HISTOGRAM,
     COMMIT_HISTOGRAM,
     "campanile_grpc_connections",
     "campanile_tls_handshakes_total",
+    SHED,
 ];
+const SHED: &str = "campanile_grpc_connections_shed_total";
 
 /// One scrape, read as Prometheus reads it: line by line as the body
 /// arrives, never the whole body at once. (At 50,000 hosts the body is
@@ -282,6 +287,7 @@ fn observe(collector: &CollectorProcess, started: Instant, scrape_secs: u64) -> 
                         read(r#"campanile_tls_handshakes_total{kind="full"}"#),
                         read(r#"campanile_tls_handshakes_total{kind="resumed"}"#),
                     );
+                    seen.shed = read(SHED);
                     seen.histograms.push((
                         at,
                         Histograms {
@@ -328,6 +334,7 @@ struct Step {
     rss: Vec<(f64, u64)>,
     peak_connections: f64,
     handshakes: (f64, f64),
+    shed: f64,
     /// Collector-side p99 over the measured window, ms: (request handling,
     /// group commit), as bucket upper bounds.
     collector_p99_ms: (Option<f64>, Option<f64>),
@@ -468,6 +475,7 @@ async fn step(
         rss: seen.rss,
         peak_connections: seen.peak_connections,
         handshakes: seen.handshakes,
+        shed: seen.shed,
         summary,
     })
 }
@@ -625,10 +633,13 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
         ));
         let scrape_ms = median(st.scrapes.iter().map(|x| x.0).collect());
         s.figures.push(Figure::info(
-            format!("{agents_label}: connections open (most seen) / TLS handshakes full, resumed"),
             format!(
-                "{:.0} / {:.0}, {:.0}",
-                st.peak_connections, st.handshakes.0, st.handshakes.1
+                "{agents_label}: connections open (most seen) / TLS handshakes full, resumed / \
+                 connections shed (overloaded)"
+            ),
+            format!(
+                "{:.0} / {:.0}, {:.0} / {:.0}",
+                st.peak_connections, st.handshakes.0, st.handshakes.1, st.shed
             ),
         ));
         s.figures.push(Figure::info(
