@@ -443,7 +443,7 @@ pub struct CollectorConfig {
     pub idle_timeout: Option<std::time::Duration>,
     /// Connections the kernel queues before the collector accepts them.
     pub listen_backlog: u32,
-    /// TLS handshakes run at once; connections beyond are closed at once.
+    /// TLS handshakes run at once; connections beyond wait their turn.
     pub max_handshakes_in_progress: usize,
     pub http_listen: SocketAddr,
     pub ca_cert_path: PathBuf,

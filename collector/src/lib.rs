@@ -128,6 +128,9 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             handshake_timeout: Duration::from_secs(cfg.handshake_timeout_secs),
             idle_timeout: cfg.idle_timeout,
             max_handshakes_in_progress: cfg.max_handshakes_in_progress,
+            // Half the handshake's own bound: a connection that waited
+            // longer is one its agent is about to give up on.
+            slot_wait: Duration::from_secs(cfg.handshake_timeout_secs) / 2,
         },
         telemetry.clone(),
     );

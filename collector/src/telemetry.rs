@@ -15,8 +15,8 @@ pub struct Telemetry {
     pub grpc_connections: IntGauge,
     /// TLS handshakes begun and not yet ended.
     pub handshakes_in_progress: IntGauge,
-    /// Connections closed unanswered because `grpc.max_handshakes_in_progress`
-    /// were already running.
+    /// Connections closed unanswered after waiting too long for one of
+    /// `grpc.max_handshakes_in_progress`.
     pub connections_shed: IntCounter,
     pub ingest_duration: Histogram,
     pub probe_results_ignored: IntCounter,
@@ -103,9 +103,9 @@ impl Telemetry {
         .expect("valid metric");
         let connections_shed = IntCounter::new(
             "campanile_grpc_connections_shed_total",
-            "Connections on the gRPC port closed before their TLS handshake because \
-             grpc.max_handshakes_in_progress were already running (the collector is \
-             overloaded; the agents retry later).",
+            "Connections on the gRPC port closed before their TLS handshake after waiting \
+             half of grpc.handshake_timeout_secs for one of grpc.max_handshakes_in_progress \
+             (the collector is overloaded; the agents retry later).",
         )
         .expect("valid metric");
         let ingest_duration = Histogram::with_opts(

@@ -11,8 +11,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -350,8 +350,10 @@ pub struct Accepting {
     pub handshake_timeout: Duration,
     /// See [`IdleTimer`]; `None` keeps connections open.
     pub idle_timeout: Option<Duration>,
-    /// Handshakes run at once; a connection beyond them is closed at once.
+    /// Handshakes run at once; a connection beyond them waits its turn.
     pub max_handshakes_in_progress: usize,
+    /// How long a connection waits for its turn before it is closed.
+    pub slot_wait: Duration,
 }
 
 /// Accepts TCP connections and completes TLS handshakes concurrently, each
@@ -365,9 +367,12 @@ pub struct Accepting {
 /// all of them slow down past the agents' timeouts, the work is lost and the
 /// agents come back for more: at 50,000 simulated agents on 2 cores a slow
 /// minute turned into thousands of handshakes in progress, a p99 of 20 s and
-/// tens of thousands of failed reports. Beyond `max_handshakes_in_progress`
-/// a new connection is closed before any crypto is spent on it: its agent
-/// fails at once and retries later, and the handshakes begun finish in time.
+/// tens of thousands of failed reports. So at most
+/// `max_handshakes_in_progress` run at once, each finishing quickly, and
+/// the connections beyond wait their turn in arrival order: a burst (500
+/// agents starting together) only queues. A connection that waited
+/// `slot_wait` is closed before any crypto is spent on it; its agent would
+/// soon give up on it anyway, and retries later.
 pub fn incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -382,10 +387,11 @@ pub fn incoming(
         handshake_timeout,
         idle_timeout,
         max_handshakes_in_progress,
+        slot_wait,
     } = accepting;
     let slots = Arc::new(Semaphore::new(max_handshakes_in_progress));
+    let shed = Arc::new(Mutex::new(ShedLog::default()));
     let task = tokio::spawn(async move {
-        let mut shed = ShedLog::default();
         loop {
             let (tcp, remote_addr) = match listener.accept().await {
                 Ok(c) => c,
@@ -396,15 +402,20 @@ pub fn incoming(
                     continue;
                 }
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                telemetry.connections_shed.inc();
-                shed.one(max_handshakes_in_progress);
-                drop(tcp);
-                continue;
-            };
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx, telemetry) = (acceptor.clone(), tx.clone(), telemetry.clone());
+            let (slots, shed) = (slots.clone(), shed.clone());
             tokio::spawn(async move {
+                // The semaphore is fair: connections get slots in the
+                // order they came. It is never closed.
+                let Ok(Ok(slot)) = tokio::time::timeout(slot_wait, slots.acquire_owned()).await
+                else {
+                    telemetry.connections_shed.inc();
+                    shed.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .one(max_handshakes_in_progress);
+                    return;
+                };
                 let in_progress = Counted::new(&telemetry.handshakes_in_progress);
                 let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
                 drop((slot, in_progress));
@@ -471,7 +482,7 @@ pub fn incoming(
 }
 
 /// Logs shedding without a line per connection: at most one warning per
-/// [`Self::EVERY`], with the count shed since the last one.
+/// [`Self::EVERY`], with the count closed since the last one.
 #[derive(Default)]
 struct ShedLog {
     last: Option<Instant>,
@@ -620,65 +631,96 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_connection_beyond_the_handshakes_in_progress_is_closed_before_its_handshake() {
-        use tokio::io::AsyncReadExt;
-        use tokio_stream::StreamExt;
-
+    /// An accept loop of one handshake slot on a loopback port.
+    async fn one_slot(
+        slot_wait: Duration,
+    ) -> (
+        SocketAddr,
+        rustls::ClientConfig,
+        tokio_stream::wrappers::ReceiverStream<io::Result<AuthenticatedStream>>,
+        tokio::task::JoinHandle<()>,
+        Arc<Telemetry>,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let (server_cfg, client_cfg) = test_configs(dir.path());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let telemetry = Arc::new(Telemetry::new());
-        let (mut streams, accept) = incoming(
+        let (streams, accept) = incoming(
             listener,
             TlsAcceptor::from(Arc::new(server_cfg)),
             Accepting {
                 handshake_timeout: Duration::from_secs(60),
                 idle_timeout: None,
                 max_handshakes_in_progress: 1,
+                slot_wait,
             },
             telemetry.clone(),
         );
+        (addr, client_cfg, streams, accept, telemetry, dir)
+    }
 
-        // A peer that connects and says nothing holds the only slot.
+    /// Connects and says nothing, holding the only slot until dropped.
+    async fn stall(addr: SocketAddr, telemetry: &Telemetry) -> TcpStream {
         let stalled = TcpStream::connect(addr).await.unwrap();
         wait_for("the stalled handshake", || {
             telemetry.handshakes_in_progress.get() == 1
         })
         .await;
-        // The next one is closed without a word of TLS.
+        stalled
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_waited_too_long_for_a_handshake_slot_is_closed_unanswered() {
+        use tokio::io::AsyncReadExt;
+
+        let (addr, _, _streams, accept, telemetry, _dir) =
+            one_slot(Duration::from_millis(200)).await;
+        let _stalled = stall(addr, &telemetry).await;
         let mut shed = TcpStream::connect(addr).await.unwrap();
         let mut buf = [0u8; 64];
         let read = tokio::time::timeout(Duration::from_secs(10), shed.read(&mut buf))
             .await
-            .expect("the shed connection is closed at once");
+            .expect("the waiting connection is closed once its wait is over");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
         assert_eq!(telemetry.connections_shed.get(), 1);
+        assert_eq!(telemetry.handshakes_in_progress.get(), 1, "the stalled one");
+        accept.abort();
+    }
 
-        // Once the stalled peer goes, its slot serves an agent.
-        drop(stalled);
-        wait_for("the stalled handshake to end", || {
-            telemetry.handshakes_in_progress.get() == 0
-        })
-        .await;
+    #[tokio::test]
+    async fn a_connection_beyond_the_handshakes_in_progress_waits_for_a_slot() {
+        use tokio_stream::StreamExt;
+
+        let (addr, client_cfg, mut streams, accept, telemetry, _dir) =
+            one_slot(Duration::from_secs(30)).await;
+        let stalled = stall(addr, &telemetry).await;
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let client = tokio_rustls::TlsConnector::from(Arc::new(client_cfg))
-            .connect("localhost".try_into().unwrap(), tcp);
-        let (client, stream) = tokio::join!(
-            client,
-            tokio::time::timeout(Duration::from_secs(10), streams.next())
+        let client = tokio::spawn(
+            tokio_rustls::TlsConnector::from(Arc::new(client_cfg))
+                .connect("localhost".try_into().unwrap(), tcp),
         );
-        let _client = client.expect("the agent's handshake");
-        let stream = stream
+        // Queued behind the stalled peer: nothing comes out yet.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), streams.next())
+                .await
+                .is_err(),
+            "a second handshake ran beside the first"
+        );
+        // The stalled peer goes; the agent waiting gets its slot.
+        drop(stalled);
+        let stream = tokio::time::timeout(Duration::from_secs(10), streams.next())
+            .await
             .expect("in time")
             .expect("a stream")
             .expect("accepted");
+        let _client = client.await.unwrap().expect("the agent's handshake");
         assert_eq!(
             stream.peer().identity.as_ref().map(|i| i.host_id.as_str()),
             Ok("pc-001")
         );
-        assert_eq!(telemetry.connections_shed.get(), 1);
+        assert_eq!(telemetry.connections_shed.get(), 0);
         assert_eq!(
             telemetry
                 .handshake_failures
