@@ -499,10 +499,15 @@ impl CollectorConfig {
                 ),
             ));
         }
-        if raw.grpc.max_handshakes_in_progress == 0 {
+        // The upper end keeps the semaphore below its maximum of permits
+        // (tokio panics past it), far beyond any open-files limit.
+        if !(1..=1_000_000).contains(&raw.grpc.max_handshakes_in_progress) {
             return Err(invalid(
                 "grpc.max_handshakes_in_progress",
-                "0 would refuse every connection: at least 1".to_owned(),
+                format!(
+                    "{} is out of range: 1 to 1000000 (0 would refuse every connection)",
+                    raw.grpc.max_handshakes_in_progress
+                ),
             ));
         }
         if raw.limits.max_reports_per_request == 0 {
@@ -821,10 +826,12 @@ mod tests {
         };
         let c = CollectorConfig::parse(&set(2000), Path::new("c.toml")).unwrap();
         assert_eq!(c.max_handshakes_in_progress, 2000);
-        let e = CollectorConfig::parse(&set(0), Path::new("c.toml")).unwrap_err();
-        assert!(
-            e.to_string().contains("grpc.max_handshakes_in_progress"),
-            "{e}"
-        );
+        for n in [0, 2_000_000] {
+            let e = CollectorConfig::parse(&set(n), Path::new("c.toml")).unwrap_err();
+            assert!(
+                e.to_string().contains("grpc.max_handshakes_in_progress"),
+                "{n}: {e}"
+            );
+        }
     }
 }
