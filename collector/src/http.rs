@@ -159,6 +159,11 @@ async fn metrics(State(s): State<HttpState>) -> Response {
                 &s.exposition,
                 &s.telemetry,
             );
+            // The scrape's snapshot serves the probe plan and the alerts
+            // too, rather than each reading every host again.
+            if s.reach.plan_due(snap.now_ms) {
+                s.reach.plan_from(&snap);
+            }
             s.alerts.offer(snap, probes);
             Ok::<_, StoreError>(parts)
         })

@@ -1,4 +1,5 @@
-//! The probe plan, recomputed every `probes.plan_refresh_secs` from the
+//! The probe plan, recomputed every `probes.plan_refresh_secs` (from a
+//! scrape's snapshot when one came, see [`super::Reach::plan_due`]) from the
 //! territory view: which site each host counts for, and which agents of a
 //! site probe its agentless devices.
 //!
@@ -113,7 +114,9 @@ fn duty_for(devices: &[&Device]) -> ProbeDuty {
 }
 
 /// Recomputes the plan at once and then every `probes.plan_refresh_secs`
-/// until shutdown. A store error keeps the previous plan.
+/// until shutdown, from a snapshot of its own only when no scrape's
+/// refreshed it in the last half of that (see [`super::Reach::plan_due`]):
+/// a plan is at most one and a half refresh intervals old.
 pub fn spawn_planner(
     reach: Arc<super::Reach>,
     background: crate::background::Background,
@@ -130,18 +133,12 @@ pub fn spawn_planner(
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 _ = ticker.tick() => {}
             }
+            if !reach.plan_due(now_ms()) {
+                continue;
+            }
             let (r, s, t) = (reach.clone(), store.clone(), territory.clone());
             let computed = background
-                .run(move || {
-                    let snap = crate::snapshot::Snapshot::take(&s, &t, now_ms());
-                    let plan = Plan::compute(
-                        &snap.loaded.register,
-                        &snap.view,
-                        &snap.hosts,
-                        r.config.duty_agents_per_site,
-                    );
-                    r.set_plan(plan);
-                })
+                .run(move || r.plan_from(&crate::snapshot::Snapshot::take(&s, &t, now_ms())))
                 .await;
             if let Err(e) = computed {
                 tracing::error!(error = %e, "probe plan task failed");
