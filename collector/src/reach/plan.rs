@@ -114,7 +114,7 @@ fn duty_for(devices: &[&Device]) -> ProbeDuty {
 }
 
 /// Recomputes the plan at once and then every `probes.plan_refresh_secs`
-/// until shutdown, from a snapshot of its own only when no scrape's
+/// until shutdown, from a snapshot of its own only when no scrape
 /// refreshed it in the last half of that (see [`super::Reach::plan_due`]):
 /// a plan is at most one and a half refresh intervals old.
 pub fn spawn_planner(
