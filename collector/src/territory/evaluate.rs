@@ -3,7 +3,7 @@
 //! obsolete, and one score per comune.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
@@ -63,7 +63,7 @@ pub struct HostView {
     pub asset: Option<usize>,
     pub presence: Presence,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub os: Option<OsLifecycle>,
+    pub os: Option<Arc<OsLifecycle>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub age_years: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,7 +80,7 @@ pub struct HostView {
 #[derive(Debug, Clone, Serialize)]
 pub struct HostGap {
     pub kind: GapKind,
-    pub reason: String,
+    pub reason: Arc<str>,
 }
 
 impl HostView {
@@ -161,7 +161,7 @@ pub struct Gap {
     /// How the register names a missing asset (name, hostname, serial or MAC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
-    pub reason: String,
+    pub reason: Arc<str>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -190,6 +190,110 @@ pub fn asset_label(a: &PlannedAsset) -> String {
         .unwrap_or_default()
 }
 
+/// What of a host's judgement follows from its stored state alone, given
+/// the register, the catalog, the configuration and the date: which planned
+/// asset it matches and what its inventory and health lack. The rest (which
+/// asset it takes, presence, the offline gap) is judged at every evaluation.
+#[derive(Debug)]
+struct Judged {
+    candidate: Option<usize>,
+    /// `None` until the host is judged while not stale.
+    assessed: Option<Assessed>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Assessed {
+    os: Option<Arc<OsLifecycle>>,
+    gaps: Vec<HostGap>,
+    age_years: Option<f64>,
+    age_source: Option<AgeSource>,
+    windows_11_capable: Option<bool>,
+    memory_bytes: Option<u64>,
+    system_disk_bytes: Option<u64>,
+}
+
+/// Planned assets by each identifier. Serial is the strongest: it follows
+/// the machine through reinstalls and renames; then MAC, then hostname.
+#[derive(Debug, Default)]
+struct AssetIndex {
+    by_serial: HashMap<String, usize>,
+    by_mac: HashMap<String, usize>,
+    by_hostname: HashMap<String, usize>,
+}
+
+impl AssetIndex {
+    fn of(register: &Register) -> Self {
+        let mut index = Self::default();
+        for (i, a) in register.assets.iter().enumerate() {
+            if let Some(s) = &a.serial {
+                index.by_serial.insert(s.to_lowercase(), i);
+            }
+            if let Some(m) = &a.mac {
+                index.by_mac.insert(m.clone(), i);
+            }
+            if let Some(h) = &a.hostname {
+                index.by_hostname.insert(h.clone(), i);
+            }
+        }
+        index
+    }
+
+    /// The planned asset a host's identifiers point to.
+    fn candidate(&self, h: &HostState) -> Option<usize> {
+        h.facts
+            .serial
+            .as_ref()
+            .and_then(|s| self.by_serial.get(&s.to_lowercase()))
+            .or_else(|| h.facts.macs.iter().find_map(|m| self.by_mac.get(m)))
+            .or_else(|| {
+                h.hostname
+                    .as_deref()
+                    .map(normalize_hostname)
+                    .and_then(|n| self.by_hostname.get(&n))
+            })
+            .or_else(|| self.by_hostname.get(&normalize_hostname(&h.host_id)))
+            .copied()
+    }
+}
+
+/// The hosts judged by one evaluation, for the next to reuse: between two
+/// scrapes most hosts have not reported, their stored state is the same
+/// `Arc`, and matching and assessing them again (catalog lookups, gap
+/// reasons formatted) was most of an evaluation's cost.
+///
+/// Valid only with the register, catalog and configuration it was made
+/// with; the caller keeps that pairing ([`super::state::Territory`]).
+#[derive(Debug, Default)]
+pub struct Judgements {
+    today: Option<Date>,
+    /// Depends on the register alone: kept across days.
+    index: Option<Arc<AssetIndex>>,
+    /// By the address of the host's state. The `Weak` keeps that allocation
+    /// from being freed and reused while this entry exists, so an equal
+    /// address is the very same, unchanged state.
+    by_host: HashMap<usize, (Weak<HostState>, Arc<Judged>)>,
+}
+
+impl Judgements {
+    fn get(&self, h: &Arc<HostState>, today: Date) -> Option<&Arc<Judged>> {
+        if self.today != Some(today) {
+            return None;
+        }
+        self.by_host
+            .get(&(Arc::as_ptr(h) as usize))
+            .filter(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(h)))
+            .map(|(_, j)| j)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_host.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_host.is_empty()
+    }
+}
+
 pub fn evaluate(
     register: &Register,
     catalog: &EolCatalog,
@@ -197,25 +301,34 @@ pub fn evaluate(
     hosts: &[Arc<HostState>],
     now_ms: i64,
 ) -> View {
+    evaluate_with(
+        register,
+        catalog,
+        cfg,
+        hosts,
+        now_ms,
+        &Judgements::default(),
+    )
+    .0
+}
+
+/// [`evaluate`], reusing what `prior` judged of hosts whose state has not
+/// changed since; returns the judgements for the next evaluation too.
+pub fn evaluate_with(
+    register: &Register,
+    catalog: &EolCatalog,
+    cfg: &TerritoryConfig,
+    hosts: &[Arc<HostState>],
+    now_ms: i64,
+    prior: &Judgements,
+) -> (View, Judgements) {
     let today = date_of(now_ms);
     let stale_ms = i64::from(cfg.missing_after_days) * 86_400_000;
 
-    // Planned assets by each identifier. Serial is the strongest: it follows
-    // the machine through reinstalls and renames; then MAC, then hostname.
-    let mut by_serial = HashMap::new();
-    let mut by_mac = HashMap::new();
-    let mut by_hostname = HashMap::new();
-    for (i, a) in register.assets.iter().enumerate() {
-        if let Some(s) = &a.serial {
-            by_serial.insert(s.to_lowercase(), i);
-        }
-        if let Some(m) = &a.mac {
-            by_mac.insert(m.clone(), i);
-        }
-        if let Some(h) = &a.hostname {
-            by_hostname.insert(h.clone(), i);
-        }
-    }
+    let index = prior
+        .index
+        .clone()
+        .unwrap_or_else(|| Arc::new(AssetIndex::of(register)));
     let site_comune: HashMap<&str, &str> = register
         .sites
         .iter()
@@ -228,22 +341,13 @@ pub fn evaluate(
     order.sort_by_key(|&i| std::cmp::Reverse(hosts[i].last_report_ms));
     let mut claimed: HashMap<usize, usize> = HashMap::new();
     let mut views: Vec<Option<HostView>> = vec![None; hosts.len()];
+    let mut judged = Judgements {
+        today: Some(today),
+        index: Some(index.clone()),
+        by_host: HashMap::with_capacity(hosts.len()),
+    };
     for i in order {
         let h = &hosts[i];
-        let candidate = h
-            .facts
-            .serial
-            .as_ref()
-            .and_then(|s| by_serial.get(&s.to_lowercase()))
-            .or_else(|| h.facts.macs.iter().find_map(|m| by_mac.get(m)))
-            .or_else(|| {
-                h.hostname
-                    .as_deref()
-                    .map(normalize_hostname)
-                    .and_then(|n| by_hostname.get(&n))
-            })
-            .or_else(|| by_hostname.get(&normalize_hostname(&h.host_id)))
-            .copied();
         let presence = if h.is_up(now_ms) {
             Presence::Up
         } else if now_ms - h.last_report_ms < stale_ms {
@@ -251,6 +355,15 @@ pub fn evaluate(
         } else {
             Presence::Stale
         };
+        let stale = presence == Presence::Stale;
+        let j = match prior.get(h, today) {
+            Some(j) if stale || j.assessed.is_some() => j.clone(),
+            _ => Arc::new(Judged {
+                candidate: index.candidate(h),
+                assessed: (!stale).then(|| assess_host(h, catalog, cfg, today)),
+            }),
+        };
+        let candidate = j.candidate;
         let mut gaps = Vec::new();
         let asset = match candidate {
             Some(a) if !claimed.contains_key(&a) => {
@@ -264,7 +377,8 @@ pub fn evaluate(
                         "matches planned asset {} already taken by host {}",
                         asset_label(&register.assets[a]),
                         hosts[claimed[&a]].host_id
-                    ),
+                    )
+                    .into(),
                 });
                 None
             }
@@ -276,7 +390,8 @@ pub fn evaluate(
                         h.hostname.as_deref().unwrap_or("unknown"),
                         h.facts.serial.as_deref().unwrap_or("unknown"),
                         h.facts.macs.first().map_or("unknown", String::as_str),
-                    ),
+                    )
+                    .into(),
                 });
                 None
             }
@@ -299,12 +414,25 @@ pub fn evaluate(
             system_disk_bytes: None,
             gaps,
         };
-        if presence == Presence::Stale {
+        match j.assessed.as_ref().filter(|_| !stale) {
             // Stale hosts are judged no further: they are no longer there.
-            view.gaps.clear();
-        } else {
-            assess_host(&mut view, h, catalog, cfg, today, now_ms);
+            None => view.gaps.clear(),
+            Some(a) => {
+                if presence == Presence::Offline {
+                    view.gaps.push(offline_gap(h, now_ms));
+                }
+                view.gaps.extend(a.gaps.iter().cloned());
+                view.os.clone_from(&a.os);
+                view.age_years = a.age_years;
+                view.age_source = a.age_source;
+                view.windows_11_capable = a.windows_11_capable;
+                view.memory_bytes = a.memory_bytes;
+                view.system_disk_bytes = a.system_disk_bytes;
+            }
         }
+        judged
+            .by_host
+            .insert(Arc::as_ptr(h) as usize, (Arc::downgrade(h), j));
         views[i] = Some(view);
     }
     let hosts_view: Vec<HostView> = views.into_iter().flatten().collect();
@@ -345,7 +473,11 @@ pub fn evaluate(
         site_counts.entry(m.site.clone()).or_default().missing += 1;
     }
     for h in hosts_view.iter().filter(|h| h.presence != Presence::Stale) {
-        let c = site_counts.entry(h.site.clone()).or_default();
+        // The site is almost always known: no key to copy for the lookup.
+        let c = match site_counts.get_mut(&h.site) {
+            Some(c) => c,
+            None => site_counts.entry(h.site.clone()).or_default(),
+        };
         c.hosts += 1;
         match h.presence {
             Presence::Up => c.reporting += 1,
@@ -381,16 +513,19 @@ pub fn evaluate(
         .iter()
         .map(|s| s.istat_code.as_str())
         .collect();
+    let mut sites_of: HashMap<&str, Vec<&SiteView>> = HashMap::new();
+    for s in &sites {
+        if let Some(code) = &s.istat_code {
+            sites_of.entry(code).or_default().push(s);
+        }
+    }
     let comuni = register
         .comuni
         .iter()
         .filter(|c| served.contains(c.istat_code.as_str()))
         .map(|c| {
             let mut counts = Counts::default();
-            for s in sites
-                .iter()
-                .filter(|s| s.istat_code.as_deref() == Some(&c.istat_code))
-            {
+            for s in sites_of.get(c.istat_code.as_str()).into_iter().flatten() {
                 add(&mut counts, &s.counts);
             }
             let (gap_score, score_parts) = score(&counts, cfg);
@@ -405,12 +540,15 @@ pub fn evaluate(
         })
         .collect();
 
-    View {
-        hosts: hosts_view,
-        missing,
-        sites,
-        comuni,
-    }
+    (
+        View {
+            hosts: hosts_view,
+            missing,
+            sites,
+            comuni,
+        },
+        judged,
+    )
 }
 
 fn add(to: &mut Counts, c: &Counts) {
@@ -471,24 +609,27 @@ pub fn score(c: &Counts, cfg: &TerritoryConfig) -> (f64, BTreeMap<&'static str, 
     ((weighted / total).clamp(0.0, 1.0), parts)
 }
 
+fn offline_gap(h: &HostState, now_ms: i64) -> HostGap {
+    HostGap {
+        kind: GapKind::Offline,
+        reason: format!(
+            "no report for {} (since {})",
+            human_duration((now_ms - h.last_report_ms) / 1000),
+            timestamp_of(h.last_report_ms)
+        )
+        .into(),
+    }
+}
+
+/// What a host's stored state lacks, the same at every evaluation of the
+/// same day.
 fn assess_host(
-    view: &mut HostView,
     h: &HostState,
     catalog: &EolCatalog,
     cfg: &TerritoryConfig,
     today: Date,
-    now_ms: i64,
-) {
-    if view.presence == Presence::Offline {
-        view.gaps.push(HostGap {
-            kind: GapKind::Offline,
-            reason: format!(
-                "no report for {} (since {})",
-                human_duration((now_ms - h.last_report_ms) / 1000),
-                timestamp_of(h.last_report_ms)
-            ),
-        });
-    }
+) -> Assessed {
+    let mut out = Assessed::default();
     let os = OsFacts {
         name: h.os_name.as_deref(),
         version: h.os_version.as_deref(),
@@ -499,29 +640,31 @@ fn assess_host(
         Some(r) => {
             let days = eol::days_remaining(r, today);
             if days < 0 {
-                view.gaps.push(HostGap {
+                out.gaps.push(HostGap {
                     kind: GapKind::OsEol,
                     reason: format!(
                         "{} reached end of life on {} ({} days ago)",
                         r.name, r.eol, -days
-                    ),
+                    )
+                    .into(),
                 });
             }
-            view.os = Some(OsLifecycle {
+            out.os = Some(Arc::new(OsLifecycle {
                 release_id: r.id.clone(),
                 release: r.name.clone(),
                 eol: r.eol.to_string(),
                 days_remaining: days,
                 extended_eol: r.extended_eol.map(|d| d.to_string()),
-            });
+            }));
         }
-        None => view.gaps.push(HostGap {
+        None => out.gaps.push(HostGap {
             kind: GapKind::OsUnknown,
             reason: match (&h.os_name, &h.os_version) {
                 (Some(n), v) => format!(
                     "{n} {} is not in the end-of-life catalog",
                     v.as_deref().unwrap_or("(no version)")
-                ),
+                )
+                .into(),
                 (None, _) => "operating system not known yet (no inventory)".into(),
             },
         }),
@@ -542,16 +685,16 @@ fn assess_host(
         &cfg.hardware,
         today,
     );
-    view.gaps.extend(
-        a.shortfalls
-            .into_iter()
-            .map(|(kind, reason)| HostGap { kind, reason }),
-    );
-    view.age_years = a.age_years.map(|(y, _)| (y * 10.0).round() / 10.0);
-    view.age_source = a.age_years.map(|(_, s)| s);
-    view.windows_11_capable = a.windows_11_capable;
-    view.memory_bytes = a.memory_bytes;
-    view.system_disk_bytes = a.system_disk_bytes;
+    out.gaps
+        .extend(a.shortfalls.into_iter().map(|(kind, reason)| HostGap {
+            kind,
+            reason: reason.into(),
+        }));
+    out.age_years = a.age_years.map(|(y, _)| (y * 10.0).round() / 10.0);
+    out.age_source = a.age_years.map(|(_, s)| s);
+    out.windows_11_capable = a.windows_11_capable;
+    out.memory_bytes = a.memory_bytes;
+    out.system_disk_bytes = a.system_disk_bytes;
 
     let full: Vec<String> = h
         .health
@@ -564,15 +707,17 @@ fn assess_host(
         })
         .collect();
     if !full.is_empty() {
-        view.gaps.push(HostGap {
+        out.gaps.push(HostGap {
             kind: GapKind::NearlyFull,
             reason: format!(
                 "filesystem nearly full: {} (limit {}%)",
                 full.join(", "),
                 cfg.hardware.nearly_full_percent
-            ),
+            )
+            .into(),
         });
     }
+    out
 }
 
 /// Every concrete gap: missing assets first, then hosts', each sorted by
@@ -593,7 +738,7 @@ pub fn gaps(view: &View, register: &Register) -> Vec<Gap> {
             site: m.site.clone(),
             host_id: m.host_id.clone(),
             asset: Some(asset_label(&register.assets[m.asset])),
-            reason: m.reason.clone(),
+            reason: m.reason.as_str().into(),
         });
     }
     for h in &view.hosts {
@@ -692,6 +837,92 @@ mod tests {
             &hosts,
             NOW,
         )
+    }
+
+    fn eval_with(hosts: &[Arc<HostState>], now_ms: i64, prior: &Judgements) -> (View, Judgements) {
+        evaluate_with(
+            &register(),
+            &EolCatalog::embedded(),
+            &TerritoryConfig::default(),
+            hosts,
+            now_ms,
+            prior,
+        )
+    }
+
+    fn judged_of<'a>(j: &'a Judgements, h: &Arc<HostState>) -> &'a Arc<Judged> {
+        j.get(h, date_of(NOW)).expect("judged")
+    }
+
+    #[test]
+    fn an_unchanged_host_is_judged_once_and_its_view_is_what_a_fresh_evaluation_gives() {
+        let debian = |id: &str, at: i64| {
+            let mut h = host(id, at);
+            h.os_name = Some("Debian GNU/Linux".into());
+            h.os_version = Some("9".into());
+            h.facts.memory_total_bytes = Some(1 << 30);
+            Arc::new(h)
+        };
+        let (pc1, stray) = (debian("pc1", NOW - 1_000), debian("stray", NOW - 2_000));
+        let hosts = vec![pc1.clone(), stray.clone()];
+        let (first, j1) = eval_with(&hosts, NOW, &Judgements::default());
+        // Ten minutes on, the same states: pc1 is now offline, and its
+        // offline gap says for how long, as a fresh evaluation would.
+        let later = NOW + 600_000;
+        let (second, j2) = eval_with(&hosts, later, &j1);
+        assert!(Arc::ptr_eq(judged_of(&j1, &pc1), judged_of(&j2, &pc1)));
+        assert!(Arc::ptr_eq(judged_of(&j1, &stray), judged_of(&j2, &stray)));
+        let json = |v: &View| serde_json::to_string(v).unwrap();
+        assert_eq!(
+            json(&second),
+            json(&eval_with(&hosts, later, &Judgements::default()).0)
+        );
+        assert_ne!(json(&first), json(&second));
+        assert!(second.hosts.iter().all(|h| h.has(GapKind::Offline)));
+        assert!(
+            first
+                .hosts
+                .iter()
+                .all(|h| h.has(GapKind::OsEol) && h.under_spec())
+        );
+
+        // A new report is a new state: judged anew, the other host not.
+        let mut upgraded = (*pc1).clone();
+        upgraded.os_version = Some("13".into());
+        upgraded.last_report_ms = later;
+        let upgraded = Arc::new(upgraded);
+        let hosts = vec![upgraded.clone(), stray.clone()];
+        let (third, j3) = eval_with(&hosts, later, &j2);
+        assert!(Arc::ptr_eq(judged_of(&j2, &stray), judged_of(&j3, &stray)));
+        assert!(
+            !judged_of(&j3, &upgraded)
+                .assessed
+                .as_ref()
+                .unwrap()
+                .gaps
+                .iter()
+                .any(|g| g.kind == GapKind::OsEol)
+        );
+        assert_eq!(
+            json(&third),
+            json(&eval_with(&hosts, later, &Judgements::default()).0)
+        );
+        assert_eq!(j3.len(), 2, "the replaced state is not kept");
+    }
+
+    #[test]
+    fn judgements_of_another_day_are_not_reused() {
+        let mut h = host("pc1", NOW - 1_000);
+        h.os_name = Some("Debian GNU/Linux".into());
+        h.os_version = Some("12".into());
+        h.interval_secs = 86_400;
+        let hosts = vec![Arc::new(h)];
+        let (first, j1) = eval_with(&hosts, NOW, &Judgements::default());
+        let (next_day, j2) = eval_with(&hosts, NOW + DAY_MS, &j1);
+        assert!(j1.get(&hosts[0], date_of(NOW + DAY_MS)).is_none());
+        assert!(j2.get(&hosts[0], date_of(NOW + DAY_MS)).is_some());
+        let days = |v: &View| v.hosts[0].os.as_ref().unwrap().days_remaining;
+        assert_eq!(days(&first) - 1, days(&next_day));
     }
 
     #[test]

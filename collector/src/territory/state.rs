@@ -3,7 +3,7 @@
 //! and shown on `/metrics`; the previous register stays in force.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 use crate::config::TerritoryConfig;
 
 use super::eol::{CatalogError, EolCatalog};
+use super::evaluate::{self, Judgements, View};
 use super::register::{Register, RegisterError};
+use crate::store::HostState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TerritoryError {
@@ -46,6 +48,9 @@ pub struct Territory {
     current: ArcSwap<Loaded>,
     status: Mutex<ReloadStatus>,
     stamps: Mutex<Vec<Stamp>>,
+    /// The last evaluation's judgements and the register and catalog they
+    /// were made with; a reload makes them useless.
+    judged: Mutex<(Weak<Loaded>, Arc<Judgements>)>,
 }
 
 impl Territory {
@@ -62,7 +67,36 @@ impl Territory {
                 last_error: None,
             }),
             stamps: Mutex::new(stamps),
+            judged: Mutex::new((Weak::new(), Arc::default())),
         })
+    }
+
+    /// The territory evaluated over `hosts` with what is in force now,
+    /// reusing what the last evaluation judged of the hosts that have not
+    /// reported since. Evaluations may run side by side: each reads the
+    /// judgements that were last stored, the last to finish stores its own.
+    pub fn evaluate(&self, hosts: &[Arc<HostState>], now_ms: i64) -> (Arc<Loaded>, View) {
+        let loaded = self.current();
+        let prior = {
+            let judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
+            (std::ptr::eq(judged.0.as_ptr(), Arc::as_ptr(&loaded))).then(|| judged.1.clone())
+        };
+        let (view, judged) = evaluate::evaluate_with(
+            &loaded.register,
+            &loaded.catalog,
+            &self.cfg,
+            hosts,
+            now_ms,
+            prior.as_deref().unwrap_or(&Judgements::default()),
+        );
+        // The old judgements go after the lock is released: at 50,000 hosts
+        // freeing them takes a few milliseconds.
+        let old = std::mem::replace(
+            &mut *self.judged.lock().unwrap_or_else(|p| p.into_inner()),
+            (Arc::downgrade(&loaded), Arc::new(judged)),
+        );
+        drop(old);
+        (loaded, view)
     }
 
     pub fn config(&self) -> &TerritoryConfig {
@@ -221,4 +255,50 @@ async fn next_hangup(h: &mut Hangup) {
 #[cfg(not(unix))]
 async fn next_hangup(_: &mut Hangup) {
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGISTER: &str = r#"
+        [[comune]]
+        istat_code = "000001"
+        name = "Uno"
+        [[site]]
+        id = "uno"
+        comune = "000001"
+        name = "Municipio"
+    "#;
+
+    #[test]
+    fn a_reloaded_register_judges_unchanged_hosts_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.toml");
+        std::fs::write(&path, REGISTER).unwrap();
+        let now = 1_795_000_000_000;
+        let t = Territory::load(
+            TerritoryConfig {
+                register_path: Some(path.clone()),
+                ..TerritoryConfig::default()
+            },
+            now,
+        )
+        .unwrap();
+        let hosts = vec![Arc::new(HostState::reported("pc1", "uno", now - 1_000))];
+        let (_, before) = t.evaluate(&hosts, now);
+        assert!(!before.hosts[0].planned);
+        let (_, again) = t.evaluate(&hosts, now);
+        assert!(!again.hosts[0].planned);
+
+        std::fs::write(
+            &path,
+            format!("{REGISTER}\n[[asset]]\nsite = \"uno\"\nhostname = \"pc1\"\n"),
+        )
+        .unwrap();
+        t.reload(now).unwrap();
+        let (loaded, after) = t.evaluate(&hosts, now);
+        assert_eq!(loaded.register.assets.len(), 1);
+        assert!(after.hosts[0].planned, "{:?}", after.hosts[0].gaps);
+    }
 }
