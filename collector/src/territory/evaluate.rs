@@ -259,7 +259,7 @@ impl AssetIndex {
 /// The hosts judged by one evaluation, for the next to reuse: between two
 /// scrapes most hosts have not reported, their stored state is the same
 /// `Arc`, and matching and assessing them again (catalog lookups, gap
-/// reasons formatted) was most of an evaluation's cost.
+/// reasons formatted) was about half of an evaluation's cost.
 ///
 /// Valid only with the register, catalog and configuration it was made
 /// with; the caller keeps that pairing ([`super::state::Territory`]).
