@@ -285,12 +285,9 @@ impl Judgements {
             .map(|(_, j)| j)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.by_host.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_host.is_empty()
     }
 }
 
@@ -506,26 +503,21 @@ pub fn evaluate_with(
         })
         .collect();
 
-    // A comune without sites is not (yet) served: the ISTAT list of a whole
-    // province can stay in the register without topping the ranking.
-    let served: std::collections::HashSet<&str> = register
-        .sites
-        .iter()
-        .map(|s| s.istat_code.as_str())
-        .collect();
     let mut sites_of: HashMap<&str, Vec<&SiteView>> = HashMap::new();
     for s in &sites {
         if let Some(code) = &s.istat_code {
             sites_of.entry(code).or_default().push(s);
         }
     }
+    // A comune without sites is not (yet) served: the ISTAT list of a whole
+    // province can stay in the register without topping the ranking.
     let comuni = register
         .comuni
         .iter()
-        .filter(|c| served.contains(c.istat_code.as_str()))
-        .map(|c| {
+        .filter_map(|c| Some((c, sites_of.get(c.istat_code.as_str())?)))
+        .map(|(c, its_sites)| {
             let mut counts = Counts::default();
-            for s in sites_of.get(c.istat_code.as_str()).into_iter().flatten() {
+            for s in its_sites {
                 add(&mut counts, &s.counts);
             }
             let (gap_score, score_parts) = score(&counts, cfg);
