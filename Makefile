@@ -54,10 +54,12 @@ bench-deps:
 			prometheus-node-exporter binutils; \
 	fi
 
-## Type-check the agent for Windows, ARM musl and 32-bit MIPS routers (see ../shared/tools/cross-check.sh).
+## Type-check the agent for Windows, ARM musl and 32-bit MIPS routers
+## (scripts/cross-check.sh; installs Debian's rustc-web, its std sources,
+## MinGW and zig on first use).
 cross-check:
-	bash ../shared/tools/cross-check.sh setup
-	bash ../shared/tools/cross-check.sh check x86_64-pc-windows-gnu aarch64-unknown-linux-musl mips-unknown-linux-musl -- -p campanile-agent
+	bash scripts/cross-check.sh setup check
+	bash scripts/cross-check.sh check x86_64-pc-windows-gnu aarch64-unknown-linux-musl mips-unknown-linux-musl -- -p campanile-agent
 
 ## Stripped release size of the agent.
 release-size:
