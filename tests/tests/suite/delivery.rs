@@ -492,7 +492,7 @@ async fn a_slow_collector_leaves_the_backlog_in_the_spool_not_in_memory() -> Res
 fn a_partitioned_link_dropped_then_reset_ends_in_full_delivery() -> Result<()> {
     use campanile_tests::netns::Lan;
     if !campanile_tests::is_root() {
-        eprintln!("skipped: network namespaces need root");
+        campanile_tests::skipped("network namespaces need root");
         return Ok(());
     }
     let lan = Lan::new()?;

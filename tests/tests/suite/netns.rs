@@ -26,7 +26,7 @@ fn tcp<'a>(report: &'a Value, target: &str) -> Result<&'a Value> {
 #[test]
 fn agent_finds_its_gateways_and_resolver_and_measures_loss_drops_and_silence() -> Result<()> {
     if !is_root() {
-        eprintln!("skipped: network namespaces need root");
+        campanile_tests::skipped("network namespaces need root");
         return Ok(());
     }
     let lan = Lan::new()?;

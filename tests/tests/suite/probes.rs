@@ -12,12 +12,13 @@ use campanile_tests::{TestCollector, TestPki, eventually, is_root, sample};
 use simple_dns::rdata::{A, RData};
 use simple_dns::{CLASS, Name, Packet, RCODE, ResourceRecord};
 
-/// ICMP needs privileges; where the test process has none the ICMP parts
-/// are skipped with the reason printed.
-fn icmp_or_skip(p: &IcmpProber) -> bool {
+/// ICMP needs privileges. Where the test process has none, a test that is
+/// only ICMP is skipped, and one with other parts runs them without its
+/// ICMP part (both say so).
+fn icmp_available(p: &IcmpProber) -> bool {
     match p.unavailable_reason() {
         Some(reason) => {
-            eprintln!("skipping the ICMP part: {reason}");
+            eprintln!("without its ICMP part: {reason}");
             false
         }
         None => true,
@@ -27,7 +28,8 @@ fn icmp_or_skip(p: &IcmpProber) -> bool {
 #[tokio::test]
 async fn icmp_to_loopback_v4_and_v6_gets_every_reply() -> Result<()> {
     let p = IcmpProber::new();
-    if !icmp_or_skip(&p) {
+    if let Some(reason) = p.unavailable_reason() {
+        campanile_tests::skipped(&format!("no ICMP here: {reason}"));
         return Ok(());
     }
     let spec = IcmpSpec {
@@ -224,7 +226,7 @@ async fn agent_on_duty_probes_the_sites_devices_and_they_appear_in_metrics() -> 
         &text,
         std::path::Path::new("/test/agent.toml"),
     )?)?;
-    let icmp = icmp_or_skip(&IcmpProber::new());
+    let icmp = icmp_available(&IcmpProber::new());
 
     let device = |d: &str, kind: &str| {
         format!(r#"campanile_device_up{{site="alfa-municipio",device="{d}",kind="{kind}"}}"#)
@@ -284,11 +286,11 @@ fn ping_group_allows(gid: u32) -> bool {
 async fn agent_without_icmp_permission_says_so_and_still_reports_tcp_probes() -> Result<()> {
     const NOBODY: u32 = 65534;
     if !is_root() {
-        eprintln!("skipped: dropping to an unprivileged user needs root");
+        campanile_tests::skipped("dropping to an unprivileged user needs root");
         return Ok(());
     }
     if ping_group_allows(NOBODY) {
-        eprintln!("skipped: net.ipv4.ping_group_range lets gid {NOBODY} ping");
+        campanile_tests::skipped(&format!("net.ipv4.ping_group_range lets gid {NOBODY} ping"));
         return Ok(());
     }
     let pki = TestPki::new()?;
