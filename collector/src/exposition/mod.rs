@@ -277,10 +277,10 @@ fn host_families(scrape: &Scrape<'_>, cfg: &ExpositionConfig) -> Vec<Family> {
         "campanile_network_transmit_drop_total",
         "Outgoing packets dropped since boot.",
     );
-    let mut eol_days = Family::gauge(
-        "campanile_host_os_eol_days_remaining",
-        "Days until the host's OS release reaches end of life (negative: days since). \
-         Absent when the release is not in the catalog.",
+    let mut eol = Family::gauge(
+        "campanile_host_os_eol_timestamp_seconds",
+        "When the host's OS release reaches end of life (start of that day, UTC); days left: \
+         (this - time()) / 86400. Absent when the release is not in the catalog.",
     );
 
     for (h, hv) in hosts.iter().zip(&view.hosts) {
@@ -288,7 +288,7 @@ fn host_families(scrape: &Scrape<'_>, cfg: &ExpositionConfig) -> Vec<Family> {
         let l: [(&str, &str); 2] = [("host", &h.host_id), ("site", &hv.site)];
         up.push(&l, if h.is_up(*now_ms) { 1.0 } else { 0.0 });
         if let Some(os) = &hv.os {
-            eol_days.push(&l, os.days_remaining as f64);
+            eol.push(&l, os.eol_timestamp_secs as f64);
         }
         last.push(&l, h.last_report_ms as f64 / 1000.0);
         let s = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -362,7 +362,7 @@ fn host_families(scrape: &Scrape<'_>, cfg: &ExpositionConfig) -> Vec<Family> {
     }
 
     [
-        up, last, info, eol_days, cpu, load1, load5, load15, mem_total, mem_avail, swap_total,
+        up, last, info, eol, cpu, load1, load5, load15, mem_total, mem_avail, swap_total,
         swap_free, uptime, procs, failed, fs_size, fs_avail, rx, tx, rx_err, tx_err, rx_drop,
         tx_drop,
     ]

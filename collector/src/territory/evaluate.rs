@@ -43,6 +43,10 @@ pub struct OsLifecycle {
     pub release_id: String,
     pub release: String,
     pub eol: String,
+    /// `eol` at 00:00 UTC, for `/metrics`: a timestamp that changes only
+    /// when the catalog does (days left are computed by the reader).
+    #[serde(skip)]
+    pub eol_timestamp_secs: i64,
     pub days_remaining: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extended_eol: Option<String>,
@@ -172,11 +176,20 @@ pub struct View {
     pub comuni: Vec<ComuneView>,
 }
 
+/// Read-only images, always full: squashfs and erofs (snaps, live
+/// systems), ISO 9660 and UDF (optical media, mounted ISOs; CDFS is
+/// Windows' name for ISO 9660).
+const FULL_BY_DESIGN: [&str; 5] = ["squashfs", "erofs", "iso9660", "udf", "cdfs"];
+
 /// How full a filesystem is, in percent; `None` for those full by design
 /// or too small to matter.
 pub fn filesystem_used_percent(f: &campanile_proto::v1::Filesystem) -> Option<f64> {
-    let counts = !matches!(f.fs_type.as_str(), "squashfs" | "iso9660" | "udf" | "erofs")
-        && f.size_bytes >= 256 * 1024 * 1024;
+    // Windows names its types in capitals (NTFS, UDF, CDFS): compare
+    // without case, so a mounted ISO is not a full disk.
+    let image = FULL_BY_DESIGN
+        .iter()
+        .any(|t| f.fs_type.eq_ignore_ascii_case(t));
+    let counts = !image && f.size_bytes >= 256 * 1024 * 1024;
     counts.then(|| 100.0 * (1.0 - f.available_bytes as f64 / f.size_bytes as f64))
 }
 
@@ -645,6 +658,7 @@ fn assess_host(
                 release_id: r.id.clone(),
                 release: r.name.clone(),
                 eol: r.eol.to_string(),
+                eol_timestamp_secs: r.eol.midnight().assume_utc().unix_timestamp(),
                 days_remaining: days,
                 extended_eol: r.extended_eol.map(|d| d.to_string()),
             }));

@@ -12,10 +12,10 @@ pub mod import;
 pub mod register;
 pub mod state;
 
-/// The kinds of gap Campanile reports. The README ("Gaps") says what each
-/// means; the API names them in snake case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+/// The kinds of gap Campanile reports. `docs/territory.md` ("Gaps") says
+/// what each means. Every place that names one (the API's JSON, its
+/// `?kind=` filter, the CSV export) spells it as [`GapKind::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GapKind {
     /// A planned asset that never reported, or not for `missing_after_days`.
     Missing,
@@ -32,11 +32,31 @@ pub enum GapKind {
     OldHardware,
     /// A Windows client that cannot run Windows 11.
     NoWindows11,
-    /// A filesystem above `nearly_full_percent`.
+    /// A filesystem used at or above `nearly_full_percent`.
     NearlyFull,
 }
 
+impl serde::Serialize for GapKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl GapKind {
+    /// Every kind, in the order of the docs.
+    pub const ALL: [GapKind; 10] = [
+        Self::Missing,
+        Self::Offline,
+        Self::Unplanned,
+        Self::OsEol,
+        Self::OsUnknown,
+        Self::LowMemory,
+        Self::SmallDisk,
+        Self::OldHardware,
+        Self::NoWindows11,
+        Self::NearlyFull,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Missing => "missing",

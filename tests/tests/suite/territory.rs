@@ -365,10 +365,12 @@ async fn planted_gaps_are_all_found_nothing_else_and_comuni_rank_by_score() -> R
     );
     let eol = sample(
         &text,
-        r#"campanile_host_os_eol_days_remaining{host="borgo-old",site="borgo-municipio"}"#,
+        r#"campanile_host_os_eol_timestamp_seconds{host="borgo-old",site="borgo-municipio"}"#,
     )
-    .context("EOL days of borgo-old")?;
-    assert!(eol < -800.0, "{eol}");
+    .context("EOL date of borgo-old")?;
+    // The test catalog's Debian 10 ends on 2024-06-30: the date itself, at
+    // 00:00 UTC, not the days left, which change every day.
+    assert_eq!(eol, 1_719_705_600.0, "{eol}");
 
     // Per-host budget holds with the territory series added.
     let per_host = text
@@ -376,6 +378,109 @@ async fn planted_gaps_are_all_found_nothing_else_and_comuni_rank_by_score() -> R
         .filter(|l| !l.starts_with('#') && l.contains(r#"host="borgo-full""#))
         .count();
     assert!(per_host <= 40, "{per_host} series for one host");
+    c.stop().await?;
+    Ok(())
+}
+
+/// Every gap kind, planted once, is found by the name the API itself
+/// writes: the JSON's `kind`, the `?kind=` filter and the docs agree.
+#[tokio::test]
+async fn every_gap_kind_round_trips_through_the_kind_filter() -> Result<()> {
+    let (pki, c, _) = scenario(3600).await?;
+    let grpc = c.running.grpc_addr;
+    let with_inventory = |h: &Host<'_>, change: &dyn Fn(&mut campanile_proto::v1::Inventory)| {
+        let mut r = h.report();
+        let inv = r.inventory.as_mut().expect("planted reports carry one");
+        change(inv);
+        r.inventory_sha256 = campanile_proto::inventory_sha256(inv).to_vec();
+        r
+    };
+    let plain = |h: Host<'_>| h.report();
+    let reports = vec![
+        plain(Host {
+            os: ("Debian GNU/Linux", "10"),
+            ..Host::healthy("borgo-old", "borgo-municipio")
+        }),
+        plain(Host {
+            os: ("Plan 9", "4"),
+            ..Host::healthy("borgo-plan9", "borgo-municipio")
+        }),
+        plain(Host {
+            memory_bytes: 2 * GIB,
+            ..Host::healthy("borgo-small", "borgo-municipio")
+        }),
+        plain(Host {
+            fs_used_percent: 95,
+            ..Host::healthy("borgo-full", "borgo-municipio")
+        }),
+        with_inventory(
+            &Host::healthy("borgo-tiny-disk", "borgo-municipio"),
+            &|inv| {
+                inv.disks.as_mut().unwrap().items[0].size_bytes = Some(100_000_000_000);
+            },
+        ),
+        with_inventory(&Host::healthy("borgo-aged", "borgo-municipio"), &|inv| {
+            inv.dmi.as_mut().unwrap().bios_date = Some("01/15/2012".into());
+        }),
+        with_inventory(
+            &Host {
+                os: ("Windows", "10 (19045)"),
+                ..Host::healthy("borgo-win10", "borgo-municipio")
+            },
+            &|inv| {
+                inv.os_edition = Some("Windows 10 Pro".into());
+                inv.cpu_model = Some("Intel(R) Core(TM) i5-4590 CPU @ 3.30GHz".into());
+            },
+        ),
+        // Offline three seconds after its report.
+        plain(Host {
+            interval_secs: 1,
+            ..Host::healthy("casale-silent", "casale-municipio")
+        }),
+    ];
+    for r in reports {
+        let site = if r.host_id.starts_with("casale") {
+            "casale-municipio"
+        } else {
+            "borgo-municipio"
+        };
+        deliver(&pki, grpc, site, r).await?;
+    }
+    let all: BTreeSet<&str> = campanile_collector::territory::GapKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    let gaps = eventually(Duration::from_secs(20), "every kind of gap", || async {
+        let g = api(&c, "/api/v1/gaps").await.ok()?;
+        let kinds: BTreeSet<String> = g
+            .as_array()?
+            .iter()
+            .filter_map(|x| x["kind"].as_str().map(str::to_owned))
+            .collect();
+        (kinds.len() >= all.len()).then_some(kinds)
+    })
+    .await?;
+    let written: BTreeSet<&str> = gaps.iter().map(String::as_str).collect();
+    assert_eq!(written, all, "the kinds the API writes");
+    for kind in &all {
+        let list = api(&c, &format!("/api/v1/gaps?kind={kind}")).await?;
+        let list = list.as_array().context("a list")?;
+        assert!(!list.is_empty(), "?kind={kind} found nothing");
+        assert!(
+            list.iter().all(|g| g["kind"] == *kind),
+            "?kind={kind}: {list:?}"
+        );
+    }
+    // A host's own gaps use the same names.
+    let win10 = api(&c, "/api/v1/hosts/borgo-win10").await?;
+    assert!(
+        win10["gaps"]
+            .as_array()
+            .context("gaps")?
+            .iter()
+            .any(|g| g["kind"] == "no_windows_11"),
+        "{win10:#}"
+    );
     c.stop().await?;
     Ok(())
 }
