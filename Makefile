@@ -39,14 +39,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## Side-by-side benchmarks written to BENCHMARKS.md (agent beside Debian's
-## node_exporter, ingest beside a bare tonic server, fleet capacity up to
-## 50,000 simulated agents, a 30-minute soak: about 50 minutes; run as root
-## for the open-files limit), then the README "Performance" figures
-## (in-process footprint, territory scale, delivery).
+## Side-by-side benchmarks written to docs/benchmarks/make-bench.md (agent
+## beside Debian's node_exporter, ingest beside a bare tonic server, fleet
+## capacity up to 50,000 simulated agents, a 30-minute soak: about 50
+## minutes; run as root for the open-files limit), then the single
+## benchmarks of docs/benchmarks/history.md (footprint, territory scale,
+## delivery).
 bench: bench-deps
 	$(CARGO) build --release --workspace --bins --locked
-	target/release/benchmarks --out BENCHMARKS.md
+	target/release/benchmarks --out docs/benchmarks/make-bench.md
 	target/release/footprint target/release/campanile-agent
 	target/release/territory_scale
 	target/release/delivery_bench target/release/campanile-agent

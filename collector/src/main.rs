@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 /// Thousands of short-lived connections and the large, short-lived buffers of
 /// each snapshot and scrape fragment glibc's per-thread arenas, which keep
 /// what they freed: jemalloc returns it (measured at 50,000 agents in
-/// BENCHMARKS.md).
+/// docs/benchmarks/make-bench.md).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -26,7 +26,7 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// allocates again, so what a scrape freed (tens of MiB at 10,000 hosts,
 /// every 15 s, spread over the reader threads' arenas) stayed resident
 /// until the next scrape landed on that arena. With it, the soak's settled
-/// RSS at 10,000 agents was 508 MiB instead of 546 (BENCHMARKS.md, soak).
+/// RSS at 10,000 agents was 508 MiB instead of 546 (docs/benchmarks/make-bench.md, soak).
 #[cfg(not(target_env = "msvc"))]
 // SAFETY: jemalloc declares `const char *malloc_conf` weak (prefixed
 // `_rjem_` as tikv-jemalloc-sys builds it) and reads it once, before the

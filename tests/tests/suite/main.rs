@@ -7,6 +7,7 @@ mod allocator;
 mod compression;
 mod delivery;
 mod deploy_configs;
+mod docs;
 mod end_to_end;
 mod exposition;
 mod fleet;

@@ -481,6 +481,16 @@ async fn every_gap_kind_round_trips_through_the_kind_filter() -> Result<()> {
             .any(|g| g["kind"] == "no_windows_11"),
         "{win10:#}"
     );
+    // The guide lists every kind by the same name.
+    let guide = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/territory.md"),
+    )?;
+    for kind in &all {
+        assert!(
+            guide.contains(&format!("| `{kind}` |")),
+            "docs/territory.md lacks {kind}"
+        );
+    }
     c.stop().await?;
     Ok(())
 }
@@ -826,6 +836,8 @@ async fn every_dashboard_and_rule_query_runs_and_finds_data() -> Result<()> {
         .await?;
         result?;
     }
+    // Every family this territory shows is in the metrics reference.
+    crate::docs::assert_documented(&c.metrics().await?)?;
     c.stop().await?;
     Ok(())
 }
