@@ -12,9 +12,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
 
     let ser = r#"#[cfg_attr(feature = "serde", derive(serde::Serialize))]"#;
+    // The service stubs need tonic; the messages alone need only prost.
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
+        .build_server(grpc)
+        .build_client(grpc)
         // The connect() helper needs tonic's transport; each side picks its own features.
         .build_transport(false)
         .type_attribute(".campanile.v1", ser)

@@ -15,8 +15,9 @@ use campanile_proto::v1::{AgentStats, Report};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoint;
-use crate::store::{IngestJob, IngestOutcome, PeerFacts, ProbeCounting, Store, StoreError};
+use crate::store::{IngestJob, IngestOutcome, ProbeCounting, Store, StoreError};
 use crate::telemetry::Telemetry;
+use campanile_territory::host::PeerFacts;
 
 /// Requests waiting for the committer; beyond this, callers wait to enqueue
 /// (back-pressure on the gRPC handlers rather than unbounded memory).

@@ -9,13 +9,14 @@ use campanile_proto::v1::ingest_server::Ingest;
 use campanile_proto::v1::{DeliverRequest, DeliverResponse, Directives};
 use tonic::{Request, Response, Status};
 
+use crate::clock::now_ms;
 use crate::commit::{self, CommitError, Committer};
-use crate::config::Limits;
 use crate::reach::Reach;
-use crate::store::PeerFacts;
 use crate::telemetry::Telemetry;
 use crate::tls::PeerInfo;
+use crate::validate::Limits;
 use crate::validate::{self, Refusal};
+use campanile_territory::host::PeerFacts;
 
 pub struct IngestService {
     committer: Committer,
@@ -45,12 +46,6 @@ impl IngestService {
             .with_label_values(&[reason])
             .inc();
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[tonic::async_trait]

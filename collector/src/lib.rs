@@ -6,9 +6,9 @@
 //! handle; the binary and the end-to-end tests drive the same code.
 
 pub mod alerts;
-pub mod api;
 pub mod background;
 mod checkpoint;
+pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod exposition;
@@ -19,10 +19,10 @@ pub mod inventory_diff;
 pub mod listen;
 pub mod pki;
 pub mod reach;
+pub mod reload;
 pub mod snapshot;
 pub mod store;
 pub mod telemetry;
-pub mod territory;
 pub mod tls;
 pub mod validate;
 
@@ -36,13 +36,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
 
+use campanile_territory::state::Territory;
 pub use config::CollectorConfig;
 use store::Store;
 use telemetry::Telemetry;
-use territory::state::Territory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
+    /// Configuration the operator must fix: the config file, or a file it
+    /// names (the register, the catalog).
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
@@ -51,8 +53,6 @@ pub enum CollectorError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
-    #[error(transparent)]
-    Territory(#[from] territory::state::TerritoryError),
     #[error(transparent)]
     Alerts(#[from] alerts::AlertStoreError),
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -102,12 +102,13 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     );
     let territory_cfg = cfg.territory.clone();
     let territory = Arc::new(
-        tokio::task::spawn_blocking(move || Territory::load(territory_cfg, ingest::now_ms()))
+        tokio::task::spawn_blocking(move || Territory::load(territory_cfg, clock::now_ms()))
             .await
             .map_err(|e| CollectorError::Serve {
                 what: "territory",
                 message: e.to_string(),
-            })??,
+            })?
+            .map_err(config::ConfigError::from)?,
     );
     let tls_cfg = tls::server_config(
         &cfg.ca_cert_path,
@@ -173,7 +174,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         territory: territory.clone(),
         reach: reach.clone(),
         telemetry: telemetry.clone(),
-        now_ms: ingest::now_ms,
+        now_ms: clock::now_ms,
     };
     let (alerts, resume) = tokio::task::spawn_blocking(move || alerts::Alerts::open(alerts_cfg))
         .await
@@ -186,7 +187,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         what: "background readers",
         message: e.to_string(),
     })?;
-    let app = http::router(http::HttpState {
+    let app = http::router(http::state::HttpState {
         background: background.clone(),
         store: store.clone(),
         telemetry: telemetry.clone(),
@@ -197,13 +198,13 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         alerts: alerts.clone(),
     });
     let mut tasks = vec![
-        territory::state::watch(territory.clone(), rx.clone(), ingest::now_ms),
+        reload::watch(territory.clone(), rx.clone()),
         reach::plan::spawn_planner(
             reach.clone(),
             background,
             store.clone(),
             territory.clone(),
-            ingest::now_ms,
+            clock::now_ms,
             rx.clone(),
         ),
     ];
@@ -212,7 +213,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             reach.clone(),
             territory.clone(),
             cfg.probes.wan.clone(),
-            ingest::now_ms,
+            clock::now_ms,
             rx.clone(),
         ));
     }

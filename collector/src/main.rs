@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use campanile_collector::territory::import;
-use campanile_collector::territory::register::{Register, RegisterError};
-use campanile_collector::territory::state::{Territory, TerritoryError};
-use campanile_collector::{CollectorConfig, pki};
+use campanile_collector::config::ConfigError;
+use campanile_collector::http::token::NewToken;
+use campanile_collector::{CollectorConfig, CollectorError, pki};
 use campanile_proto::identity::HostIdentity;
+use campanile_territory::import;
+use campanile_territory::register::Register;
+use campanile_territory::state::Territory;
 use clap::{Parser, Subcommand};
 
 /// Thousands of short-lived connections and the large, short-lived buffers of
@@ -162,17 +164,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Configuration the operator must fix (exit 2), as opposed to a failure
-/// at run time.
+/// Input the operator must fix (exit 2), as opposed to a failure at run
+/// time (exit 1). Every refusal of configuration is a [`ConfigError`]: of
+/// the config file, or of a file it names (register, catalog), which the
+/// running collector carries as [`CollectorError::Config`].
 fn is_config_error(e: &anyhow::Error) -> bool {
-    use campanile_collector::CollectorError;
-    e.downcast_ref::<campanile_collector::config::ConfigError>()
-        .is_some()
-        || e.downcast_ref::<TerritoryError>().is_some()
-        || e.downcast_ref::<RegisterError>().is_some()
+    e.downcast_ref::<ConfigError>().is_some()
         || matches!(
             e.downcast_ref::<CollectorError>(),
-            Some(CollectorError::Config(_) | CollectorError::Territory(_))
+            Some(CollectorError::Config(_))
         )
 }
 
@@ -180,7 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::CheckConfig { config } => {
             let cfg = CollectorConfig::load(&config)?;
-            let t = Territory::load(cfg.territory, 0)?;
+            let t = Territory::load(cfg.territory, 0).map_err(ConfigError::from)?;
             println!(
                 "{}: ok (register: {})",
                 config.display(),
@@ -189,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Register(RegisterCmd::Check { register }) => {
-            let r = Register::load(&register)?;
+            let r = Register::load(&register).map_err(ConfigError::from)?;
             println!("{}: ok ({})", register.display(), r.summary());
             Ok(())
         }
@@ -200,7 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     (import::from_istat(&file, &provinces)?, file)
                 }
                 ImportCmd::Glpi { file, comuni } => {
-                    let known = Register::load(&comuni)?;
+                    let known = Register::load(&comuni).map_err(ConfigError::from)?;
                     (import::from_glpi(&file, &known)?, file)
                 }
             };
@@ -213,18 +213,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Token(TokenCmd::New { name }) => {
-            let mut secret = [0u8; 32];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-                .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
-            let token = campanile_proto::hex(&secret);
-            let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-            println!("token (shown once; give it to the client): {token}");
+            let t = NewToken::generate()?;
+            println!("token (shown once; give it to the client): {}", t.token);
             println!();
             println!("add to the collector config:");
-            println!("[[api.tokens]]");
-            println!("name = {name:?}");
-            println!("sha256 = \"{}\"", campanile_proto::hex(digest.as_ref()));
-            println!("role = \"read\"");
+            print!("{}", t.config_entry(&name, "read"));
             Ok(())
         }
         Cmd::Run { config } => {

@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::reach::aggregate::{self, SiteProbes};
-use crate::store::{HostState, Store};
-use crate::territory::evaluate::View;
-use crate::territory::state::{Loaded, Territory};
+use crate::store::Store;
+use campanile_territory::evaluate::View;
+use campanile_territory::host::HostState;
+use campanile_territory::state::{Loaded, Territory};
 
 pub struct Snapshot {
     pub hosts: Vec<Arc<HostState>>,

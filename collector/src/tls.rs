@@ -431,7 +431,7 @@ pub fn incoming(
                         // A resumed session skips the chain check: its
                         // certificate was valid when the session began, and
                         // must still be.
-                        if resumed && cert_not_after_ms.is_some_and(|t| t < crate::ingest::now_ms())
+                        if resumed && cert_not_after_ms.is_some_and(|t| t < crate::clock::now_ms())
                         {
                             telemetry
                                 .handshake_failures

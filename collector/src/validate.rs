@@ -1,10 +1,58 @@
 //! Checks a delivered batch before anything is stored. Every refusal says
 //! which report and why, so a technician can act on the agent's log line.
 
+use campanile_proto::config::ConfigError;
 use campanile_proto::identity::{HostIdentity, validate_id};
 use campanile_proto::v1::{DeliverRequest, Health, Inventory, Probes, Report};
+use serde::Deserialize;
 
-use crate::config::Limits;
+/// What one request and one report may carry. Over a limit the request is
+/// refused with INVALID_ARGUMENT (RESOURCE_EXHAUSTED for the byte size).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_reports_per_request: usize,
+    pub max_filesystems: usize,
+    pub max_interfaces: usize,
+    pub max_packages: usize,
+    pub max_disks: usize,
+    pub max_nics: usize,
+    pub max_string_bytes: usize,
+    /// How far in the future (agent clock vs collector clock) a report's
+    /// collection time may be.
+    pub max_future_skew_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_reports_per_request: 500,
+            max_filesystems: 64,
+            max_interfaces: 64,
+            max_packages: 20_000,
+            max_disks: 64,
+            max_nics: 64,
+            max_string_bytes: 1024,
+            max_future_skew_secs: 300,
+        }
+    }
+}
+
+impl Limits {
+    /// Refuses limits no request could meet; `invalid` names the field.
+    pub fn validated(
+        self,
+        invalid: &impl Fn(&'static str, String) -> ConfigError,
+    ) -> Result<Self, ConfigError> {
+        if self.max_reports_per_request == 0 {
+            return Err(invalid(
+                "limits.max_reports_per_request",
+                "must be positive".into(),
+            ));
+        }
+        Ok(self)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refusal {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
 use tokio::task::JoinSet;
 
-use crate::Address;
+use crate::target::Address;
 
 /// How one target is pinged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

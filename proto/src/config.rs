@@ -21,9 +21,18 @@ pub enum ConfigError {
         field: &'static str,
         reason: String,
     },
+    /// A file the config names (a territory register, a catalog) that
+    /// cannot be used; its own error says where and why.
+    #[error(transparent)]
+    File(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl ConfigError {
+    /// A refused file the config names, with its own error.
+    pub fn file(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::File(Box::new(e))
+    }
+
     pub fn invalid(path: &Path, field: &'static str, reason: impl Into<String>) -> Self {
         Self::Invalid {
             path: path.to_owned(),

@@ -10,7 +10,7 @@ pub mod identity;
 /// is documented there.
 pub mod v1 {
     #![allow(clippy::all)]
-    tonic::include_proto!("campanile.v1");
+    include!(concat!(env!("OUT_DIR"), "/campanile.v1.rs"));
 }
 
 use prost::Message;

@@ -40,7 +40,7 @@ use crate::reach::aggregate::SiteProbes;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
-use crate::territory::state::Territory;
+use campanile_territory::state::Territory;
 
 pub use config::AlertsConfig;
 use dispatch::{Dispatcher, LogEntry, LogKey};

@@ -8,9 +8,9 @@ use crate::reach::aggregate::SiteProbes;
 use crate::reach::classify::{Reachability, classify};
 use crate::reach::wan::WanState;
 use crate::snapshot::Snapshot;
-use crate::territory::GapKind;
-use crate::territory::evaluate::{Presence, filesystem_used_percent};
-use crate::territory::register::Places;
+use campanile_territory::evaluate::{Presence, filesystem_used_percent};
+use campanile_territory::gap::GapKind;
+use campanile_territory::register::Places;
 
 use super::config::{Rule, Rules};
 use super::timefmt::rfc3339;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::{Family, Scrape};
-use crate::territory::evaluate::Presence;
+use campanile_territory::evaluate::Presence;
 
 #[derive(Default)]
 struct SiteAgents {

@@ -12,6 +12,7 @@
 
 mod agents;
 mod alerts;
+pub mod config;
 mod reach;
 
 use std::fmt::Write as _;
@@ -19,14 +20,15 @@ use std::sync::Arc;
 
 use prometheus::{Encoder, TextEncoder};
 
-use crate::config::ExpositionConfig;
+use crate::exposition::config::ExpositionConfig;
 use crate::reach::WanState;
 use crate::reach::aggregate::SiteProbes;
-use crate::store::{HostState, ProbeCounter};
+use crate::store::ProbeCounter;
 use crate::telemetry::Telemetry;
-use crate::territory::evaluate::{ComuneView, Counts, View};
-use crate::territory::register::Register;
-use crate::territory::state::ReloadStatus;
+use campanile_territory::evaluate::{ComuneView, Counts, View};
+use campanile_territory::host::HostState;
+use campanile_territory::register::Register;
+use campanile_territory::state::ReloadStatus;
 
 /// One metric family, written straight in the text format as samples are
 /// pushed, its header first: the buffers are the family's part of the body,

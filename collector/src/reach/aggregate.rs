@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::store::HostState;
-use crate::territory::evaluate::{Presence, View};
-use crate::territory::register::Register;
+use campanile_territory::evaluate::{Presence, View};
+use campanile_territory::host::HostState;
+use campanile_territory::register::Register;
 
 /// The latest cycle of one target across the up hosts of one site.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -183,10 +183,11 @@ fn note<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ProbesConfig, TerritoryConfig};
-    use crate::territory::eol::EolCatalog;
-    use crate::territory::evaluate::evaluate;
+    use crate::reach::config::ProbesConfig;
     use campanile_proto::v1::{IcmpResult, Probes, TcpResult};
+    use campanile_territory::config::TerritoryConfig;
+    use campanile_territory::eol::EolCatalog;
+    use campanile_territory::evaluate::evaluate;
 
     const NOW: i64 = 1_790_000_000_000;
 

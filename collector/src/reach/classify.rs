@@ -1,7 +1,7 @@
 //! One reachability state per site, for alerting to tell a dark site from
 //! a local power fault from one PC switched off.
 
-use crate::territory::evaluate::Counts;
+use campanile_territory::evaluate::Counts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reachability {

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod classify;
+pub mod config;
 pub mod plan;
 pub mod wan;
 
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::config::ProbesConfig;
+use crate::reach::config::ProbesConfig;
 use crate::snapshot::Snapshot;
 
 pub use plan::Plan;
@@ -92,11 +93,11 @@ impl Reach {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TerritoryConfig;
-    use crate::store::HostState;
-    use crate::territory::eol::EolCatalog;
-    use crate::territory::register::Register;
-    use crate::territory::state::Loaded;
+    use campanile_territory::config::TerritoryConfig;
+    use campanile_territory::eol::EolCatalog;
+    use campanile_territory::host::HostState;
+    use campanile_territory::register::Register;
+    use campanile_territory::state::Loaded;
 
     const NOW: i64 = 1_790_000_000_000;
 
@@ -111,7 +112,7 @@ mod tests {
         .unwrap();
         let catalog = EolCatalog::embedded();
         let hosts = vec![Arc::new(HostState::reported("pc-1", site, now_ms))];
-        let view = crate::territory::evaluate::evaluate(
+        let view = campanile_territory::evaluate::evaluate(
             &register,
             &catalog,
             &TerritoryConfig::default(),

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use campanile_proto::v1::{DeviceProbe, ProbeDuty};
 use prost::Message;
 
-use crate::store::HostState;
-use crate::territory::evaluate::{Presence, View};
-use crate::territory::register::{Device, Register};
+use campanile_territory::evaluate::{Presence, View};
+use campanile_territory::host::HostState;
+use campanile_territory::register::{Device, Register};
 
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -121,7 +121,7 @@ pub fn spawn_planner(
     reach: Arc<super::Reach>,
     background: crate::background::Background,
     store: Arc<crate::store::Store>,
-    territory: Arc<crate::territory::state::Territory>,
+    territory: Arc<campanile_territory::state::Territory>,
     now_ms: fn() -> i64,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -150,9 +150,9 @@ pub fn spawn_planner(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TerritoryConfig;
-    use crate::territory::eol::EolCatalog;
-    use crate::territory::evaluate::evaluate;
+    use campanile_territory::config::TerritoryConfig;
+    use campanile_territory::eol::EolCatalog;
+    use campanile_territory::evaluate::evaluate;
 
     const NOW: i64 = 1_790_000_000_000;
 

@@ -10,8 +10,8 @@ use campanile_probe::{IcmpProber, tcp_connect};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::{WanConfig, WanMethod};
-use crate::territory::state::Territory;
+use crate::reach::config::{WanConfig, WanMethod};
+use campanile_territory::state::Territory;
 
 use super::Reach;
 

@@ -20,7 +20,6 @@ mod facts;
 mod probes;
 mod schema;
 
-pub use facts::{Facts, iso_date, parse_date};
 pub use probes::{ProbeCounter, ProbeCounting};
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,9 +29,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use campanile_proto::identity::HostIdentity;
-use campanile_proto::v1::{AgentStats, Health, Inventory, Probes, Report};
+use campanile_proto::v1::{AgentStats, Inventory, Report};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use campanile_territory::host::{Facts, HostState, PeerFacts};
 
 use crate::inventory_diff::{self, Change};
 
@@ -99,80 +100,8 @@ pub struct IngestJob<'a> {
     pub peer: PeerFacts,
 }
 
-/// What the collector learns about an agent from the request itself rather
-/// than from its reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PeerFacts {
-    /// Agent clock minus collector clock when the request arrived (the
-    /// transit time makes it read slightly low).
-    pub clock_offset_ms: Option<i64>,
-    /// Expiry of the client certificate the request came with.
-    pub cert_not_after_ms: Option<i64>,
-}
-
 /// Epochs per host whose dedup cursor is kept.
 const EPOCHS_KEPT: i64 = 4;
-
-/// Current state of one host, as `/metrics` needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostState {
-    pub host_id: String,
-    pub site: String,
-    pub first_seen_ms: i64,
-    pub last_report_ms: i64,
-    pub last_collected_ms: i64,
-    pub interval_secs: u32,
-    pub agent_version: String,
-    pub hostname: Option<String>,
-    pub os_name: Option<String>,
-    pub os_version: Option<String>,
-    pub kernel: Option<String>,
-    pub arch: Option<String>,
-    /// Empty until the first inventory arrives.
-    pub facts: Facts,
-    pub health: Option<Health>,
-    pub agent_stats: Option<AgentStats>,
-    /// The latest report's probe results; `None` when probes are off.
-    pub probes: Option<Probes>,
-    /// ProbeDuty.sha256 the host said it holds; empty = none.
-    pub probe_duty_sha256: Vec<u8>,
-    /// As of the host's latest request.
-    pub peer: PeerFacts,
-}
-
-/// A host is up while its last report is younger than this many intervals.
-pub const UP_INTERVALS: i64 = 3;
-
-impl HostState {
-    /// A host that has just reported, with nothing else known: the start of
-    /// scenarios in tests and benchmarks.
-    pub fn reported(host_id: &str, site: &str, at_ms: i64) -> Self {
-        Self {
-            host_id: host_id.into(),
-            site: site.into(),
-            first_seen_ms: at_ms,
-            last_report_ms: at_ms,
-            last_collected_ms: at_ms,
-            interval_secs: 60,
-            agent_version: "test".into(),
-            hostname: None,
-            os_name: None,
-            os_version: None,
-            kernel: None,
-            arch: None,
-            facts: Facts::default(),
-            health: None,
-            agent_stats: None,
-            probes: None,
-            probe_duty_sha256: Vec::new(),
-            peer: PeerFacts::default(),
-        }
-    }
-
-    pub fn is_up(&self, now_ms: i64) -> bool {
-        now_ms - self.last_report_ms < UP_INTERVALS * i64::from(self.interval_secs.max(1)) * 1000
-    }
-}
 
 /// One line of a host's inventory history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,7 +173,7 @@ fn host_row(r: &Row<'_>) -> rusqlite::Result<HostRow> {
             facts: Facts {
                 os_edition: r.get(14)?,
                 serial: r.get(15)?,
-                macs: Facts::macs_from_column(r.get(16)?),
+                macs: facts::macs_from_column(r.get(16)?),
                 vendor: r.get(17)?,
                 model: r.get(18)?,
                 cpu_model: r.get(19)?,
@@ -718,9 +647,7 @@ impl Store {
             ],
         )
         .map_err(|e| self.err(e))?;
-        Facts::from_inventory(inv)
-            .write(tx, host_id)
-            .map_err(|e| self.err(e))?;
+        facts::write(&Facts::from_inventory(inv), tx, host_id).map_err(|e| self.err(e))?;
         Ok(())
     }
 

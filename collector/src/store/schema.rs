@@ -5,7 +5,9 @@ use campanile_proto::v1::Inventory;
 use prost::Message;
 use rusqlite_migration::{HookError, M, Migrations};
 
-use super::facts::Facts;
+use campanile_territory::host::Facts;
+
+use super::facts;
 
 pub fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -123,7 +125,7 @@ fn backfill_facts(tx: &rusqlite::Transaction<'_>) -> Result<(), HookError> {
     for (host, bytes) in rows {
         let inv = Inventory::decode(bytes.as_slice())
             .map_err(|e| HookError::Hook(format!("inventory of host {host}: {e}")))?;
-        Facts::from_inventory(&inv).write(tx, &host)?;
+        facts::write(&Facts::from_inventory(&inv), tx, &host)?;
     }
     Ok(())
 }

@@ -17,20 +17,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use campanile_collector::config::{ApiConfig, ExpositionConfig, ProbesConfig, TerritoryConfig};
+use campanile_collector::exposition::config::ExpositionConfig;
 use campanile_collector::exposition::{self, Scrape};
-use campanile_collector::http::HttpState;
+use campanile_collector::http::config::ApiConfig;
+use campanile_collector::http::state::HttpState;
 use campanile_collector::reach::aggregate;
+use campanile_collector::reach::config::ProbesConfig;
 use campanile_collector::reach::{Reach, WanState};
 use campanile_collector::store::{ProbeCounting, Store};
 use campanile_collector::telemetry::Telemetry;
-use campanile_collector::territory::evaluate;
-use campanile_collector::territory::state::Territory;
 use campanile_proto::identity::HostIdentity;
 use campanile_proto::v1::{
     Disk, DiskList, Dmi, Filesystem, Health, IcmpResult, Inventory, NetInterface, Nic, NicList,
     Probes, Report, TcpResult,
 };
+use campanile_territory::config::TerritoryConfig;
+use campanile_territory::evaluate;
+use campanile_territory::state::Territory;
 
 /// Hosts: the first argument, 10,000 by default; 20 hosts a site and 5
 /// sites a comune, as in the default run.

@@ -385,8 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("register.toml");
         std::fs::write(&path, layout.register_toml()).expect("write");
-        let register =
-            campanile_collector::territory::register::Register::load(&path).expect("loads");
+        let register = campanile_territory::register::Register::load(&path).expect("loads");
         assert_eq!(register.sites.len(), layout.sites());
         assert_eq!(register.comuni.len(), layout.comuni());
         assert_eq!(register.devices.len(), 2 * layout.sites());

@@ -114,9 +114,7 @@ fn example_prometheus_config_passes_promtool() -> Result<()> {
 
 #[test]
 fn example_register_loads_and_the_collector_config_points_at_it() -> Result<()> {
-    let r = campanile_collector::territory::register::Register::load(&deploy(
-        "territory/register.toml",
-    ))?;
+    let r = campanile_territory::register::Register::load(&deploy("territory/register.toml"))?;
     assert!(r.comuni.len() >= 3 && r.sites.len() >= 5 && r.assets.len() >= 5);
     assert!(r.devices.iter().any(|d| d.tcp_port.is_some()));
     let c = CollectorConfig::load(&deploy("collector.toml"))?;

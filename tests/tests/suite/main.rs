@@ -9,6 +9,7 @@ mod delivery;
 mod deploy_configs;
 mod docs;
 mod end_to_end;
+mod exit_codes;
 mod exposition;
 mod fleet;
 mod netns;

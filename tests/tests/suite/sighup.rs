@@ -1,5 +1,6 @@
-//! SIGHUP reloads the register at once. In its own test binary: the signal
-//! goes to the whole test process.
+//! SIGHUP reloads the register at once. The signal goes to the whole test
+//! process, so every collector running in it reloads too: harmless, since a
+//! reload only reads again files that did not change.
 
 use std::time::Duration;
 

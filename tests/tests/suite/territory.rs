@@ -446,7 +446,7 @@ async fn every_gap_kind_round_trips_through_the_kind_filter() -> Result<()> {
         };
         deliver(&pki, grpc, site, r).await?;
     }
-    let all: BTreeSet<&str> = campanile_collector::territory::GapKind::ALL
+    let all: BTreeSet<&str> = campanile_territory::gap::GapKind::ALL
         .iter()
         .map(|k| k.as_str())
         .collect();
@@ -558,7 +558,7 @@ async fn inventory_csv_is_well_formed_with_quotes_commas_and_accents() -> Result
     assert_eq!(status, 200);
     let mut reader = csv::Reader::from_reader(body.as_bytes());
     let headers: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
-    assert_eq!(headers, campanile_collector::api::CSV_COLUMNS);
+    assert_eq!(headers, campanile_collector::http::api::CSV_COLUMNS);
     let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
     assert_eq!(rows.len(), 2, "{body}");
     for r in &rows {

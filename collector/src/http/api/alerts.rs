@@ -19,9 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::alerts::maintenance::{Scope, Window};
 use crate::alerts::timefmt::{parse_rfc3339_ms, rfc3339};
-use crate::config::Role;
-use crate::http::{Caller, HttpState};
-use crate::ingest::now_ms;
+use crate::clock::now_ms;
+use crate::http::auth::Caller;
+use crate::http::config::Role;
+use crate::http::reply::not_found;
+use crate::http::state::HttpState;
 
 /// The longest window the API sets: a forgotten one must not hide a comune
 /// for good.
@@ -237,7 +239,7 @@ pub(super) async fn delete_window(
             tracing::info!(id, token = %caller.token, "maintenance window removed");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(false) => super::not_found(format!("no maintenance window {id}")),
+        Ok(false) => not_found(format!("no maintenance window {id}")),
         Err(r) => r,
     }
 }

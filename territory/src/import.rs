@@ -11,7 +11,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::register::{Register, RegisterError, normalize_hostname, normalize_mac};
+use crate::host::{normalize_hostname, normalize_mac};
+use crate::register::{Comune, Register, RegisterError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -328,7 +329,7 @@ fn from_glpi_table(t: &Table, comuni: &Register) -> Result<RegisterFile, ImportE
         "mac*",
     ]);
 
-    let by_name: HashMap<String, &super::register::Comune> = comuni
+    let by_name: HashMap<String, &Comune> = comuni
         .comuni
         .iter()
         .map(|c| (comparable_name(&c.name), c))

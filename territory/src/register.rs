@@ -9,6 +9,8 @@ use campanile_proto::identity::validate_id;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::host::{normalize_hostname, normalize_mac};
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     #[error("register {origin}: cannot read: {source}")]
@@ -22,6 +24,14 @@ pub enum RegisterError {
         line: usize,
         reason: String,
     },
+}
+
+/// A register given on its own (`register check`, an importer's
+/// `--comuni`) is input the operator must fix.
+impl From<RegisterError> for campanile_proto::config::ConfigError {
+    fn from(e: RegisterError) -> Self {
+        Self::file(e)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -471,37 +481,6 @@ fn valid_device_address(a: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
-}
-
-/// Short, lower-case host name: "PC-01.comune.local" -> "pc-01".
-pub fn normalize_hostname(h: &str) -> String {
-    h.trim()
-        .split('.')
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
-}
-
-/// "AA-BB-CC-DD-EE-FF", "aabb.ccdd.eeff" or "aa:bb:..." -> "aa:bb:cc:dd:ee:ff".
-pub fn normalize_mac(m: &str) -> Option<String> {
-    let hex: String = m
-        .chars()
-        .filter(|c| c.is_ascii_hexdigit())
-        .collect::<String>()
-        .to_lowercase();
-    let separators_ok = m
-        .chars()
-        .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '-' | '.'));
-    if hex.len() != 12 || !separators_ok {
-        return None;
-    }
-    Some(
-        hex.as_bytes()
-            .chunks(2)
-            .map(|c| std::str::from_utf8(c).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(":"),
-    )
 }
 
 #[cfg(test)]

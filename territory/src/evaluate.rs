@@ -8,13 +8,13 @@ use std::sync::{Arc, Weak};
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 
-use crate::config::TerritoryConfig;
-use crate::store::HostState;
+use crate::config::{ScorePart, TerritoryConfig};
+use crate::host::{HostState, normalize_hostname};
 
-use super::GapKind;
-use super::eol::{self, EolCatalog, OsFacts};
-use super::hardware::{self, AgeSource, Machine};
-use super::register::{PlannedAsset, Register, normalize_hostname};
+use crate::eol::{self, EolCatalog, OsFacts};
+use crate::gap::GapKind;
+use crate::hardware::{self, AgeSource, Machine};
+use crate::register::{PlannedAsset, Register, Site};
 
 /// How recently a host reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -148,7 +148,7 @@ pub struct ComuneView {
     /// 0 (no gap) to 1; see [`score`].
     pub gap_score: f64,
     /// Each part's ratio before weighting, by name.
-    pub score_parts: BTreeMap<&'static str, f64>,
+    pub score_parts: BTreeMap<ScorePart, f64>,
 }
 
 /// One concrete gap, as `/api/v1/gaps` lists it.
@@ -324,6 +324,12 @@ pub fn evaluate(
 
 /// [`evaluate`], reusing what `prior` judged of hosts whose state has not
 /// changed since; returns the judgements for the next evaluation too.
+///
+/// In four steps: each host is judged and takes its planned asset
+/// ([`judge_hosts`]), the assets no reporting host took are missing
+/// ([`missing_assets`]), hosts and assets are counted per site
+/// ([`site_views`]), and sites are summed per comune and scored
+/// ([`comune_views`]).
 pub fn evaluate_with(
     register: &Register,
     catalog: &EolCatalog,
@@ -332,9 +338,57 @@ pub fn evaluate_with(
     now_ms: i64,
     prior: &Judgements,
 ) -> (View, Judgements) {
-    let today = date_of(now_ms);
-    let stale_ms = i64::from(cfg.missing_after_days) * 86_400_000;
+    let at = Moment {
+        now_ms,
+        today: date_of(now_ms),
+        stale_ms: i64::from(cfg.missing_after_days) * 86_400_000,
+    };
+    let (host_views, claimed, judged) = judge_hosts(register, catalog, cfg, hosts, &at, prior);
+    let missing = missing_assets(register, hosts, &claimed, &at, cfg);
+    let sites = site_views(register, &host_views, &missing);
+    let comuni = comune_views(register, &sites, cfg);
+    (
+        View {
+            hosts: host_views,
+            missing,
+            sites,
+            comuni,
+        },
+        judged,
+    )
+}
 
+/// When an evaluation judges.
+struct Moment {
+    now_ms: i64,
+    today: Date,
+    /// Hosts silent this long are stale: counted only as the missing asset
+    /// they were.
+    stale_ms: i64,
+}
+
+impl Moment {
+    fn presence(&self, h: &HostState) -> Presence {
+        if h.is_up(self.now_ms) {
+            Presence::Up
+        } else if self.now_ms - h.last_report_ms < self.stale_ms {
+            Presence::Offline
+        } else {
+            Presence::Stale
+        }
+    }
+}
+
+/// Each host's view, in the order of `hosts`, the planned assets taken
+/// (asset index to host index), and the judgements for the next evaluation.
+fn judge_hosts(
+    register: &Register,
+    catalog: &EolCatalog,
+    cfg: &TerritoryConfig,
+    hosts: &[Arc<HostState>],
+    at: &Moment,
+    prior: &Judgements,
+) -> (Vec<HostView>, HashMap<usize, usize>, Judgements) {
     let index = prior
         .index
         .clone()
@@ -352,60 +406,22 @@ pub fn evaluate_with(
     let mut claimed: HashMap<usize, usize> = HashMap::new();
     let mut views: Vec<Option<HostView>> = vec![None; hosts.len()];
     let mut judged = Judgements {
-        today: Some(today),
+        today: Some(at.today),
         index: Some(index.clone()),
         by_host: HashMap::with_capacity(hosts.len()),
     };
     for i in order {
         let h = &hosts[i];
-        let presence = if h.is_up(now_ms) {
-            Presence::Up
-        } else if now_ms - h.last_report_ms < stale_ms {
-            Presence::Offline
-        } else {
-            Presence::Stale
-        };
+        let presence = at.presence(h);
         let stale = presence == Presence::Stale;
-        let j = match prior.get(h, today) {
+        let j = match prior.get(h, at.today) {
             Some(j) if stale || j.assessed.is_some() => j.clone(),
             _ => Arc::new(Judged {
                 candidate: index.candidate(h),
-                assessed: (!stale).then(|| assess_host(h, catalog, cfg, today)),
+                assessed: (!stale).then(|| assess_host(h, catalog, cfg, at.today)),
             }),
         };
-        let candidate = j.candidate;
-        let mut gaps = Vec::new();
-        let asset = match candidate {
-            Some(a) if !claimed.contains_key(&a) => {
-                claimed.insert(a, i);
-                Some(a)
-            }
-            Some(a) => {
-                gaps.push(HostGap {
-                    kind: GapKind::Unplanned,
-                    reason: format!(
-                        "matches planned asset {} already taken by host {}",
-                        asset_label(&register.assets[a]),
-                        hosts[claimed[&a]].host_id
-                    )
-                    .into(),
-                });
-                None
-            }
-            None => {
-                gaps.push(HostGap {
-                    kind: GapKind::Unplanned,
-                    reason: format!(
-                        "matches no planned asset (hostname {}, serial {}, MAC {})",
-                        h.hostname.as_deref().unwrap_or("unknown"),
-                        h.facts.serial.as_deref().unwrap_or("unknown"),
-                        h.facts.macs.first().map_or("unknown", String::as_str),
-                    )
-                    .into(),
-                });
-                None
-            }
-        };
+        let (asset, unplanned) = claim(register, hosts, &mut claimed, i, j.candidate);
         let site = asset.map_or(h.site.clone(), |a| register.assets[a].site.clone());
         let istat_code = site_comune.get(site.as_str()).map(|c| (*c).to_owned());
         let mut view = HostView {
@@ -422,14 +438,14 @@ pub fn evaluate_with(
             windows_11_capable: None,
             memory_bytes: None,
             system_disk_bytes: None,
-            gaps,
+            gaps: unplanned.into_iter().collect(),
         };
         match j.assessed.as_ref().filter(|_| !stale) {
             // Stale hosts are judged no further: they are no longer there.
             None => view.gaps.clear(),
             Some(a) => {
                 if presence == Presence::Offline {
-                    view.gaps.push(offline_gap(h, now_ms));
+                    view.gaps.push(offline_gap(h, at.now_ms));
                 }
                 view.gaps.extend(a.gaps.iter().cloned());
                 view.os.clone_from(&a.os);
@@ -445,8 +461,60 @@ pub fn evaluate_with(
             .insert(Arc::as_ptr(h) as usize, (Arc::downgrade(h), j));
         views[i] = Some(view);
     }
-    let hosts_view: Vec<HostView> = views.into_iter().flatten().collect();
+    (views.into_iter().flatten().collect(), claimed, judged)
+}
 
+/// Host `i` takes the planned asset it matches unless a host that reported
+/// later took it first; otherwise it is unplanned, and the gap says why.
+fn claim(
+    register: &Register,
+    hosts: &[Arc<HostState>],
+    claimed: &mut HashMap<usize, usize>,
+    i: usize,
+    candidate: Option<usize>,
+) -> (Option<usize>, Option<HostGap>) {
+    let h = &hosts[i];
+    match candidate {
+        Some(a) if !claimed.contains_key(&a) => {
+            claimed.insert(a, i);
+            (Some(a), None)
+        }
+        Some(a) => (
+            None,
+            Some(HostGap {
+                kind: GapKind::Unplanned,
+                reason: format!(
+                    "matches planned asset {} already taken by host {}",
+                    asset_label(&register.assets[a]),
+                    hosts[claimed[&a]].host_id
+                )
+                .into(),
+            }),
+        ),
+        None => (
+            None,
+            Some(HostGap {
+                kind: GapKind::Unplanned,
+                reason: format!(
+                    "matches no planned asset (hostname {}, serial {}, MAC {})",
+                    h.hostname.as_deref().unwrap_or("unknown"),
+                    h.facts.serial.as_deref().unwrap_or("unknown"),
+                    h.facts.macs.first().map_or("unknown", String::as_str),
+                )
+                .into(),
+            }),
+        ),
+    }
+}
+
+/// Planned assets that no host took, or whose host has gone stale.
+fn missing_assets(
+    register: &Register,
+    hosts: &[Arc<HostState>],
+    claimed: &HashMap<usize, usize>,
+    at: &Moment,
+    cfg: &TerritoryConfig,
+) -> Vec<MissingAsset> {
     let mut missing = Vec::new();
     for (i, a) in register.assets.iter().enumerate() {
         match claimed.get(&i).map(|&h| &hosts[h]) {
@@ -456,7 +524,7 @@ pub fn evaluate_with(
                 host_id: None,
                 reason: "never reported".into(),
             }),
-            Some(h) if now_ms - h.last_report_ms >= stale_ms => missing.push(MissingAsset {
+            Some(h) if at.now_ms - h.last_report_ms >= at.stale_ms => missing.push(MissingAsset {
                 asset: i,
                 site: a.site.clone(),
                 host_id: Some(h.host_id.clone()),
@@ -470,7 +538,16 @@ pub fn evaluate_with(
             Some(_) => {}
         }
     }
+    missing
+}
 
+/// Every site of the register, and every site only certificates name, with
+/// its counts of hosts and assets.
+fn site_views(
+    register: &Register,
+    host_views: &[HostView],
+    missing: &[MissingAsset],
+) -> Vec<SiteView> {
     let mut site_counts: BTreeMap<String, Counts> = register
         .sites
         .iter()
@@ -479,10 +556,10 @@ pub fn evaluate_with(
     for a in &register.assets {
         site_counts.entry(a.site.clone()).or_default().expected += 1;
     }
-    for m in &missing {
+    for m in missing {
         site_counts.entry(m.site.clone()).or_default().missing += 1;
     }
-    for h in hosts_view.iter().filter(|h| h.presence != Presence::Stale) {
+    for h in host_views.iter().filter(|h| h.presence != Presence::Stale) {
         // The site is almost always known: no key to copy for the lookup.
         let c = match site_counts.get_mut(&h.site) {
             Some(c) => c,
@@ -500,9 +577,9 @@ pub fn evaluate_with(
         c.under_spec += u64::from(h.under_spec());
         c.nearly_full += u64::from(h.has(GapKind::NearlyFull));
     }
-    let register_site: HashMap<&str, &super::register::Site> =
+    let register_site: HashMap<&str, &Site> =
         register.sites.iter().map(|s| (s.id.as_str(), s)).collect();
-    let sites: Vec<SiteView> = site_counts
+    site_counts
         .into_iter()
         .map(|(id, counts)| {
             let s = register_site.get(id.as_str());
@@ -514,17 +591,21 @@ pub fn evaluate_with(
                 counts,
             }
         })
-        .collect();
+        .collect()
+}
 
+/// Every comune with at least one site, its sites' counts summed and
+/// scored.
+fn comune_views(register: &Register, sites: &[SiteView], cfg: &TerritoryConfig) -> Vec<ComuneView> {
     let mut sites_of: HashMap<&str, Vec<&SiteView>> = HashMap::new();
-    for s in &sites {
+    for s in sites {
         if let Some(code) = &s.istat_code {
             sites_of.entry(code).or_default().push(s);
         }
     }
     // A comune without sites is not (yet) served: the ISTAT list of a whole
     // province can stay in the register without topping the ranking.
-    let comuni = register
+    register
         .comuni
         .iter()
         .filter_map(|c| Some((c, sites_of.get(c.istat_code.as_str())?)))
@@ -543,17 +624,7 @@ pub fn evaluate_with(
                 score_parts,
             }
         })
-        .collect();
-
-    (
-        View {
-            hosts: hosts_view,
-            missing,
-            sites,
-            comuni,
-        },
-        judged,
-    )
+        .collect()
 }
 
 fn add(to: &mut Counts, c: &Counts) {
@@ -575,42 +646,31 @@ fn add(to: &mut Counts, c: &Counts) {
 /// - offline, os_eol, under_spec, nearly_full, unplanned = such hosts / hosts
 ///   (hosts = up or offline, not stale)
 ///
-/// A comune where no host reports scores 1 on every part: nothing there can
-/// be shown to be fine.
-pub fn score(c: &Counts, cfg: &TerritoryConfig) -> (f64, BTreeMap<&'static str, f64>) {
+/// A comune with no host up or offline scores 1 on every part: nothing
+/// there can be shown to be fine.
+pub fn score(c: &Counts, cfg: &TerritoryConfig) -> (f64, BTreeMap<ScorePart, f64>) {
     let ratio = |n: u64, d: u64| if d == 0 { 1.0 } else { n as f64 / d as f64 };
     let hosts = |n: u64| ratio(n, c.hosts);
-    let parts: BTreeMap<&'static str, f64> = cfg
-        .score
-        .parts()
-        .iter()
-        .map(|(name, _)| {
-            let v = match *name {
-                "missing" if c.expected > 0 => ratio(c.missing, c.expected),
-                // Nothing planned: coverage is judged by whether anything reports.
-                "missing" => {
-                    if c.hosts == 0 {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                }
-                "offline" => hosts(c.offline),
-                "os_eol" => hosts(c.os_eol),
-                "under_spec" => hosts(c.under_spec),
-                "nearly_full" => hosts(c.nearly_full),
-                _ => hosts(c.unplanned),
-            };
-            (*name, v)
-        })
-        .collect();
-    let total: f64 = cfg.score.parts().iter().map(|(_, w)| w).sum();
-    let weighted: f64 = cfg
-        .score
-        .parts()
-        .iter()
-        .map(|(name, w)| w * parts[name])
-        .sum();
+    let part = |p: ScorePart| match p {
+        ScorePart::Missing if c.expected > 0 => ratio(c.missing, c.expected),
+        // Nothing planned: coverage is judged by whether anything reports.
+        ScorePart::Missing => {
+            if c.hosts == 0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        ScorePart::Offline => hosts(c.offline),
+        ScorePart::OsEol => hosts(c.os_eol),
+        ScorePart::UnderSpec => hosts(c.under_spec),
+        ScorePart::NearlyFull => hosts(c.nearly_full),
+        ScorePart::Unplanned => hosts(c.unplanned),
+    };
+    let parts: BTreeMap<ScorePart, f64> = ScorePart::ALL.iter().map(|&p| (p, part(p))).collect();
+    let weights = cfg.score.parts();
+    let total: f64 = weights.iter().map(|(_, w)| w).sum();
+    let weighted: f64 = weights.iter().map(|(p, w)| w * parts[p]).sum();
     ((weighted / total).clamp(0.0, 1.0), parts)
 }
 

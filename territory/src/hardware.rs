@@ -6,9 +6,9 @@ use campanile_proto::v1::Health;
 use time::Date;
 
 use crate::config::HardwareThresholds;
-use crate::store::{Facts, parse_date};
+use crate::host::{Facts, parse_date};
 
-use super::GapKind;
+use crate::gap::GapKind;
 
 /// Where a machine's age comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

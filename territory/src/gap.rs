@@ -1,16 +1,4 @@
-//! The territory: comuni, sites, planned assets, obsolescence and gap
-//! scoring.
-//!
-//! [`evaluate::evaluate`] is a pure function of the register, the end-of-life
-//! catalog, the thresholds and the hosts' stored state; `/metrics` and the
-//! API both render its [`evaluate::View`], so they never disagree.
-
-pub mod eol;
-pub mod evaluate;
-pub mod hardware;
-pub mod import;
-pub mod register;
-pub mod state;
+//! The kinds of gap the territory shows.
 
 /// The kinds of gap Campanile reports. `docs/territory.md` ("Gaps") says
 /// what each means. Every place that names one (the API's JSON, its

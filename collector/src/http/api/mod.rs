@@ -1,4 +1,4 @@
-//! The API under `/api/v1` (bearer token required, see [`crate::http`]):
+//! The API under `/api/v1` (bearer token required, see [`crate::http::auth`]):
 //!
 //! - `GET /comuni` — every comune with its gap score and counts, worst first
 //! - `GET /comuni/{istat_code}` — one comune: its sites, hosts and missing assets
@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 
 mod alerts;
 
-use crate::http::{HttpState, Snapshot};
-use crate::store::HostState;
-use crate::territory::evaluate::{self, ComuneView, HostView, Presence, SiteView};
+use crate::http::reply::not_found;
+use crate::http::state::HttpState;
+use crate::snapshot::Snapshot;
+use campanile_territory::evaluate::{self, ComuneView, HostView, Presence, SiteView};
+use campanile_territory::host::HostState;
 
 pub fn routes() -> Router<HttpState> {
     Router::new()
@@ -38,14 +40,6 @@ pub fn routes() -> Router<HttpState> {
             get(alerts::windows).post(alerts::add_window),
         )
         .route("/maintenance/{id}", delete(alerts::delete_window))
-}
-
-pub(crate) fn not_found(what: String) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({ "error": what })),
-    )
-        .into_response()
 }
 
 async fn comuni(State(s): State<HttpState>) -> Response {
@@ -104,7 +98,9 @@ async fn comune(State(s): State<HttpState>, Path(code): Path<String>) -> Respons
                     .collect(),
                 missing: all_gaps
                     .iter()
-                    .filter(|g| g.site == site.id && g.kind == crate::territory::GapKind::Missing)
+                    .filter(|g| {
+                        g.site == site.id && g.kind == campanile_territory::gap::GapKind::Missing
+                    })
                     .cloned()
                     .collect(),
                 site: site.clone(),

@@ -1,21 +1,20 @@
-//! The register and the catalog in force, and their reloading: on SIGHUP and
-//! when either file changes on disk. A reload that fails is logged, counted
-//! and shown on `/metrics`; the previous register stays in force.
+//! The register and the catalog in force, and their reloading (the
+//! collector asks on SIGHUP and when either file changes on disk). A reload
+//! that fails is logged and kept in [`ReloadStatus`] for `/metrics`; the
+//! previous register stays in force.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::config::TerritoryConfig;
+use crate::host::HostState;
 
-use super::eol::{CatalogError, EolCatalog};
-use super::evaluate::{self, Judgements, View};
-use super::register::{Register, RegisterError};
-use crate::store::HostState;
+use crate::eol::{CatalogError, EolCatalog};
+use crate::evaluate::{self, Judgements, View};
+use crate::register::{Register, RegisterError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TerritoryError {
@@ -23,6 +22,14 @@ pub enum TerritoryError {
     Register(#[from] RegisterError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+}
+
+/// At start, a register or catalog that does not load is configuration the
+/// operator must fix, like the config that names it.
+impl From<TerritoryError> for campanile_proto::config::ConfigError {
+    fn from(e: TerritoryError) -> Self {
+        Self::file(e)
+    }
 }
 
 /// What is in force now.
@@ -180,81 +187,6 @@ fn stamps(cfg: &TerritoryConfig) -> Vec<Stamp> {
 fn stamp(path: &Path) -> Stamp {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
-}
-
-/// Reloads on SIGHUP and when the files change (checked every
-/// `reload_check_secs`), until `shutdown` turns true.
-pub fn watch(
-    territory: Arc<Territory>,
-    mut shutdown: watch::Receiver<bool>,
-    now_ms: fn() -> i64,
-) -> JoinHandle<()> {
-    let every = Duration::from_secs(territory.config().reload_check_secs);
-    let paths: Vec<PathBuf> = [
-        &territory.config().register_path,
-        &territory.config().eol_catalog_path,
-    ]
-    .into_iter()
-    .flatten()
-    .cloned()
-    .collect();
-    // Registered before returning: a SIGHUP that arrives once the collector
-    // has started is handled, never the default action (terminate).
-    let mut hup = hangup();
-    tokio::spawn(async move {
-        // The first check one period after start: the files were just read.
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
-                _ = tick.tick(), if !paths.is_empty() => {
-                    let t = territory.clone();
-                    let _ = tokio::task::spawn_blocking(move || t.reload_if_changed(now_ms())).await;
-                }
-                _ = next_hangup(&mut hup) => {
-                    tracing::info!("SIGHUP: reloading the territory register");
-                    let t = territory.clone();
-                    let _ = tokio::task::spawn_blocking(move || t.reload(now_ms())).await;
-                }
-            }
-        }
-    })
-}
-
-#[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangup = ();
-
-#[cfg(unix)]
-fn hangup() -> Hangup {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the register reloads on file change only");
-            None
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn hangup() -> Hangup {}
-
-#[cfg(unix)]
-async fn next_hangup(h: &mut Hangup) {
-    match h {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn next_hangup(_: &mut Hangup) {
-    std::future::pending().await
 }
 
 #[cfg(test)]

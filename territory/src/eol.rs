@@ -1,5 +1,5 @@
 //! Operating-system end of life, from a catalog that ships as a data file
-//! (`collector/data/eol-catalog.toml`, embedded) and can be replaced by
+//! (`territory/data/eol-catalog.toml`, embedded) and can be replaced by
 //! pointing the config at another copy, without a rebuild.
 //!
 //! A system the catalog does not know stays unknown: it is never reported
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use time::{Date, Month};
 
-const EMBEDDED: &str = include_str!("../../data/eol-catalog.toml");
+const EMBEDDED: &str = include_str!("../data/eol-catalog.toml");
 
 /// OS families the catalog can name.
 pub const FAMILIES: &[&str] = &[
