@@ -35,9 +35,12 @@ test-deps:
 			prometheus prometheus-alertmanager nftables iproute2 util-linux; \
 	fi
 
+## fmt, clippy, and no two modules of a crate importing each other
+## (tools/module-loops, over every workspace member).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) run --quiet --locked -p campanile-module-loops
 
 ## Side-by-side benchmarks written to docs/benchmarks/make-bench.md (agent
 ## beside Debian's node_exporter, ingest beside a bare tonic server, fleet

@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: [`collect`] → [`report`] → [`spool`] → [`transport`].
 
+pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod platform;
@@ -24,7 +25,7 @@ use report::ReportBuilder;
 use spool::{Spool, SpoolError};
 use transport::{Backoff, SendError, Transport};
 
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use clock::{AGENT_VERSION, now_ms};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -34,12 +35,6 @@ pub enum AgentError {
     Spool(#[from] spool::SpoolError),
     #[error(transparent)]
     Transport(#[from] transport::TransportError),
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Collects one report without sending it (`campanile-agent once`). Takes

@@ -42,7 +42,7 @@ impl ReportBuilder {
             seq: 0,
             collected_at_ms,
             interval_secs,
-            agent_version: crate::AGENT_VERSION.to_owned(),
+            agent_version: crate::clock::AGENT_VERSION.to_owned(),
             health: Some(health),
             inventory_sha256: hash.to_vec(),
             inventory: send_full.then_some(inventory),

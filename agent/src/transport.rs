@@ -98,7 +98,7 @@ impl Transport {
         let request = DeliverRequest {
             reports,
             agent_stats: Some(agent_stats),
-            sent_unix_ms: crate::now_ms(),
+            sent_unix_ms: crate::clock::now_ms(),
         };
         let client = if campanile_proto::worth_compressing(request.encoded_len()) {
             &mut self.gzip

@@ -8,18 +8,18 @@
 pub mod alerts;
 pub mod background;
 mod checkpoint;
-pub mod clock;
+pub(crate) mod clock;
 pub mod commit;
 pub mod config;
 pub mod exposition;
-pub mod grpc_server;
+pub(crate) mod grpc_server;
 pub mod http;
 pub mod ingest;
-pub mod inventory_diff;
-pub mod listen;
+pub(crate) mod inventory_diff;
+pub(crate) mod listen;
 pub mod pki;
 pub mod reach;
-pub mod reload;
+pub(crate) mod reload;
 pub mod snapshot;
 pub mod store;
 pub mod telemetry;
@@ -174,7 +174,6 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         territory: territory.clone(),
         reach: reach.clone(),
         telemetry: telemetry.clone(),
-        now_ms: clock::now_ms,
     };
     let (alerts, resume) = tokio::task::spawn_blocking(move || alerts::Alerts::open(alerts_cfg))
         .await
@@ -199,21 +198,19 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     });
     let mut tasks = vec![
         reload::watch(territory.clone(), rx.clone()),
-        reach::plan::spawn_planner(
+        reach::planner::spawn(
             reach.clone(),
             background,
             store.clone(),
             territory.clone(),
-            clock::now_ms,
             rx.clone(),
         ),
     ];
     if cfg.probes.wan.enabled {
-        tasks.push(reach::wan::spawn(
+        tasks.push(reach::wan_prober::spawn(
             reach.clone(),
             territory.clone(),
             cfg.probes.wan.clone(),
-            clock::now_ms,
             rx.clone(),
         ));
     }

@@ -34,7 +34,7 @@ impl InventoryCache {
             nics: nics(cfg),
             dmi: platform::dmi(),
             packages: if cfg.packages { self.packages() } else { None },
-            agent_version: crate::AGENT_VERSION.to_owned(),
+            agent_version: crate::clock::AGENT_VERSION.to_owned(),
             ..Default::default()
         };
         if let Some(sys) = sys {

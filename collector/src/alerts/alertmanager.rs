@@ -5,6 +5,7 @@
 //! itself if the collector goes silent. Grouping, silences and routing are
 //! then Alertmanager's.
 
+use crate::clock::now_ms;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +14,11 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::Alerts;
 use super::config::AlertmanagerSink;
 use super::engine::{Alert, State};
 use super::timefmt::rfc3339;
 use super::webhook::{self, Attempt};
+use crate::alerts::handle::Alerts;
 use crate::telemetry::Telemetry;
 
 /// Alertmanager's `postableAlert`.
@@ -70,7 +71,6 @@ pub struct Sink {
     pub alerts: Arc<Alerts>,
     pub telemetry: Arc<Telemetry>,
     pub wake: Arc<Notify>,
-    pub now_ms: fn() -> i64,
 }
 
 impl Sink {
@@ -98,7 +98,7 @@ impl Sink {
             };
             loop {
                 let view = self.alerts.view();
-                let now = (self.now_ms)();
+                let now = now_ms();
                 let body = postable(
                     &view.alerts,
                     now,

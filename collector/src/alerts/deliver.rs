@@ -5,6 +5,7 @@
 //! connection errors are retried with exponential backoff and jitter,
 //! honouring `Retry-After`. A receiver that is down holds up only itself.
 
+use crate::clock::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +51,6 @@ pub struct Worker {
     pub timing: Timing,
     pub telemetry: Arc<Telemetry>,
     pub wake: Arc<Notify>,
-    pub now_ms: fn() -> i64,
 }
 
 impl Worker {
@@ -102,7 +102,7 @@ impl Worker {
                 return Some(Duration::from_secs(5));
             }
         };
-        let now = (self.now_ms)();
+        let now = now_ms();
         let max_age_ms = i64::try_from(self.timing.max_age.as_millis()).unwrap_or(i64::MAX);
         if now - head.created_ms > max_age_ms {
             tracing::warn!(receiver = %self.receiver.name, id = head.id, attempts = head.attempts, "notification dropped: older than alerts.outbox_max_age_secs");
@@ -133,7 +133,7 @@ impl Worker {
                 tracing::warn!(receiver = %self.receiver.name, id = head.id, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "notification not delivered; will retry");
                 self.count("retried");
                 let db = self.db.clone();
-                let next = (self.now_ms)() + delay.as_millis() as i64;
+                let next = now_ms() + delay.as_millis() as i64;
                 let id = head.id;
                 if let Err(e) = blocking(move || db.retry_later(id, attempts, next, &reason)).await
                 {

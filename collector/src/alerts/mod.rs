@@ -19,24 +19,25 @@ pub mod config;
 pub mod deliver;
 pub mod dispatch;
 pub mod engine;
+pub mod handle;
 pub mod maintenance;
 pub mod rules;
 pub mod store;
 pub mod timefmt;
 pub mod webhook;
 
+use crate::clock::now_ms;
 use std::collections::{HashMap, hash_map::DefaultHasher};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::reach::Reach;
-use crate::reach::aggregate::SiteProbes;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -44,43 +45,10 @@ use campanile_territory::state::Territory;
 
 pub use config::AlertsConfig;
 use dispatch::{Dispatcher, LogEntry, LogKey};
-use engine::{Alert, Engine};
-use maintenance::Window;
+use engine::Engine;
+pub use handle::{Alerts, Resume, View};
+use handle::{Msg, Offered};
 pub use store::{AlertStore, AlertStoreError, OutboxStats};
-
-/// The latest evaluation, as the API and `/metrics` read it.
-#[derive(Debug, Clone, Default)]
-pub struct View {
-    /// Shared with the engine: publishing copies pointers, not alerts.
-    pub alerts: Vec<Arc<Alert>>,
-    pub evaluated_ms: Option<i64>,
-    pub outbox: OutboxStats,
-}
-
-enum Msg {
-    Evaluate,
-    /// A scrape's snapshot, offered to the next evaluation.
-    Snapshot(Box<Offered>),
-    Stop,
-}
-
-/// What a scrape read and summed up, handed on so that an evaluation due
-/// soon reads nothing itself.
-struct Offered {
-    snapshot: Snapshot,
-    probes: SiteProbes,
-}
-
-/// Shared by the evaluation thread, the delivery tasks and the HTTP side.
-pub struct Alerts {
-    pub config: AlertsConfig,
-    db: Arc<AlertStore>,
-    view: arc_swap::ArcSwap<View>,
-    poke: Mutex<mpsc::Sender<Msg>>,
-    /// From when (Unix ms) the evaluation thread takes a scrape's snapshot
-    /// instead of reading its own; `i64::MAX` while it wants none.
-    wants_snapshot_from_ms: AtomicI64,
-}
 
 /// The evaluation thread and the delivery tasks.
 pub struct AlertsRunning {
@@ -105,102 +73,12 @@ impl AlertsRunning {
     }
 }
 
-impl Alerts {
-    pub fn view(&self) -> Arc<View> {
-        self.view.load_full()
-    }
-
-    /// Hands a scrape's snapshot to the next evaluation if one is due
-    /// within half an interval; otherwise it is dropped here, so no
-    /// snapshot (a few KiB per host) is held between scrapes. Reading every
-    /// host and evaluating the territory cost the scrape and the evaluation
-    /// the same, twice every 15 s: at 25,000 agents, more CPU than half the
-    /// reports took.
-    pub fn offer(&self, snapshot: Snapshot, probes: SiteProbes) {
-        // One snapshot per evaluation: with two Prometheus servers scraping
-        // at once, the second scrape's is dropped here, not queued.
-        let wanted = self
-            .wants_snapshot_from_ms
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |from| {
-                (snapshot.now_ms >= from).then_some(i64::MAX)
-            })
-            .is_ok();
-        if !wanted {
-            return;
-        }
-        let _ = self
-            .poke
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Msg::Snapshot(Box::new(Offered { snapshot, probes })));
-    }
-
-    /// Evaluate now rather than at the next interval (a window changed).
-    pub fn evaluate_now(&self) {
-        let _ = self
-            .poke
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Msg::Evaluate);
-    }
-
-    /// Windows from the config, then those set through the API (blocking).
-    pub fn windows(&self) -> Result<Vec<Window>, AlertStoreError> {
-        let mut all = self.config.maintenance.clone();
-        all.extend(self.db.windows()?);
-        Ok(all)
-    }
-
-    /// Stores a window set through the API and applies it (blocking).
-    pub fn add_window(&self, w: Window) -> Result<Window, AlertStoreError> {
-        let w = self.db.add_window(w)?;
-        self.evaluate_now();
-        Ok(w)
-    }
-
-    /// Removes an API window (blocking); false when there is none.
-    pub fn delete_window(&self, id: i64) -> Result<bool, AlertStoreError> {
-        let found = self.db.delete_window(id)?;
-        if found {
-            self.evaluate_now();
-        }
-        Ok(found)
-    }
-}
-
 /// Where evaluation reads from.
 pub struct Sources {
     pub store: Arc<Store>,
     pub territory: Arc<Territory>,
     pub reach: Arc<Reach>,
     pub telemetry: Arc<Telemetry>,
-    pub now_ms: fn() -> i64,
-}
-
-/// What [`Alerts::open`] read back, for [`run`] to resume from.
-pub struct Resume {
-    stored: Vec<Alert>,
-    log: HashMap<LogKey, LogEntry>,
-    rx: mpsc::Receiver<Msg>,
-}
-
-impl Alerts {
-    /// Opens the alert store and reads back the state (blocking). Nothing is
-    /// evaluated or sent until [`run`].
-    pub fn open(cfg: AlertsConfig) -> Result<(Arc<Alerts>, Resume), AlertStoreError> {
-        let db = Arc::new(AlertStore::open(&cfg.state_path)?);
-        let stored = db.load_alerts()?;
-        let log = db.load_log()?;
-        let (tx, rx) = mpsc::channel();
-        let alerts = Arc::new(Alerts {
-            config: cfg,
-            db,
-            view: arc_swap::ArcSwap::from_pointee(View::default()),
-            poke: Mutex::new(tx),
-            wants_snapshot_from_ms: AtomicI64::new(i64::MAX),
-        });
-        Ok((alerts, Resume { stored, log, rx }))
-    }
 }
 
 /// Starts evaluation (its own thread) and delivery (tasks of the current
@@ -237,7 +115,6 @@ pub fn run(
                 timing,
                 telemetry: src.telemetry.clone(),
                 wake,
-                now_ms: src.now_ms,
             }
             .spawn(shutdown.clone()),
         );
@@ -257,7 +134,6 @@ pub fn run(
                 alerts: alerts.clone(),
                 telemetry: src.telemetry.clone(),
                 wake,
-                now_ms: src.now_ms,
             }
             .spawn(shutdown.clone()),
         );
@@ -323,7 +199,7 @@ impl Loop {
         let mut force = false;
         let mut offered: Option<Box<Offered>> = None;
         loop {
-            let now = (self.src.now_ms)();
+            let now = now_ms();
             let mut changed = false;
             // A scrape's snapshot is taken if it is fresh, and brings the
             // evaluation forward by up to half an interval: evaluations fall

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{Family, Scrape};
+use crate::exposition::family::Family;
+use crate::exposition::scrape::Scrape;
 use campanile_territory::evaluate::Presence;
 
 #[derive(Default)]

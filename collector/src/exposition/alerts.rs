@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Family, Scrape};
 use crate::alerts::engine::State;
+use crate::exposition::family::Family;
+use crate::exposition::scrape::Scrape;
 
 pub(super) fn families(scrape: &Scrape<'_>) -> Vec<Family> {
     let Some(alerts) = scrape.alerts else {

@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 
-use super::{Family, Scrape};
+use crate::exposition::family::Family;
+use crate::exposition::scrape::Scrape;
 use crate::reach::classify::{Reachability, classify};
 
 pub(super) fn families(scrape: &Scrape<'_>) -> Vec<Family> {

@@ -113,40 +113,6 @@ fn duty_for(devices: &[&Device]) -> ProbeDuty {
     duty
 }
 
-/// Recomputes the plan at once and then every `probes.plan_refresh_secs`
-/// until shutdown, from a snapshot of its own only when no scrape
-/// refreshed it in the last half of that (see [`super::Reach::plan_due`]):
-/// a plan is at most one and a half refresh intervals old.
-pub fn spawn_planner(
-    reach: Arc<super::Reach>,
-    background: crate::background::Background,
-    store: Arc<crate::store::Store>,
-    territory: Arc<campanile_territory::state::Territory>,
-    now_ms: fn() -> i64,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(reach.config.plan_refresh);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                _ = ticker.tick() => {}
-            }
-            if !reach.plan_due(now_ms()) {
-                continue;
-            }
-            let (r, s, t) = (reach.clone(), store.clone(), territory.clone());
-            let computed = background
-                .run(move || r.plan_from(&crate::snapshot::Snapshot::take(&s, &t, now_ms())))
-                .await;
-            if let Err(e) = computed {
-                tracing::error!(error = %e, "probe plan task failed");
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

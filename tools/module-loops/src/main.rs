@@ -3,8 +3,11 @@
 //! workspace.
 //!
 //! ```text
-//! module-loops CRATE_DIR...
+//! module-loops [CRATE_DIR...]
 //! ```
+//!
+//! Without arguments it checks every member of the workspace whose
+//! `Cargo.toml` is in the current directory.
 //!
 //! The module tree is read as rustc reads it, from each crate root
 //! (`src/lib.rs`, `src/main.rs`, `src/bin/*.rs`, `tests/*.rs`,
@@ -24,10 +27,15 @@ use proc_macro2::{TokenStream, TokenTree};
 use syn::visit::Visit;
 
 fn main() -> ExitCode {
-    let dirs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let mut dirs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     if dirs.is_empty() {
-        eprintln!("usage: module-loops CRATE_DIR...");
-        return ExitCode::from(2);
+        match workspace_members(Path::new("Cargo.toml")) {
+            Ok(m) => dirs = m,
+            Err(e) => {
+                eprintln!("module-loops: {e:#} (usage: module-loops [CRATE_DIR...])");
+                return ExitCode::from(2);
+            }
+        }
     }
     match run(&dirs) {
         Ok(0) => ExitCode::SUCCESS,
@@ -60,6 +68,28 @@ fn run(dirs: &[PathBuf]) -> Result<usize> {
         println!("module-loops: no loop among {modules} modules");
     }
     Ok(loops)
+}
+
+/// The `[workspace] members` of a manifest, as directories beside it.
+fn workspace_members(manifest: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let value: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let members = value
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .with_context(|| format!("{}: no [workspace] members", manifest.display()))?;
+    let base = manifest.parent().unwrap_or(Path::new("."));
+    members
+        .iter()
+        .map(|m| {
+            m.as_str()
+                .map(|m| base.join(m))
+                .context("a workspace member that is not a string")
+        })
+        .collect()
 }
 
 fn crate_roots(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -368,6 +398,10 @@ impl<'ast> Visit<'ast> for PathCollector<'_> {
         syn::visit::visit_path(self, p);
     }
 
+    /// `pub(crate)`, `pub(super)`, `pub(in path)` say who may see an item,
+    /// not what it uses.
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {}
+
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
         self.visit_path(&m.path);
         self.tokens(m.tokens.clone());
@@ -571,6 +605,19 @@ mod tests {
             ("src/m/k.rs", "use super::P; pub fn g() {}"),
         ]);
         assert_eq!(l.len(), 1, "{l:?}");
+    }
+
+    #[test]
+    fn visibility_is_not_a_dependency() {
+        let l = loops_of(&[
+            ("src/lib.rs", "mod m; pub use m::k::g;"),
+            ("src/m/mod.rs", "pub mod k; pub(crate) fn f() { k::g() }"),
+            (
+                "src/m/k.rs",
+                "pub(super) fn g() {} pub(crate) struct S; pub(in crate::m) struct T;",
+            ),
+        ]);
+        assert!(l.is_empty(), "{l:?}");
     }
 
     #[test]
