@@ -13,8 +13,9 @@ use serde::Deserialize;
 use crate::alerts::config::{AlertsConfig, RawAlerts};
 use crate::exposition::config::ExpositionConfig;
 use crate::http::config::{ApiConfig, RawApi};
+use crate::ingest::config::{GrpcConfig, RawGrpc, RawTls, TlsConfig};
+use crate::ingest::validate::Limits;
 use crate::reach::config::{ProbesConfig, RawProbes};
-use crate::validate::Limits;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,23 +41,6 @@ struct RawConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawGrpc {
-    listen_addr: String,
-    #[serde(default = "default_max_message_bytes")]
-    max_message_bytes: usize,
-    #[serde(default = "default_handshake_timeout_secs")]
-    handshake_timeout_secs: u64,
-    /// 0: connections stay open as long as the agents keep them.
-    #[serde(default)]
-    idle_timeout_secs: u64,
-    #[serde(default = "default_listen_backlog")]
-    listen_backlog: u32,
-    #[serde(default = "default_max_handshakes_in_progress")]
-    max_handshakes_in_progress: usize,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawHttp {
     #[serde(default = "default_http_listen")]
     listen_addr: String,
@@ -72,35 +56,10 @@ impl Default for RawHttp {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTls {
-    ca_cert_path: PathBuf,
-    cert_path: PathBuf,
-    key_path: PathBuf,
-    #[serde(default = "default_session_resumption")]
-    session_resumption: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawStore {
     path: PathBuf,
 }
 
-fn default_max_message_bytes() -> usize {
-    4 * 1024 * 1024
-}
-fn default_handshake_timeout_secs() -> u64 {
-    10
-}
-fn default_listen_backlog() -> u32 {
-    4096
-}
-fn default_max_handshakes_in_progress() -> usize {
-    256
-}
-fn default_session_resumption() -> bool {
-    true
-}
 fn default_http_listen() -> String {
     "127.0.0.1:9471".into()
 }
@@ -108,24 +67,9 @@ fn default_http_listen() -> String {
 /// Validated collector configuration.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
-    pub grpc_listen: SocketAddr,
-    pub max_message_bytes: usize,
-    pub handshake_timeout_secs: u64,
-    /// Close an agent connection once no byte has crossed it for this
-    /// long and no request is waiting for its answer; `None` keeps
-    /// connections open.
-    pub idle_timeout: Option<std::time::Duration>,
-    /// Connections the kernel queues before the collector accepts them.
-    pub listen_backlog: u32,
-    /// TLS handshakes run at once; connections beyond wait their turn.
-    pub max_handshakes_in_progress: usize,
+    pub grpc: GrpcConfig,
+    pub tls: TlsConfig,
     pub http_listen: SocketAddr,
-    pub ca_cert_path: PathBuf,
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-    /// TLS 1.3 session tickets (false: every connection makes a full
-    /// handshake).
-    pub tls_session_resumption: bool,
     pub store_path: PathBuf,
     pub limits: Limits,
     pub exposition: ExpositionConfig,
@@ -141,49 +85,20 @@ impl CollectorConfig {
     }
 
     /// Parses `text` as if read from `path` (used to resolve relative paths
-    /// and to name the file in errors).
+    /// and to name the file in errors), and hands each section to the part
+    /// that owns it to validate.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = loader::parse_toml(text, path)?;
         let base = loader::base_dir(path);
         let invalid = |field, reason: String| ConfigError::invalid(path, field, reason);
-        let addr = |field, s: &str| {
-            s.parse::<SocketAddr>()
-                .map_err(|e| invalid(field, format!("{s:?} is not an ip:port address ({e})")))
-        };
-        let grpc_listen = addr("grpc.listen_addr", &raw.grpc.listen_addr)?;
-        let http_listen = addr("http.listen_addr", &raw.http.listen_addr)?;
-        if raw.grpc.max_message_bytes < 64 * 1024 {
-            return Err(invalid(
-                "grpc.max_message_bytes",
-                "must be at least 65536".into(),
-            ));
-        }
-        if raw.grpc.handshake_timeout_secs == 0 {
-            return Err(invalid(
-                "grpc.handshake_timeout_secs",
-                "must be positive".into(),
-            ));
-        }
-        if !(128..=65_535).contains(&raw.grpc.listen_backlog) {
-            return Err(invalid(
-                "grpc.listen_backlog",
-                format!(
-                    "{} is out of range: 128 to 65535 (the kernel caps it at net.core.somaxconn)",
-                    raw.grpc.listen_backlog
-                ),
-            ));
-        }
-        // The upper end keeps the semaphore below its maximum of permits
-        // (tokio panics past it), far beyond any open-files limit.
-        if !(1..=1_000_000).contains(&raw.grpc.max_handshakes_in_progress) {
-            return Err(invalid(
-                "grpc.max_handshakes_in_progress",
-                format!(
-                    "{} is out of range: 1 to 1000000 (0 would refuse every connection)",
-                    raw.grpc.max_handshakes_in_progress
-                ),
-            ));
-        }
+        let http_listen = raw.http.listen_addr.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "http.listen_addr",
+                format!("{:?} is not an ip:port address ({e})", raw.http.listen_addr),
+            )
+        })?;
+        let grpc = crate::ingest::config::validate_grpc(raw.grpc, &invalid)?;
+        let tls = crate::ingest::config::validate_tls(raw.tls, base);
         let limits = raw.limits.validated(&invalid)?;
         let territory = campanile_territory::config::validate(raw.territory, base, &invalid)?;
         let api = crate::http::config::validate(raw.api, &invalid)?;
@@ -192,18 +107,9 @@ impl CollectorConfig {
         let alerts =
             crate::alerts::config::validate(raw.alerts, base, &store_path, http_listen, &invalid)?;
         Ok(Self {
-            grpc_listen,
-            max_message_bytes: raw.grpc.max_message_bytes,
-            handshake_timeout_secs: raw.grpc.handshake_timeout_secs,
-            idle_timeout: (raw.grpc.idle_timeout_secs > 0)
-                .then(|| std::time::Duration::from_secs(raw.grpc.idle_timeout_secs)),
-            listen_backlog: raw.grpc.listen_backlog,
-            max_handshakes_in_progress: raw.grpc.max_handshakes_in_progress,
+            grpc,
+            tls,
             http_listen,
-            ca_cert_path: base.join(raw.tls.ca_cert_path),
-            cert_path: base.join(raw.tls.cert_path),
-            key_path: base.join(raw.tls.key_path),
-            tls_session_resumption: raw.tls.session_resumption,
             store_path,
             limits,
             exposition: raw.exposition,
@@ -235,7 +141,7 @@ mod tests {
         let c =
             CollectorConfig::parse(MINIMAL, Path::new("/etc/campanile/collector.toml")).unwrap();
         assert_eq!(c.store_path, Path::new("/etc/campanile/campanile.db"));
-        assert_eq!(c.ca_cert_path, Path::new("/etc/campanile/pki/ca.pem"));
+        assert_eq!(c.tls.ca_cert_path, Path::new("/etc/campanile/pki/ca.pem"));
         assert_eq!(c.http_listen.port(), 9471);
     }
 
@@ -252,7 +158,7 @@ mod tests {
     #[test]
     fn listen_backlog_defaults_to_somaxconns_default_and_refuses_a_tiny_queue() {
         let c = CollectorConfig::parse(MINIMAL, Path::new("c.toml")).unwrap();
-        assert_eq!(c.listen_backlog, 4096);
+        assert_eq!(c.grpc.listen_backlog, 4096);
         let set = |n: u32| {
             MINIMAL.replace(
                 "listen_addr = \"127.0.0.1:9470\"",
@@ -260,7 +166,7 @@ mod tests {
             )
         };
         let c = CollectorConfig::parse(&set(16384), Path::new("c.toml")).unwrap();
-        assert_eq!(c.listen_backlog, 16384);
+        assert_eq!(c.grpc.listen_backlog, 16384);
         for n in [0, 16, 70_000] {
             let e = CollectorConfig::parse(&set(n), Path::new("c.toml")).unwrap_err();
             assert!(e.to_string().contains("grpc.listen_backlog"), "{n}: {e}");
@@ -270,7 +176,7 @@ mod tests {
     #[test]
     fn handshakes_in_progress_are_bounded_by_default_and_the_bound_cannot_be_zero() {
         let c = CollectorConfig::parse(MINIMAL, Path::new("c.toml")).unwrap();
-        assert_eq!(c.max_handshakes_in_progress, 256);
+        assert_eq!(c.grpc.max_handshakes_in_progress, 256);
         let set = |n: usize| {
             MINIMAL.replace(
                 "listen_addr = \"127.0.0.1:9470\"",
@@ -278,7 +184,7 @@ mod tests {
             )
         };
         let c = CollectorConfig::parse(&set(2000), Path::new("c.toml")).unwrap();
-        assert_eq!(c.max_handshakes_in_progress, 2000);
+        assert_eq!(c.grpc.max_handshakes_in_progress, 2000);
         for n in [0, 2_000_000] {
             let e = CollectorConfig::parse(&set(n), Path::new("c.toml")).unwrap_err();
             assert!(

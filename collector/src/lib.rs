@@ -6,25 +6,17 @@
 //! handle; the binary and the end-to-end tests drive the same code.
 
 pub mod alerts;
-pub mod background;
-mod checkpoint;
 pub(crate) mod clock;
-pub mod commit;
 pub mod config;
 pub mod exposition;
-pub(crate) mod grpc_server;
 pub mod http;
 pub mod ingest;
-pub(crate) mod inventory_diff;
-pub(crate) mod listen;
 pub mod pki;
 pub mod reach;
+pub mod read;
 pub(crate) mod reload;
-pub mod snapshot;
 pub mod store;
 pub mod telemetry;
-pub mod tls;
-pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,7 +40,7 @@ pub enum CollectorError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] ingest::tls::TlsError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
@@ -81,7 +73,7 @@ pub struct Running {
     alerts_running: alerts::AlertsRunning,
     shutdown: watch::Sender<bool>,
     grpc: JoinHandle<()>,
-    commit_thread: commit::CommitterThread,
+    commit_thread: store::commit::CommitterThread,
     http: JoinHandle<std::io::Result<()>>,
     accept: JoinHandle<()>,
     /// Territory watcher, probe planner, WAN prober.
@@ -110,39 +102,39 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             })?
             .map_err(config::ConfigError::from)?,
     );
-    let tls_cfg = tls::server_config(
-        &cfg.ca_cert_path,
-        &cfg.cert_path,
-        &cfg.key_path,
-        cfg.tls_session_resumption,
+    let tls_cfg = ingest::tls::server_config(
+        &cfg.tls.ca_cert_path,
+        &cfg.tls.cert_path,
+        &cfg.tls.key_path,
+        cfg.tls.session_resumption,
     )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
 
-    let (grpc_listener, grpc_addr) = bind(cfg.grpc_listen, cfg.listen_backlog, "gRPC").await?;
+    let (grpc_listener, grpc_addr) = bind(cfg.grpc.listen, cfg.grpc.listen_backlog, "gRPC").await?;
     let (http_listener, http_addr) = bind(cfg.http_listen, HTTP_BACKLOG, "HTTP").await?;
 
     let (shutdown, rx) = watch::channel(false);
-    let (incoming, accept) = tls::incoming(
+    let (incoming, accept) = ingest::tls::incoming(
         grpc_listener,
         acceptor,
-        tls::Accepting {
-            handshake_timeout: Duration::from_secs(cfg.handshake_timeout_secs),
-            idle_timeout: cfg.idle_timeout,
-            max_handshakes_in_progress: cfg.max_handshakes_in_progress,
+        ingest::tls::Accepting {
+            handshake_timeout: cfg.grpc.handshake_timeout,
+            idle_timeout: cfg.grpc.idle_timeout,
+            max_handshakes_in_progress: cfg.grpc.max_handshakes_in_progress,
             // Half the handshake's own bound: a connection that waited
             // longer is one its agent is about to give up on.
-            slot_wait: Duration::from_secs(cfg.handshake_timeout_secs) / 2,
+            slot_wait: cfg.grpc.handshake_timeout / 2,
         },
         telemetry.clone(),
     );
     let reach = Arc::new(reach::Reach::new(cfg.probes.clone()));
-    let (committer, commit_thread) = commit::Committer::start(
+    let (committer, commit_thread) = store::commit::Committer::start(
         store.clone(),
         Arc::new(cfg.probes.targets.clone()),
         telemetry.clone(),
         GROUP_COMMIT_MAX_REPORTS,
     );
-    let service = IngestServer::new(ingest::IngestService::new(
+    let service = IngestServer::new(ingest::service::IngestService::new(
         committer,
         cfg.limits.clone(),
         telemetry.clone(),
@@ -150,13 +142,13 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     ))
     // The limit applies to the decompressed message, so gzip cannot smuggle
     // in more than max_message_bytes.
-    .max_decoding_message_size(cfg.max_message_bytes)
+    .max_decoding_message_size(cfg.grpc.max_message_bytes)
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip);
-    let grpc = tokio::spawn(grpc_server::serve(
+    let grpc = tokio::spawn(ingest::grpc_server::serve(
         incoming,
         tonic::service::Routes::new(service).prepare(),
-        grpc_server::Http2 {
+        ingest::grpc_server::Http2 {
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
             drain_timeout: Duration::from_secs(30),
@@ -182,7 +174,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             message: e.to_string(),
         })??;
     let alerts_running = alerts::run(alerts.clone(), resume, sources, rx.clone());
-    let background = background::Background::start().map_err(|e| CollectorError::Serve {
+    let background = read::background::Background::start().map_err(|e| CollectorError::Serve {
         what: "background readers",
         message: e.to_string(),
     })?;
@@ -252,7 +244,7 @@ async fn bind(
     what: &'static str,
 ) -> Result<(TcpListener, SocketAddr), CollectorError> {
     let err = |source| CollectorError::Bind { addr, what, source };
-    let listener = listen::bind(addr, backlog).await.map_err(err)?;
+    let listener = ingest::listen::bind(addr, backlog).await.map_err(err)?;
     let local = listener.local_addr().map_err(err)?;
     Ok((listener, local))
 }

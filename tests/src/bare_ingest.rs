@@ -30,12 +30,12 @@ impl Ingest for Bare {
             .max()
             .unwrap_or(0);
         // Answered as the collector answers, compressed only if large.
-        Ok(campanile_collector::ingest::answer_compressed_if_large(
-            DeliverResponse {
+        Ok(
+            campanile_collector::ingest::service::answer_compressed_if_large(DeliverResponse {
                 committed_seq,
                 directives: None,
-            },
-        ))
+            }),
+        )
     }
 }
 

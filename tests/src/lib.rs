@@ -385,7 +385,7 @@ impl TestCollector {
     /// configured for an earlier run find it again.
     pub async fn start_on(pki: &TestPki, db: &Path, grpc_port: u16) -> Result<Self> {
         let mut cfg = pki.collector_config(db)?;
-        cfg.grpc_listen.set_port(grpc_port);
+        cfg.grpc.listen.set_port(grpc_port);
         let running = campanile_collector::start(cfg).await?;
         Ok(Self {
             running,

@@ -11,7 +11,7 @@ use crate::alerts::engine::Alert;
 use crate::alerts::maintenance::Window;
 use crate::alerts::store::{AlertStore, AlertStoreError, OutboxStats};
 use crate::reach::aggregate::SiteProbes;
-use crate::snapshot::Snapshot;
+use crate::read::snapshot::Snapshot;
 
 /// The latest evaluation, as the API and `/metrics` read it.
 #[derive(Debug, Clone, Default)]

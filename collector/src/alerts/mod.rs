@@ -38,7 +38,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::reach::Reach;
-use crate::snapshot::Snapshot;
+use crate::read::snapshot::Snapshot;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use campanile_territory::state::Territory;
@@ -156,7 +156,7 @@ pub fn run(
         .spawn(move || {
             // Evaluation reads every host, as a scrape does: it waits for
             // the reports, not the other way round (see background.rs).
-            crate::background::lower_this_threads_priority();
+            crate::read::background::lower_this_threads_priority();
             looper.run(&rx)
         })
         .expect("spawn the alerts thread");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::reach::aggregate::SiteProbes;
 use crate::reach::classify::{Reachability, classify};
 use crate::reach::wan::WanState;
-use crate::snapshot::Snapshot;
+use crate::read::snapshot::Snapshot;
 use campanile_territory::evaluate::{Presence, filesystem_used_percent};
 use campanile_territory::gap::GapKind;
 use campanile_territory::register::Places;

@@ -116,8 +116,7 @@ impl AlertStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
+        conn.busy_timeout(crate::store::BUSY_TIMEOUT).map_err(err)?;
         migrations()
             .to_latest(&mut conn)
             .map_err(|source| AlertStoreError::Migration {

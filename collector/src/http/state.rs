@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Response};
 use campanile_territory::state::Territory;
 
 use crate::alerts::Alerts;
-use crate::background::Background;
 use crate::clock::now_ms;
 use crate::exposition::config::ExpositionConfig;
 use crate::http::config::ApiConfig;
 use crate::reach::Reach;
-use crate::snapshot::Snapshot;
+use crate::read::background::Background;
+use crate::read::snapshot::Snapshot;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 

@@ -6,10 +6,10 @@ use campanile_territory::state::Territory;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::background::Background;
 use crate::clock::now_ms;
 use crate::reach::state::Reach;
-use crate::snapshot::Snapshot;
+use crate::read::background::Background;
+use crate::read::snapshot::Snapshot;
 use crate::store::Store;
 
 /// Recomputes the plan at once and then every `probes.plan_refresh_secs`

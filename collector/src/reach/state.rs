@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use crate::reach::config::ProbesConfig;
 use crate::reach::plan::Plan;
 use crate::reach::wan::WanState;
-use crate::snapshot::Snapshot;
+use crate::read::snapshot::Snapshot;
 
 /// The reachability state shared by ingest (plan), the WAN prober and the
 /// HTTP side. Readers take an `Arc` snapshot and never hold the lock.

@@ -307,7 +307,7 @@ fn observe(collector: &CollectorProcess, started: Instant, scrape_secs: u64) -> 
             // and parsing a 100 MiB exposition here would take CPU from them
             // and count as the collector's latency. (The collector's own
             // readers run at this priority too, see background.rs.)
-            campanile_collector::background::lower_this_threads_priority();
+            campanile_collector::read::background::lower_this_threads_priority();
             runtime.block_on(async move {
                 tokio::select! {
                     () = watch => {}

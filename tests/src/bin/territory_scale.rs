@@ -291,7 +291,7 @@ fn main() -> Result<()> {
         now,
     )?);
     let state = HttpState {
-        background: campanile_collector::background::Background::start()?,
+        background: campanile_collector::read::background::Background::start()?,
         store: store.clone(),
         telemetry: Arc::new(Telemetry::new()),
         exposition: ExpositionConfig::default(),

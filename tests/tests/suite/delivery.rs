@@ -655,7 +655,7 @@ async fn batches_too_large_for_the_collector_are_split_until_they_fit() -> Resul
     // 200 KB per request (decompressed): the agent's first batch, 500
     // reports of ~1.2 KB, is refused as OUT_OF_RANGE; without splitting
     // it would be retried forever and the drain below would fail.
-    cfg.max_message_bytes = 200_000;
+    cfg.grpc.max_message_bytes = 200_000;
     let running = campanile_collector::start(cfg).await?;
     let text = pki.probing_agent_toml(
         "big-pc",

@@ -17,7 +17,7 @@ fn deploy(file: &str) -> PathBuf {
 #[test]
 fn example_collector_config_parses() -> Result<()> {
     let c = CollectorConfig::load(&deploy("collector.toml"))?;
-    assert_eq!(c.grpc_listen.port(), 9470);
+    assert_eq!(c.grpc.listen.port(), 9470);
     assert_eq!(c.http_listen.port(), 9471);
     // The example's alerting: one receiver, the rules' documented defaults.
     assert_eq!(c.alerts.receivers.len(), 1);

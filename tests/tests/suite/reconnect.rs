@@ -24,8 +24,8 @@ async fn idle_closing_collector(pki: &TestPki) -> Result<TestCollector> {
 
 async fn idle_closing_collector_with(pki: &TestPki, resumption: bool) -> Result<TestCollector> {
     TestCollector::start_tuned(pki, |c| {
-        c.idle_timeout = Some(Duration::from_secs(1));
-        c.tls_session_resumption = resumption;
+        c.grpc.idle_timeout = Some(Duration::from_secs(1));
+        c.tls.session_resumption = resumption;
     })
     .await
 }

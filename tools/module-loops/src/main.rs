@@ -235,7 +235,11 @@ impl Tree {
                 }
                 (base, &path[i..])
             }
-            first if self.modules.get(from)?.children.contains(first) => (from.clone(), path),
+            // `child::item`; a lone `name` is a local, a function or a
+            // type, whatever modules share its name.
+            first if path.len() > 1 && self.modules.get(from)?.children.contains(first) => {
+                (from.clone(), path)
+            }
             _ => return None,
         };
         let mut best = base.clone();
@@ -605,6 +609,18 @@ mod tests {
             ("src/m/k.rs", "use super::P; pub fn g() {}"),
         ]);
         assert_eq!(l.len(), 1, "{l:?}");
+    }
+
+    #[test]
+    fn a_local_named_like_a_child_module_is_not_the_module() {
+        let l = loops_of(&[
+            (
+                "src/lib.rs",
+                "mod wal; pub struct S; fn f() { let wal = 1; let _ = wal; }",
+            ),
+            ("src/wal.rs", "impl crate::S { fn g(&self) {} }"),
+        ]);
+        assert!(l.is_empty(), "{l:?}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod alerts;
 
 use crate::http::reply::not_found;
 use crate::http::state::HttpState;
-use crate::snapshot::Snapshot;
+use crate::read::snapshot::Snapshot;
 use campanile_territory::evaluate::{self, ComuneView, HostView, Presence, SiteView};
 use campanile_territory::host::HostState;
 

@@ -14,7 +14,7 @@ use campanile_proto::identity::HostIdentity;
 use campanile_proto::v1::{AgentStats, Report};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint;
+use crate::store::checkpoint;
 use crate::store::{IngestJob, IngestOutcome, ProbeCounting, Store, StoreError};
 use crate::telemetry::Telemetry;
 use campanile_territory::host::PeerFacts;

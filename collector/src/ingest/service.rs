@@ -10,12 +10,11 @@ use campanile_proto::v1::{DeliverRequest, DeliverResponse, Directives};
 use tonic::{Request, Response, Status};
 
 use crate::clock::now_ms;
-use crate::commit::{self, CommitError, Committer};
+use crate::ingest::tls::PeerInfo;
+use crate::ingest::validate::{self, Limits, Refusal};
 use crate::reach::Reach;
+use crate::store::commit::{self, CommitError, Committer};
 use crate::telemetry::Telemetry;
-use crate::tls::PeerInfo;
-use crate::validate::Limits;
-use crate::validate::{self, Refusal};
 use campanile_territory::host::PeerFacts;
 
 pub struct IngestService {

@@ -20,7 +20,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::codegen::Service;
 use tonic::service::Routes;
 
-use crate::tls::AuthenticatedStream;
+use crate::ingest::tls::AuthenticatedStream;
 
 /// HTTP/2 settings of the gRPC port.
 #[derive(Debug, Clone)]
