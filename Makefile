@@ -52,8 +52,8 @@ bench: bench-deps
 	$(CARGO) build --release --workspace --bins --locked
 	target/release/benchmarks --out docs/benchmarks/make-bench.md
 	target/release/footprint target/release/campanile-agent
-	target/release/territory_scale
-	target/release/delivery_bench target/release/campanile-agent
+	target/release/territory-scale
+	target/release/delivery-bench target/release/campanile-agent
 
 bench-deps:
 	@if ! command -v prometheus-node-exporter >/dev/null || ! command -v strip >/dev/null; then \

@@ -2,12 +2,11 @@
 //! collector on 127.0.0.1:0, agents pointed at it, and real peers
 //! (promtool, Prometheus) started and stopped by the tests.
 
-pub mod bare_ingest;
-pub mod bench;
-pub mod fleet;
 pub mod netns;
 pub mod planted;
+pub mod procs;
 pub mod receiver;
+pub mod scrape;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,8 +20,13 @@ use campanile_collector::{CollectorConfig, Running};
 use campanile_proto::identity::HostIdentity;
 use tempfile::TempDir;
 
-/// Installs the ring provider once per test process (reqwest and tonic
-/// need a process default).
+pub use procs::{
+    is_root, kib_field, peak_rss_bytes, proc_status_kib, raise_open_files_limit, require_tool,
+};
+pub use scrape::{http_get, sample};
+
+/// Installs the ring provider once per process (reqwest and tonic need a
+/// process default).
 pub fn init_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -342,19 +346,6 @@ pub fn skipped(reason: &str) {
     }
 }
 
-/// Runs as root: only then can tests make network namespaces and drop
-/// privileges.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// A collector started on ephemeral ports, with the store in its own tempdir.
 pub struct TestCollector {
     pub running: Running,
@@ -441,18 +432,6 @@ impl TestCollector {
         self.running.shutdown().await?;
         Ok(self._dir)
     }
-}
-
-pub async fn http_get(url: &str) -> Result<String> {
-    let resp = reqwest::get(url)
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = resp.status();
-    let body = resp.text().await?;
-    if !status.is_success() {
-        bail!("GET {url}: {status}: {body}");
-    }
-    Ok(body)
 }
 
 /// GET with an optional bearer token; returns the status and the body.
@@ -562,17 +541,6 @@ where
     }
 }
 
-/// The value of the series whose text form (name and labels, as rendered)
-/// equals `series`, e.g. `campanile_host_up{host="a",site="s"}`.
-pub fn sample(exposition: &str, series: &str) -> Option<f64> {
-    exposition
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(s, _)| *s == series)
-        .and_then(|(_, v)| v.parse().ok())
-}
-
 /// Series that appear more than once in an exposition.
 pub fn duplicate_series(exposition: &str) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
@@ -582,17 +550,6 @@ pub fn duplicate_series(exposition: &str) -> Vec<String> {
         .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_owned()))
         .filter(|s| !seen.insert(s.clone()))
         .collect()
-}
-
-/// Finds a tool that `make test` installs (Debian's prometheus package).
-pub fn require_tool(name: &str) -> Result<PathBuf> {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!("{name} not found on PATH: run `make test`, which installs Debian's prometheus package")
 }
 
 /// Runs `promtool check metrics` on an exposition; fails with its complaints.
@@ -754,30 +711,6 @@ async fn throttle(
     let _ = to.shutdown().await;
 }
 
-/// A memory figure of a process from /proc/<pid>/status, in KiB: `field`
-/// is e.g. "VmRSS:" (resident now) or "VmHWM:" (peak).
-pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    kib_field(&format!("/proc/{pid}/status"), field)
-}
-
-/// A "<field> <n> kB" line of a /proc file (status, meminfo), in KiB.
-pub fn kib_field(path: &str, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(path).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Peak resident memory of a process (VmHWM), in bytes.
-pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
-    proc_status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
-}
-
 /// Sends SIGTERM (a graceful stop) to a child this test started.
 pub fn terminate(child: &Child) -> Result<()> {
     let status = Command::new("kill")
@@ -826,17 +759,4 @@ pub async fn steady_report(host_id: &str) -> campanile_proto::v1::Report {
         ..Default::default()
     });
     r
-}
-
-/// Raises this process's open-files soft limit to its hard limit (and, as
-/// root, the hard limit to 1,048,576 first): a fleet holds one socket per
-/// agent. Returns the soft limit now in force. Children inherit it.
-pub fn raise_open_files_limit() -> Result<u64> {
-    use rlimit::Resource;
-    if is_root() {
-        let _ = Resource::NOFILE.set(1 << 20, 1 << 20);
-    }
-    let (_, hard) = Resource::NOFILE.get()?;
-    let _ = Resource::NOFILE.set(hard, hard);
-    Ok(Resource::NOFILE.get()?.0)
 }

@@ -11,7 +11,6 @@ mod docs;
 mod end_to_end;
 mod exit_codes;
 mod exposition;
-mod fleet;
 mod netns;
 mod probes;
 mod reconnect;

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::relay::CountingRelay;
-use super::{Binaries, CollectorProcess, Figure, Section, procs};
-use crate::{ChildGuard, TestPki, free_port, sample};
+use super::{Binaries, CollectorProcess, Figure, Section};
+use campanile_tests::procs;
+use campanile_tests::{ChildGuard, TestPki, free_port, sample};
 
 pub struct Options {
     pub interval_secs: u64,
@@ -28,7 +29,7 @@ pub struct Options {
 }
 
 pub async fn run(bins: &Binaries, opts: &Options) -> Result<Section> {
-    let node_exporter = crate::require_tool("prometheus-node-exporter")?;
+    let node_exporter = campanile_tests::procs::require_tool("prometheus-node-exporter")?;
     let pki = TestPki::new()?;
     let collector = CollectorProcess::start(&bins.collector, &pki, "").await?;
     let agent_relay = CountingRelay::start(collector.grpc).await?;

@@ -9,6 +9,8 @@
 //! gRPC code, and percentiles of the report RPC's latency.
 
 pub mod connect;
+#[cfg(test)]
+mod end_to_end;
 pub mod hosts;
 
 use std::collections::BTreeMap;
@@ -110,10 +112,7 @@ impl Latency {
             return Self::default();
         }
         micros.sort_unstable();
-        let at = |q: f64| {
-            let i = ((micros.len() as f64 * q).ceil() as usize).clamp(1, micros.len()) - 1;
-            f64::from(micros[i]) / 1000.0
-        };
+        let at = |q: f64| crate::stats::quantile(&micros, q).map_or(0.0, |m| f64::from(m) / 1000.0);
         Self {
             count: micros.len(),
             p50_ms: at(0.50),

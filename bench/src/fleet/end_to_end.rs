@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::fleet::{self, Fleet, Layout, RunConfig, Target};
 use anyhow::Result;
-use campanile_tests::fleet::{self, Fleet, Layout, RunConfig, Target};
 use campanile_tests::{TestCollector, TestPki, sample};
 
 fn config(addr: std::net::SocketAddr, agents: usize, reconnect: bool) -> RunConfig {

@@ -7,7 +7,7 @@
 //!   spools, over mTLS to an in-process collector) to drain a one-hour
 //!   backlog each (60 reports at a 60 s interval) after an outage.
 //!
-//! Usage: `delivery_bench <path to the release campanile-agent>`.
+//! Usage: `delivery-bench <path to the release campanile-agent>`.
 //! Prints a Markdown table with the machine and date, for the README.
 
 use std::collections::BTreeSet;
@@ -87,7 +87,7 @@ async fn commit_rate(max_group_reports: usize, duration: Duration) -> Result<(f6
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
-    campanile_tests::proc_status_kib(pid, field).unwrap_or(0)
+    campanile_tests::procs::proc_status_kib(pid, field).unwrap_or(0)
 }
 
 struct SpoolFigures {
@@ -240,7 +240,7 @@ async fn main() -> Result<()> {
     campanile_tests::init_crypto();
     let agent_bin = std::env::args()
         .nth(1)
-        .context("usage: delivery_bench <path to the release campanile-agent>")?;
+        .context("usage: delivery-bench <path to the release campanile-agent>")?;
     let per_report = commit_rate(1, Duration::from_secs(10)).await?;
     let grouped = commit_rate(
         campanile_collector::GROUP_COMMIT_MAX_REPORTS,
@@ -250,7 +250,7 @@ async fn main() -> Result<()> {
     let spool = full_spool(Path::new(&agent_bin)).await?;
     let (drain_secs, drain_rate) = drain_fleet(1000, 60).await?;
 
-    let cpu = campanile_tests::bench::cpu_model();
+    let cpu = campanile_bench::harness::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
     println!(

@@ -28,7 +28,7 @@ fn cpu_seconds_of(pid: &str) -> Result<f64> {
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
-    campanile_tests::proc_status_kib(pid, "VmRSS:").context("VmRSS")
+    campanile_tests::procs::proc_status_kib(pid, "VmRSS:").context("VmRSS")
 }
 
 fn main() -> Result<()> {
@@ -145,7 +145,7 @@ fn main() -> Result<()> {
         Ok::<_, anyhow::Error>((max_rss, cpu * 1000.0 / (n1 - n0), n1 - n0))
     })?;
 
-    let cpu_model = campanile_tests::bench::cpu_model();
+    let cpu_model = campanile_bench::harness::cpu_model();
     let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
     println!(
         "Machine: {} cores ({cpu_model}), date {}, {packages} packages installed",

@@ -7,7 +7,6 @@
 pub mod capacity;
 pub mod footprint;
 pub mod ingest;
-pub mod procs;
 pub mod relay;
 
 use std::fmt::Write as _;
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::{ChildGuard, TestPki, free_port};
+use campanile_tests::{ChildGuard, TestPki, free_port};
 
 /// One line of the results table.
 #[derive(Debug, Clone)]
@@ -98,7 +97,7 @@ impl Section {
 pub fn machine_header() -> String {
     let cpu = cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem_gib = crate::kib_field("/proc/meminfo", "MemTotal:")
+    let mem_gib = campanile_tests::procs::kib_field("/proc/meminfo", "MemTotal:")
         .map_or(0.0, |k| k as f64 / (1024.0 * 1024.0));
     let run = |cmd: &str, args: &[&str]| {
         Command::new(cmd)
@@ -214,7 +213,7 @@ impl CollectorProcess {
         let http: std::net::SocketAddr = ([127, 0, 0, 1], http_port).into();
         let url = format!("http://{http}/metrics");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while crate::http_get(&url).await.is_err() {
+        while campanile_tests::scrape::http_get(&url).await.is_err() {
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "collector did not start: {}",
@@ -232,24 +231,19 @@ impl CollectorProcess {
     }
 
     pub fn rss_bytes(&self) -> u64 {
-        procs::rss_bytes(self.pid).unwrap_or(0)
+        campanile_tests::procs::rss_bytes(self.pid).unwrap_or(0)
     }
 
     /// One `/metrics` scrape; returns the time to the last byte and the body.
     pub async fn scrape(&self) -> Result<(Duration, String)> {
         let t = Instant::now();
-        let body = crate::http_get(&format!("http://{}/metrics", self.http)).await?;
+        let body =
+            campanile_tests::scrape::http_get(&format!("http://{}/metrics", self.http)).await?;
         Ok((t.elapsed(), body))
     }
 }
 
-pub fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+pub use crate::stats::median;
 
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use campanile_tests::fleet::{self, Fleet, Layout, RunConfig, Target};
+use campanile_bench::fleet::{self, Fleet, Layout, RunConfig, Target};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -109,7 +109,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            let fds = campanile_tests::raise_open_files_limit()?;
+            let fds = campanile_tests::procs::raise_open_files_limit()?;
             let per_agent = if args.reconnect {
                 0
             } else {

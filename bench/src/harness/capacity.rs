@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{Binaries, CollectorProcess, Figure, Section, median, mib};
-use crate::TestPki;
 use crate::fleet::{self, Fleet, Layout, RunConfig, Summary, Target};
+use campanile_tests::TestPki;
 
 pub struct Options {
     /// Fleet sizes tried in turn.
@@ -244,7 +244,7 @@ fn observe(collector: &CollectorProcess, started: Instant, scrape_secs: u64) -> 
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if let Some(rss) = super::procs::rss_bytes(pid) {
+                if let Some(rss) = campanile_tests::procs::rss_bytes(pid) {
                     let at = started.elapsed().as_secs_f64();
                     s.lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -262,8 +262,8 @@ fn observe(collector: &CollectorProcess, started: Instant, scrape_secs: u64) -> 
             tick.tick().await;
             let at = started.elapsed().as_secs_f64();
             if let (Ok(collector), Ok(own)) = (
-                super::procs::cpu_seconds(pid),
-                super::procs::cpu_seconds(std::process::id()),
+                campanile_tests::procs::cpu_seconds(pid),
+                campanile_tests::procs::cpu_seconds(std::process::id()),
             ) {
                 s.lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -277,7 +277,9 @@ fn observe(collector: &CollectorProcess, started: Instant, scrape_secs: u64) -> 
                     && let Some(scrape) = Scrape::read(resp).await
                 {
                     let took = t.elapsed();
-                    let read = |series: &str| crate::sample(&scrape.kept, series).unwrap_or(0.0);
+                    let read = |series: &str| {
+                        campanile_tests::scrape::sample(&scrape.kept, series).unwrap_or(0.0)
+                    };
                     let mut seen = s.lock().unwrap_or_else(|p| p.into_inner());
                     seen.scrapes.push((at, took, scrape.bytes, scrape.series));
                     seen.peak_connections = seen
@@ -827,7 +829,7 @@ mod tests {
                 "cut at {cut}"
             );
             assert_eq!(
-                crate::sample(&scrape.kept, "campanile_grpc_connections"),
+                campanile_tests::scrape::sample(&scrape.kept, "campanile_grpc_connections"),
                 Some(42.0)
             );
             assert_eq!(

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use campanile_tests::bench::{self, Binaries, capacity, footprint, ingest};
+use campanile_bench::harness::{self, Binaries, capacity, footprint, ingest};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -57,7 +57,7 @@ fn main() -> Result<()> {
         "--scrape-secs must be a multiple of 5, not {}",
         args.scrape_secs
     );
-    let fds = campanile_tests::raise_open_files_limit()?;
+    let fds = campanile_tests::procs::raise_open_files_limit()?;
     let bins = Binaries::in_dir(&args.bin_dir)?;
     let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let rt = tokio::runtime::Runtime::new()?;
@@ -107,7 +107,7 @@ fn main() -> Result<()> {
             Ok(s) => sections.extend(s),
             // Keep what the other sections measured.
             Err(e) => {
-                let mut s = bench::Section::new("Fleet capacity", "");
+                let mut s = harness::Section::new("Fleet capacity", "");
                 s.notes.push(format!("The run failed: {e:#}"));
                 sections.push(s);
             }
@@ -117,7 +117,7 @@ fn main() -> Result<()> {
         "# Benchmarks\n\nWritten by `make bench` (`tests/src/bin/benchmarks.rs`); \
         do not edit by hand. Goals are the ones of issue 7.\n\n",
     );
-    out += &bench::machine_header();
+    out += &harness::machine_header();
     if args.quick {
         out += "- **quick run**: a smoke test of the harness, not a measurement\n";
     } else if wants("capacity") && args.scrape_secs != 15 {

@@ -1,5 +1,5 @@
 //! `bare-ingest`: the yardstick server of the ingest benchmark (see
-//! `campanile_tests::bare_ingest`). Prints its address, then serves until
+//! `campanile_bench::bare_ingest`). Prints its address, then serves until
 //! killed.
 //!
 //! Usage: `bare-ingest <pki dir> [listen address, default 127.0.0.1:0]`.
@@ -15,8 +15,8 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| "127.0.0.1:0".into())
         .parse()?;
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let (listener, local) = campanile_tests::bare_ingest::bind(addr).await?;
+        let (listener, local) = campanile_bench::bare_ingest::bind(addr).await?;
         println!("{local}");
-        campanile_tests::bare_ingest::serve(listener, &pki).await
+        campanile_bench::bare_ingest::serve(listener, &pki).await
     })
 }

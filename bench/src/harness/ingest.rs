@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use super::{Binaries, CollectorProcess, Figure, Section};
 use crate::fleet::{self, Fleet, Layout, RunConfig, Summary, Target};
-use crate::{ChildGuard, TestPki};
+use campanile_tests::{ChildGuard, TestPki};
 
 pub struct Options {
     pub agents: usize,

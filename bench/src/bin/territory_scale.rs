@@ -1,4 +1,4 @@
-//! Territory scale benchmark (`make bench`; `territory_scale [hosts]`): a
+//! Territory scale benchmark (`make bench`; `territory-scale [hosts]`): a
 //! store with 10,000 hosts (or the number given) in 500 sites and 100 comuni (each host with 6 filesystems and 2 interfaces,
 //! the per-host maximum), a register planning most of them, then
 //! - series on `/metrics`, per host and for the site and comune aggregates,
@@ -238,20 +238,10 @@ fn register() -> String {
     out
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn peak_rss_mib() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .context("VmHWM")?
-        .parse()?;
-    Ok(kib / 1024.0)
+    let kib =
+        campanile_tests::procs::proc_status_kib(std::process::id(), "VmHWM:").context("VmHWM")?;
+    Ok(kib as f64 / 1024.0)
 }
 
 fn main() -> Result<()> {
@@ -414,11 +404,11 @@ fn main() -> Result<()> {
         }
     }
     let max_per_host = per_host.values().copied().max().unwrap_or(0);
-    let read = median(read_ms);
-    let eval = median(eval_ms);
-    let render = median(render_ms);
+    let read = campanile_bench::stats::median(read_ms);
+    let eval = campanile_bench::stats::median(eval_ms);
+    let render = campanile_bench::stats::median(render_ms);
 
-    let cpu = campanile_tests::bench::cpu_model();
+    let cpu = campanile_bench::harness::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "Territory scale, {} ({cores} cores), {}:\n",
@@ -452,11 +442,11 @@ fn main() -> Result<()> {
     println!("| evaluate with no host judged before (the first scrape) | {cold_eval_ms:.0} ms | |");
     println!(
         "| evaluate judging every host anew (the same hosts as above) | {:.0} ms | |",
-        median(anew_ms)
+        campanile_bench::stats::median(anew_ms)
     );
     println!(
         "| /api/v1/gaps ({gap_count} gaps) | {:.0} ms | |",
-        median(gaps_ms)
+        campanile_bench::stats::median(gaps_ms)
     );
     println!("| peak RSS of this process (scrapes) | {peak_mib:.0} MiB | |",);
     println!("| store opened, every host loaded into memory | {open_ms:.0} ms | |");
