@@ -42,18 +42,14 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) run --quiet --locked -p campanile-module-loops
 
-## Side-by-side benchmarks written to docs/benchmarks/make-bench.md (agent
-## beside Debian's node_exporter, ingest beside a bare tonic server, fleet
-## capacity up to 50,000 simulated agents, a 30-minute soak: about 50
-## minutes; run as root for the open-files limit), then the single
-## benchmarks of docs/benchmarks/history.md (footprint, territory scale,
-## delivery).
+## Every benchmark, written by one harness to docs/benchmarks/make-bench.md:
+## the agent beside Debian's node_exporter, ingest beside a bare tonic
+## server, fleet capacity up to 50,000 simulated agents, a 30-minute soak,
+## then the agent's own cost, territory scale and delivery (about an hour;
+## run as root for the open-files limit).
 bench: bench-deps
 	$(CARGO) build --release --workspace --bins --locked
 	target/release/benchmarks --out docs/benchmarks/make-bench.md
-	target/release/footprint target/release/campanile-agent
-	target/release/territory-scale
-	target/release/delivery-bench target/release/campanile-agent
 
 bench-deps:
 	@if ! command -v prometheus-node-exporter >/dev/null || ! command -v strip >/dev/null; then \

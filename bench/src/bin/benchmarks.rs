@@ -22,7 +22,8 @@ struct Args {
     bin_dir: PathBuf,
     #[arg(long, default_value = "docs/benchmarks/make-bench.md")]
     out: PathBuf,
-    /// Sections to run (footprint, ingest, capacity); default all.
+    /// Sections to run (footprint, ingest, capacity, agent-cost,
+    /// territory, delivery); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "10000,25000,50000")]
@@ -113,9 +114,41 @@ fn main() -> Result<()> {
             }
         }
     }
+    // The single benchmarks run as processes of their own: each measures
+    // its own peak memory, and none inherits the fleets' heap.
+    let tools: [(&str, &str, Vec<String>); 3] = [
+        (
+            "agent-cost",
+            "footprint",
+            vec![bins.agent.display().to_string()],
+        ),
+        (
+            "territory",
+            "territory-scale",
+            vec![if args.quick { "1000" } else { "10000" }.to_owned()],
+        ),
+        (
+            "delivery",
+            "delivery-bench",
+            vec![bins.agent.display().to_string()],
+        ),
+    ];
+    for (section, tool, tool_args) in tools {
+        if wants(section) {
+            eprintln!("bench: {tool}");
+            sections.push(
+                harness::run_tool(&args.bin_dir, tool, &tool_args).unwrap_or_else(|e| {
+                    let mut s = harness::Section::new(tool, "");
+                    s.notes.push(format!("The run failed: {e:#}"));
+                    s
+                }),
+            );
+        }
+    }
     let mut out = String::from(
-        "# Benchmarks\n\nWritten by `make bench` (`tests/src/bin/benchmarks.rs`); \
-        do not edit by hand. Goals are the ones of issue 7.\n\n",
+        "# Benchmarks\n\nWritten by `make bench` (`bench/src/bin/benchmarks.rs`); \
+        do not edit by hand. Goals are the ones of issue 7 and, for the agent's own cost and \
+        the territory, of the figures the README gave before.\n\n",
     );
     out += &harness::machine_header();
     if args.quick {

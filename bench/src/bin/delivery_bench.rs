@@ -7,8 +7,9 @@
 //!   spools, over mTLS to an in-process collector) to drain a one-hour
 //!   backlog each (60 reports at a 60 s interval) after an outage.
 //!
-//! Usage: `delivery-bench <path to the release campanile-agent>`.
-//! Prints a Markdown table with the machine and date, for the README.
+//! Usage: `delivery-bench [--json] <path to the release campanile-agent>`.
+//! Prints its section of the `make bench` record: Markdown, or JSON with
+//! `--json` (how `benchmarks` runs it).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use campanile_agent::spool::Spool;
 use campanile_agent::{Agent, AgentConfig, SendOutcome};
+use campanile_bench::harness::{Figure, Section};
 use campanile_collector::store::Store;
 use campanile_collector::store::commit::{self, Committer};
 use campanile_collector::telemetry::Telemetry;
@@ -87,7 +89,11 @@ async fn commit_rate(max_group_reports: usize, duration: Duration) -> Result<(f6
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
-    campanile_tests::procs::proc_status_kib(pid, field).unwrap_or(0)
+    let bytes = match field {
+        "VmHWM:" => campanile_tests::procs::peak_rss_bytes(pid),
+        _ => campanile_tests::procs::rss_bytes(pid),
+    };
+    bytes.unwrap_or(0) / 1024
 }
 
 struct SpoolFigures {
@@ -239,8 +245,9 @@ async fn drain_fleet(agents: usize, backlog: usize) -> Result<(f64, f64)> {
 async fn main() -> Result<()> {
     campanile_tests::init_crypto();
     let agent_bin = std::env::args()
-        .nth(1)
-        .context("usage: delivery-bench <path to the release campanile-agent>")?;
+        .skip(1)
+        .find(|a| a != "--json")
+        .context("usage: delivery-bench [--json] <path to the release campanile-agent>")?;
     let per_report = commit_rate(1, Duration::from_secs(10)).await?;
     let grouped = commit_rate(
         campanile_collector::GROUP_COMMIT_MAX_REPORTS,
@@ -250,49 +257,61 @@ async fn main() -> Result<()> {
     let spool = full_spool(Path::new(&agent_bin)).await?;
     let (drain_secs, drain_rate) = drain_fleet(1000, 60).await?;
 
-    let cpu = campanile_bench::harness::cpu_model();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
-    println!(
-        "Delivery benchmark — {cores} cores, {cpu}; {}",
-        String::from_utf8_lossy(&date.stdout).trim()
+    let mut section = Section::new(
+        "Delivery",
+        "Commit rates on the real store file (WAL, `synchronous=FULL`) with 200 concurrent \
+         one-report requests from 1,000 hosts; a full default spool filled while the collector \
+         is down, then drained by the real release agent; 1,000 real agents (own certificate, \
+         own spool, own mTLS connection) and the collector in one process draining an hour's \
+         backlog all at once (`delivery-bench`, release build).",
     );
-    println!();
-    println!("| figure | value |");
-    println!("|---|---|");
-    println!(
-        "| commits, one transaction per report (200 concurrent writers) | {:.0} reports/s |",
-        per_report.0
-    );
-    println!(
-        "| commits, group commit (same load) | {:.0} reports/s, {:.1} reports per transaction |",
-        grouped.0, grouped.1
-    );
-    println!(
-        "| group commit speed-up | {:.1}× |",
-        grouped.0 / per_report.0
-    );
-    println!(
-        "| full spool | {} reports, {:.1} MiB |",
-        spool.spool_reports,
-        spool.spool_bytes as f64 / 1048576.0
-    );
-    println!(
-        "| agent RSS on the full spool, collector down | {:.1} MiB (peak {:.1} MiB) |",
-        spool.rss_down_kib as f64 / 1024.0,
-        spool.peak_down_kib as f64 / 1024.0
-    );
-    println!(
-        "| agent peak RSS while draining the full spool | {:.1} MiB |",
-        spool.peak_draining_kib as f64 / 1024.0
-    );
-    println!(
-        "| full spool drained in | {:.1} s ({:.0} reports/s) |",
-        spool.drain_secs,
-        spool.spool_reports as f64 / spool.drain_secs
-    );
-    println!(
-        "| 1,000 agents drain a 1-hour backlog (60,000 reports) | {drain_secs:.1} s ({drain_rate:.0} reports/s) |"
-    );
-    Ok(())
+    let info = |what: &str, measured: String| Figure::info(what, measured);
+    section.figures = vec![
+        info(
+            "commits, one transaction per report",
+            format!("{:.0} reports/s", per_report.0),
+        ),
+        info(
+            "commits, group commit",
+            format!(
+                "{:.0} reports/s ({:.1} reports per transaction): {:.1}×",
+                grouped.0,
+                grouped.1,
+                grouped.0 / per_report.0
+            ),
+        ),
+        info(
+            "full default spool",
+            format!(
+                "{} reports, {:.1} MiB",
+                spool.spool_reports,
+                spool.spool_bytes as f64 / 1048576.0
+            ),
+        ),
+        info(
+            "release agent RSS on the full spool, collector down",
+            format!(
+                "{:.1} MiB (peak {:.1} MiB)",
+                spool.rss_down_kib as f64 / 1024.0,
+                spool.peak_down_kib as f64 / 1024.0
+            ),
+        ),
+        info(
+            "release agent peak RSS while draining it",
+            format!("{:.1} MiB", spool.peak_draining_kib as f64 / 1024.0),
+        ),
+        info(
+            "that full spool drained, one agent",
+            format!(
+                "{:.1} s ({:.0} reports/s)",
+                spool.drain_secs,
+                spool.spool_reports as f64 / spool.drain_secs
+            ),
+        ),
+        info(
+            "1,000 agents drain a 1-hour backlog (60,000 reports)",
+            format!("{drain_secs:.1} s ({drain_rate:.0} reports/s)"),
+        ),
+    ];
+    section.print(std::env::args().any(|a| a == "--json"))
 }

@@ -5,7 +5,8 @@
 //! - encoded size of a steady (hash-only) report and of a full one,
 //! - stripped size of the release binary.
 //!
-//! Prints a Markdown table with the machine and date, for the README.
+//! Prints its section of the `make bench` record: Markdown, or JSON with
+//! `--json` (how `benchmarks` runs it).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -15,25 +16,25 @@ use anyhow::{Context, Result, bail};
 use campanile_agent::collect::HostCollector;
 use campanile_agent::config::CollectConfig;
 use campanile_agent::report::ReportBuilder;
+use campanile_bench::harness::{Figure, Section};
 use campanile_tests::{ChildGuard, TestCollector, TestPki, sample};
 use prost::Message;
 
-fn cpu_seconds_of(pid: &str) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
-    Ok(ticks / 100.0)
+fn cpu_seconds_of(pid: u32) -> Result<f64> {
+    campanile_tests::procs::cpu_seconds(pid)
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
-    campanile_tests::procs::proc_status_kib(pid, "VmRSS:").context("VmRSS")
+    campanile_tests::procs::rss_bytes(pid)
+        .map(|b| b / 1024)
+        .context("VmRSS")
 }
 
 fn main() -> Result<()> {
+    let json = std::env::args().any(|a| a == "--json");
     let agent_bin = std::env::args()
-        .nth(1)
+        .skip(1)
+        .find(|a| a != "--json")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/release/campanile-agent"));
     if !agent_bin.is_file() {
@@ -56,7 +57,7 @@ fn main() -> Result<()> {
     let inv = collector.inventory();
     let full = builder.build(campanile_agent::now_ms(), 60, warm, inv, None);
     let cycles = 200;
-    let cpu0 = cpu_seconds_of("self")?;
+    let cpu0 = cpu_seconds_of(std::process::id())?;
     let t0 = Instant::now();
     let mut steady = None;
     for _ in 0..cycles {
@@ -70,7 +71,8 @@ fn main() -> Result<()> {
         std::hint::black_box(r.encode_to_vec());
         steady = Some(r);
     }
-    let cpu_per_cycle_ms = (cpu_seconds_of("self")? - cpu0) * 1000.0 / f64::from(cycles);
+    let cpu_per_cycle_ms =
+        (cpu_seconds_of(std::process::id())? - cpu0) * 1000.0 / f64::from(cycles);
     let wall_per_cycle_ms = t0.elapsed().as_secs_f64() * 1000.0 / f64::from(cycles);
     let steady = steady.context("no cycle ran")?;
     if steady.inventory.is_some() {
@@ -129,7 +131,7 @@ fn main() -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let (n0, cpu0) = (accepted().await.unwrap_or(0.0), cpu_seconds_of(&pid.to_string())?);
+        let (n0, cpu0) = (accepted().await.unwrap_or(0.0), cpu_seconds_of(pid)?);
         let mut max_rss = 0;
         while accepted().await.unwrap_or(0.0) < n0 + 30.0 {
             max_rss = max_rss.max(rss_kib(pid)?);
@@ -139,43 +141,52 @@ fn main() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let n1 = accepted().await.unwrap_or(0.0);
-        let cpu = cpu_seconds_of(&pid.to_string())? - cpu0;
+        let cpu = cpu_seconds_of(pid)? - cpu0;
         drop(guard);
         c.stop().await?;
         Ok::<_, anyhow::Error>((max_rss, cpu * 1000.0 / (n1 - n0), n1 - n0))
     })?;
 
-    let cpu_model = campanile_bench::harness::cpu_model();
-    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
-    println!(
-        "Machine: {} cores ({cpu_model}), date {}, {packages} packages installed",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        String::from_utf8_lossy(&date.stdout).trim()
+    let mut section = Section::new(
+        "The agent's own cost",
+        format!(
+            "The release agent reports every second to an in-process collector over mTLS, probing \
+             only the collector on loopback, measured over {reports:.0} cycles after a warm-up; and \
+             {cycles} collection cycles in this process ({packages} packages installed here)."
+        ),
     );
-    println!();
-    println!("| figure | measured | goal |");
-    println!("|---|---|---|");
-    println!(
-        "| agent RSS, steady state (max over {reports:.0} cycles at 1 s) | {:.1} MB | ≤ 7 MB |",
-        rss_kib as f64 / 1024.0
-    );
-    println!(
-        "| agent CPU per cycle, real process (collect + send) | {agent_cpu_per_cycle_ms:.2} ms | — |"
-    );
-    println!(
-        "| agent CPU per cycle, in-process collect + encode ({cycles} cycles) | {cpu_per_cycle_ms:.2} ms (wall {wall_per_cycle_ms:.2} ms) | — |"
-    );
-    println!(
-        "| stripped release binary | {:.2} MB | ≤ 6 MB |",
-        binary_bytes as f64 / 1_048_576.0
-    );
-    println!(
-        "| steady report (hash only), encoded | {} bytes | ≤ 1 KB |",
-        steady.encoded_len()
-    );
-    println!(
-        "| report with full inventory, encoded | {} bytes | — |",
-        full.encoded_len()
-    );
-    Ok(())
+    let mib = rss_kib as f64 / 1024.0;
+    section.figures = vec![
+        Figure::goal(
+            "agent RSS, steady state (max over the cycles)",
+            format!("{mib:.1} MiB"),
+            "≤ 7 MiB",
+            mib <= 7.0,
+        ),
+        Figure::info(
+            "agent CPU per cycle, real process (collect + probe + send)",
+            format!("{agent_cpu_per_cycle_ms:.2} ms"),
+        ),
+        Figure::info(
+            "agent CPU per cycle, in-process collect + encode",
+            format!("{cpu_per_cycle_ms:.2} ms (wall {wall_per_cycle_ms:.2} ms)"),
+        ),
+        Figure::goal(
+            "release binary (as built, stripped)",
+            format!("{:.2} MiB", binary_bytes as f64 / 1_048_576.0),
+            "≤ 6 MiB",
+            binary_bytes <= 6 * 1_048_576,
+        ),
+        Figure::goal(
+            "steady report (hash only), encoded",
+            format!("{} bytes", steady.encoded_len()),
+            "≤ 1 KiB",
+            steady.encoded_len() <= 1024,
+        ),
+        Figure::info(
+            "report with the full inventory, encoded",
+            format!("{} bytes", full.encoded_len()),
+        ),
+    ];
+    section.print(json)
 }

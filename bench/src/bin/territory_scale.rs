@@ -11,12 +11,15 @@
 //! - time to build `/api/v1/gaps`,
 //! - the process's peak memory.
 //!
-//! Prints a Markdown table with the machine and date, for the README.
+//! Prints its section of the `make bench` record: Markdown, or JSON with
+//! `--json` (how `benchmarks` runs it, as a process of its own so that its
+//! peak memory is its own).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use campanile_bench::harness::{Figure, Section};
 use campanile_collector::exposition::config::ExpositionConfig;
 use campanile_collector::exposition::{self, Scrape};
 use campanile_collector::http::config::ApiConfig;
@@ -42,8 +45,8 @@ static SCALE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 fn hosts() -> usize {
     *SCALE.get_or_init(|| {
         std::env::args()
-            .nth(1)
-            .and_then(|a| a.parse().ok())
+            .skip(1)
+            .find_map(|a| a.parse().ok())
             .filter(|&n: &usize| n >= 1_000 && n.is_multiple_of(100))
             .unwrap_or(10_000)
     })
@@ -408,48 +411,73 @@ fn main() -> Result<()> {
     let eval = campanile_bench::stats::median(eval_ms);
     let render = campanile_bench::stats::median(render_ms);
 
-    let cpu = campanile_bench::harness::cpu_model();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "Territory scale, {} ({cores} cores), {}:\n",
-        cpu,
-        time::OffsetDateTime::now_utc().date()
+    let mut section = Section::new(
+        "Territory scale",
+        format!(
+            "A store of {} hosts in {} sites and {} comuni, each host with 6 filesystems and 2 \
+             interfaces (the per-host maximum) and 4 probe targets, {} agentless devices, most \
+             hosts planned in the register and some planned assets never reporting; medians of \
+             {RUNS} scrapes, a quarter of the hosts reporting between two, in this process \
+             (`territory-scale`, release build).",
+            hosts(),
+            sites(),
+            comuni(),
+            2 * sites()
+        ),
     );
-    println!("| measure | value | goal |");
-    println!("|---|---|---|");
-    println!(
-        "| hosts / sites / comuni | {} / {} / {} | |",
-        hosts(),
-        sites(),
-        comuni()
-    );
-    println!("| series on /metrics | {} | |", series.len());
-    println!("| host series (max per host) | {host_series} ({max_per_host}) | ≤ 40 per host |");
-    println!("| site series / comune series | {site_series} / {comune_series} | |");
-    println!("| of the site series, probe targets (4 targets) | {probe_series} | |");
-    println!(
-        "| device series ({} devices) | {device_series} | |",
-        2 * sites()
-    );
-    println!(
-        "| /metrics size | {:.1} MiB | |",
-        text.len() as f64 / (1024.0 * 1024.0)
-    );
-    println!(
-        "| scrape (a quarter of hosts new): take hosts + evaluate + render | {read:.0} + {eval:.0} + {render:.0} = {:.0} ms | |",
-        read + eval + render
-    );
-    println!("| evaluate with no host judged before (the first scrape) | {cold_eval_ms:.0} ms | |");
-    println!(
-        "| evaluate judging every host anew (the same hosts as above) | {:.0} ms | |",
-        campanile_bench::stats::median(anew_ms)
-    );
-    println!(
-        "| /api/v1/gaps ({gap_count} gaps) | {:.0} ms | |",
-        campanile_bench::stats::median(gaps_ms)
-    );
-    println!("| peak RSS of this process (scrapes) | {peak_mib:.0} MiB | |",);
-    println!("| store opened, every host loaded into memory | {open_ms:.0} ms | |");
-    println!("| (setup: {} ingests) | {ingest_secs:.1} s | |", hosts());
-    Ok(())
+    let info = |what: &str, measured: String| Figure::info(what, measured);
+    section.figures = vec![
+        info("series on `/metrics`", series.len().to_string()),
+        Figure::goal(
+            "host series (max per host)",
+            format!("{host_series} ({max_per_host})"),
+            "≤ 40 per host",
+            max_per_host <= 40,
+        ),
+        info(
+            "site series / comune series",
+            format!("{site_series} / {comune_series}"),
+        ),
+        info(
+            "of the site series, probe targets (4 targets)",
+            probe_series.to_string(),
+        ),
+        info("device series", device_series.to_string()),
+        info(
+            "`/metrics` body",
+            format!("{:.1} MiB", text.len() as f64 / (1024.0 * 1024.0)),
+        ),
+        info(
+            "one scrape: take hosts + evaluate + render",
+            format!(
+                "{read:.0} + {eval:.0} + {render:.0} = {:.0} ms",
+                read + eval + render
+            ),
+        ),
+        info(
+            "evaluate with no host judged before (the first scrape)",
+            format!("{cold_eval_ms:.0} ms"),
+        ),
+        info(
+            "evaluate judging every host anew (the same hosts)",
+            format!("{:.0} ms", campanile_bench::stats::median(anew_ms)),
+        ),
+        info(
+            &format!("`/api/v1/gaps` ({gap_count} gaps)"),
+            format!("{:.0} ms", campanile_bench::stats::median(gaps_ms)),
+        ),
+        info(
+            "peak RSS of the benchmark process",
+            format!("{peak_mib:.0} MiB"),
+        ),
+        info(
+            "store opened, every host loaded into memory",
+            format!("{open_ms:.0} ms"),
+        ),
+        info(
+            "(setup: one ingest per host)",
+            format!("{ingest_secs:.1} s"),
+        ),
+    ];
+    section.print(std::env::args().any(|a| a == "--json"))
 }

@@ -1,6 +1,6 @@
 //! `make bench`: measurements taken side by side in one run, written to
-//! `BENCHMARKS.md` with the machine, date and commit, each figure beside
-//! its goal. Ratios against a reference measured in the same run (Debian's
+//! `docs/benchmarks/make-bench.md` with the machine, date and commit, each
+//! figure beside its goal. Ratios against a reference measured in the same run (Debian's
 //! node_exporter, a bare tonic server) hold up on a shared, noisy machine
 //! where absolute figures drift.
 
@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use campanile_tests::{ChildGuard, TestPki, free_port};
 
 /// One line of the results table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Figure {
     pub what: String,
     pub measured: String,
@@ -53,8 +53,9 @@ impl Figure {
     }
 }
 
-/// A section of `BENCHMARKS.md`: a table and the notes that explain it.
-#[derive(Debug, Clone, Default)]
+/// A section of `docs/benchmarks/make-bench.md`: a table and the notes
+/// that explain it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Section {
     pub title: String,
     pub setup: String,
@@ -69,6 +70,18 @@ impl Section {
             setup: setup.into(),
             ..Default::default()
         }
+    }
+
+    /// What a benchmark tool prints: the section as JSON with `--json`
+    /// (for `benchmarks`, which writes every figure into the record),
+    /// else as Markdown for a person.
+    pub fn print(&self, json: bool) -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(self)?);
+        } else {
+            print!("{}", self.markdown());
+        }
+        Ok(())
     }
 
     pub fn markdown(&self) -> String {
@@ -91,6 +104,25 @@ impl Section {
         }
         out + "\n"
     }
+}
+
+/// Runs one of the single benchmark tools of `bin_dir` with `--json` and
+/// reads the section it prints (its progress goes to stderr).
+pub fn run_tool(bin_dir: &Path, tool: &str, args: &[String]) -> Result<Section> {
+    let bin = bin_dir.join(tool);
+    let out = Command::new(&bin)
+        .args(args)
+        .arg("--json")
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    anyhow::ensure!(out.status.success(), "{tool} failed: {}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = text
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .with_context(|| format!("{tool} printed no section"))?;
+    serde_json::from_str(json).with_context(|| format!("{tool}'s section"))
 }
 
 /// What machine, when, which commit.
