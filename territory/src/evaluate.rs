@@ -858,6 +858,21 @@ fn human_duration(secs: i64) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn read_only_images_are_never_full_whatever_the_case_of_their_type() {
+        let fs = |fs_type: &str| campanile_proto::v1::Filesystem {
+            mount_point: "D:\\".into(),
+            device: "cd0".into(),
+            fs_type: fs_type.into(),
+            size_bytes: 4 << 30,
+            available_bytes: 0,
+        };
+        for t in ["UDF", "CDFS", "cdfs", "iso9660", "SquashFS", "erofs"] {
+            assert_eq!(filesystem_used_percent(&fs(t)), None, "{t}");
+        }
+        assert_eq!(filesystem_used_percent(&fs("NTFS")), Some(100.0));
+    }
+
     const DAY_MS: i64 = 86_400_000;
     const NOW: i64 = 1_795_000_000_000;
 

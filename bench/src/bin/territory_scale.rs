@@ -242,9 +242,8 @@ fn register() -> String {
 }
 
 fn peak_rss_mib() -> Result<f64> {
-    let kib =
-        campanile_tests::procs::proc_status_kib(std::process::id(), "VmHWM:").context("VmHWM")?;
-    Ok(kib as f64 / 1024.0)
+    let bytes = campanile_tests::procs::peak_rss_bytes(std::process::id()).context("VmHWM")?;
+    Ok(bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn main() -> Result<()> {
