@@ -14,16 +14,16 @@
 //! reader connection, and alert writes go to their own file, so neither
 //! evaluation nor delivery ever holds up ingest.
 
-pub mod alertmanager;
+pub(crate) mod alertmanager;
 pub mod config;
-pub mod deliver;
+pub(crate) mod deliver;
 pub mod dispatch;
 pub mod engine;
 pub mod handle;
 pub mod maintenance;
-pub mod rules;
+pub(crate) mod rules;
 pub mod store;
-pub mod timefmt;
+pub(crate) mod timefmt;
 pub mod webhook;
 
 use crate::clock::now_ms;

@@ -7,9 +7,9 @@
 //! "ok").
 
 pub mod api;
-pub mod auth;
+pub(crate) mod auth;
 pub mod config;
-pub mod reply;
+pub(crate) mod reply;
 pub mod state;
 pub mod token;
 

@@ -13,10 +13,10 @@ pub mod aggregate;
 pub mod classify;
 pub mod config;
 pub mod plan;
-pub mod planner;
+pub(crate) mod planner;
 pub mod state;
 pub mod wan;
-pub mod wan_prober;
+pub(crate) mod wan_prober;
 
 pub use plan::Plan;
 pub use state::Reach;
