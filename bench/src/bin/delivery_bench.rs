@@ -88,12 +88,12 @@ async fn commit_rate(max_group_reports: usize, duration: Duration) -> Result<(f6
     Ok((n / elapsed, n / groups.max(1.0)))
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let bytes = match field {
-        "VmHWM:" => campanile_tests::procs::peak_rss_bytes(pid),
-        _ => campanile_tests::procs::rss_bytes(pid),
-    };
-    bytes.unwrap_or(0) / 1024
+fn rss_kib(pid: u32) -> u64 {
+    campanile_tests::procs::rss_bytes(pid).unwrap_or(0) / 1024
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    campanile_tests::procs::peak_rss_bytes(pid).unwrap_or(0) / 1024
 }
 
 struct SpoolFigures {
@@ -157,8 +157,8 @@ async fn full_spool(agent_bin: &Path) -> Result<SpoolFigures> {
     // Three collection cycles against a closed port: each appends to the
     // full spool (dropping the oldest) and fails to send.
     tokio::time::sleep(Duration::from_secs(16)).await;
-    let rss_down_kib = rss_kib(pid, "VmRSS:");
-    let peak_down_kib = rss_kib(pid, "VmHWM:");
+    let rss_down_kib = rss_kib(pid);
+    let peak_down_kib = peak_rss_kib(pid);
     let c = TestCollector::start_on(&pki, &db, port).await?;
     let started = Instant::now();
     loop {
@@ -175,7 +175,7 @@ async fn full_spool(agent_bin: &Path) -> Result<SpoolFigures> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drain_secs = started.elapsed().as_secs_f64();
-    let peak_draining_kib = rss_kib(pid, "VmHWM:");
+    let peak_draining_kib = peak_rss_kib(pid);
     drop(agent);
     c.stop().await?;
     Ok(SpoolFigures {
