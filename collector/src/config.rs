@@ -193,4 +193,55 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_defences_default_to_an_agents_needs_and_refuse_bounds_no_agent_could_meet() {
+        let c = CollectorConfig::parse(MINIMAL, Path::new("c.toml")).unwrap();
+        assert_eq!(
+            c.grpc.max_connection_buffer_bytes,
+            2 * c.grpc.max_message_bytes
+        );
+        assert_eq!(c.grpc.max_streams_per_connection, 4);
+        assert_eq!(
+            c.grpc.known_source_ttl,
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        let with = |extra: &str| {
+            MINIMAL.replace(
+                "listen_addr = \"127.0.0.1:9470\"",
+                &format!("listen_addr = \"127.0.0.1:9470\"\n{extra}"),
+            )
+        };
+        let off = CollectorConfig::parse(
+            &with("prioritize_known_sources = false"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(off.grpc.known_source_ttl, None);
+        for (extra, field) in [
+            (
+                "max_connection_buffer_bytes = 1000",
+                "grpc.max_connection_buffer_bytes",
+            ),
+            (
+                "max_inflight_request_bytes = 1000",
+                "grpc.max_inflight_request_bytes",
+            ),
+            (
+                "max_connections_per_source = 0",
+                "grpc.max_connections_per_source",
+            ),
+            (
+                "client_hello_timeout_ms = 0",
+                "grpc.client_hello_timeout_ms",
+            ),
+            (
+                "max_connections_per_identity = 0",
+                "grpc.max_connections_per_identity",
+            ),
+        ] {
+            let e = CollectorConfig::parse(&with(extra), Path::new("c.toml")).unwrap_err();
+            assert!(e.to_string().contains(field), "{extra}: {e}");
+        }
+    }
 }

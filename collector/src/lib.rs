@@ -108,7 +108,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         &cfg.tls.key_path,
         cfg.tls.session_resumption,
     )?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
+    let tls_cfg = Arc::new(tls_cfg);
 
     let (grpc_listener, grpc_addr) = bind(cfg.grpc.listen, cfg.grpc.listen_backlog, "gRPC").await?;
     let (http_listener, http_addr) = bind(cfg.http_listen, HTTP_BACKLOG, "HTTP").await?;
@@ -116,14 +116,21 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     let (shutdown, rx) = watch::channel(false);
     let (incoming, accept) = ingest::tls::incoming(
         grpc_listener,
-        acceptor,
+        tls_cfg,
         ingest::tls::Accepting {
+            hello_timeout: cfg.grpc.client_hello_timeout,
             handshake_timeout: cfg.grpc.handshake_timeout,
             idle_timeout: cfg.grpc.idle_timeout,
             max_handshakes_in_progress: cfg.grpc.max_handshakes_in_progress,
+            max_handshakes_per_source: cfg.grpc.max_handshakes_per_source,
             // Half the handshake's own bound: a connection that waited
             // longer is one its agent is about to give up on.
             slot_wait: cfg.grpc.handshake_timeout / 2,
+            admission: ingest::tls::AdmissionLimits {
+                max_per_source: cfg.grpc.max_connections_per_source,
+                max_total: cfg.grpc.max_unauthenticated_connections,
+                known_source_ttl: cfg.grpc.known_source_ttl,
+            },
         },
         telemetry.clone(),
     );
@@ -152,7 +159,13 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
             drain_timeout: Duration::from_secs(30),
+            max_streams_per_connection: cfg.grpc.max_streams_per_connection,
+            request_body_timeout: cfg.grpc.request_body_timeout,
+            max_connection_buffer_bytes: cfg.grpc.max_connection_buffer_bytes,
+            max_inflight_request_bytes: cfg.grpc.max_inflight_request_bytes,
+            max_connections_per_identity: cfg.grpc.max_connections_per_identity,
         },
+        telemetry.clone(),
         rx.clone(),
     ));
     let mut alerts_cfg = cfg.alerts.clone();

@@ -15,9 +15,25 @@ pub struct Telemetry {
     pub grpc_connections: IntGauge,
     /// TLS handshakes begun and not yet ended.
     pub handshakes_in_progress: IntGauge,
-    /// Connections closed unanswered after waiting too long for one of
-    /// `grpc.max_handshakes_in_progress`.
-    pub connections_shed: IntCounter,
+    /// Connections closed before or after their handshake to make room,
+    /// by reason ([`SHED_REASONS`]).
+    pub connections_shed: IntCounterVec,
+    /// Connections accepted whose handshake has not ended.
+    pub unauthenticated_connections: IntGauge,
+    /// Sources (addresses, IPv6 /64s) those connections come from.
+    pub unauthenticated_sources: IntGauge,
+    /// Sources that recently presented a verified certificate.
+    pub known_sources: IntGauge,
+    /// Connections with a whole ClientHello waiting for a handshake slot.
+    pub handshakes_queued: IntGauge,
+    /// Slots given to a known source ahead of an unknown one.
+    pub handshakes_prioritized: IntCounter,
+    /// Request bytes received and held by requests not yet answered.
+    pub inflight_request_bytes: IntGauge,
+    /// Agent figures set aside as beyond any real agent's.
+    pub agent_stats_refused: IntCounter,
+    /// Send times so far off that the clock offset was clamped.
+    pub clock_offsets_clamped: IntCounter,
     pub ingest_duration: Histogram,
     pub probe_results_ignored: IntCounter,
     pub reports_backfilled: IntCounter,
@@ -41,6 +57,19 @@ pub const REJECT_REASONS: &[&str] = &[
     "bad_request",
     "unauthenticated",
     "store_error",
+    "implausible_seq",
+    "body_timeout",
+    "connection_buffer",
+    "memory_budget",
+];
+/// Why connections are closed to make room (`campanile_grpc_connections_shed_total`).
+pub const SHED_REASONS: &[&str] = &[
+    "source_limit",
+    "total_limit",
+    "evicted",
+    "hello_timeout",
+    "slot_wait",
+    "identity_limit",
 ];
 pub const HANDSHAKE_REASONS: &[&str] = &[
     "no_client_certificate",
@@ -101,11 +130,62 @@ impl Telemetry {
             "TLS handshakes on the gRPC port begun and not yet ended.",
         )
         .expect("valid metric");
-        let connections_shed = IntCounter::new(
-            "campanile_grpc_connections_shed_total",
-            "Connections on the gRPC port closed before their TLS handshake after waiting \
-             half of grpc.handshake_timeout_secs for one of grpc.max_handshakes_in_progress \
-             (the collector is overloaded; the agents retry later).",
+        let connections_shed = IntCounterVec::new(
+            Opts::new(
+                "campanile_grpc_connections_shed_total",
+                "Connections on the gRPC port closed to make room, by reason: source_limit \
+                 (its source held grpc.max_connections_per_source before authentication), \
+                 total_limit (all grpc.max_unauthenticated_connections taken), evicted (its \
+                 place given to a smaller source's), hello_timeout (no whole ClientHello \
+                 within grpc.client_hello_timeout_ms), slot_wait (no handshake slot within \
+                 half of grpc.handshake_timeout_secs), identity_limit (replaced by a newer \
+                 connection of the same certificate identity).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let unauthenticated_connections = IntGauge::new(
+            "campanile_grpc_unauthenticated_connections",
+            "Connections on the gRPC port accepted whose TLS handshake has not ended.",
+        )
+        .expect("valid metric");
+        let unauthenticated_sources = IntGauge::new(
+            "campanile_grpc_unauthenticated_sources",
+            "Sources (IPv4 addresses, IPv6 /64 prefixes) of those connections.",
+        )
+        .expect("valid metric");
+        let known_sources = IntGauge::new(
+            "campanile_grpc_known_sources",
+            "Sources that presented a verified certificate within grpc.known_source_ttl_secs; \
+             their handshakes go first when slots are scarce.",
+        )
+        .expect("valid metric");
+        let handshakes_queued = IntGauge::new(
+            "campanile_tls_handshakes_queued",
+            "Connections whose ClientHello has come, waiting for a handshake slot.",
+        )
+        .expect("valid metric");
+        let handshakes_prioritized = IntCounter::new(
+            "campanile_tls_handshakes_prioritized_total",
+            "Handshake slots given to a known source ahead of an unknown one that waited longer.",
+        )
+        .expect("valid metric");
+        let inflight_request_bytes = IntGauge::new(
+            "campanile_grpc_inflight_request_bytes",
+            "Request bytes received and held by requests not yet answered (bounded by \
+             grpc.max_inflight_request_bytes).",
+        )
+        .expect("valid metric");
+        let agent_stats_refused = IntCounter::new(
+            "campanile_ingest_agent_stats_refused_total",
+            "Agents' figures about themselves (spool, drops) set aside as beyond any real \
+             agent's; the reports that carried them were kept.",
+        )
+        .expect("valid metric");
+        let clock_offsets_clamped = IntCounter::new(
+            "campanile_ingest_clock_offsets_clamped_total",
+            "Requests whose send time was farther from the collector's clock than \
+             limits.max_clock_offset_secs; the offset recorded is that bound.",
         )
         .expect("valid metric");
         let ingest_duration = Histogram::with_opts(
@@ -210,6 +290,9 @@ impl Telemetry {
         for r in HANDSHAKE_REASONS {
             handshake_failures.with_label_values(&[r]);
         }
+        for r in SHED_REASONS {
+            connections_shed.with_label_values(&[r]);
+        }
         for k in ["full", "resumed"] {
             handshakes.with_label_values(&[k]);
         }
@@ -222,6 +305,14 @@ impl Telemetry {
             Box::new(grpc_connections.clone()),
             Box::new(handshakes_in_progress.clone()),
             Box::new(connections_shed.clone()),
+            Box::new(unauthenticated_connections.clone()),
+            Box::new(unauthenticated_sources.clone()),
+            Box::new(known_sources.clone()),
+            Box::new(handshakes_queued.clone()),
+            Box::new(handshakes_prioritized.clone()),
+            Box::new(inflight_request_bytes.clone()),
+            Box::new(agent_stats_refused.clone()),
+            Box::new(clock_offsets_clamped.clone()),
             Box::new(ingest_duration.clone()),
             Box::new(probe_results_ignored.clone()),
             Box::new(reports_backfilled.clone()),
@@ -246,6 +337,14 @@ impl Telemetry {
             grpc_connections,
             handshakes_in_progress,
             connections_shed,
+            unauthenticated_connections,
+            unauthenticated_sources,
+            known_sources,
+            handshakes_queued,
+            handshakes_prioritized,
+            inflight_request_bytes,
+            agent_stats_refused,
+            clock_offsets_clamped,
             ingest_duration,
             probe_results_ignored,
             reports_backfilled,

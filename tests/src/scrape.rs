@@ -25,3 +25,15 @@ pub fn sample(exposition: &str, series: &str) -> Option<f64> {
         .find(|(s, _)| *s == series)
         .and_then(|(_, v)| v.parse().ok())
 }
+
+/// The sum over every series of the family `name`, whatever its labels
+/// (0 when it has none).
+pub fn family_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(s, _)| *s == name || s.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}

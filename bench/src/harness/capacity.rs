@@ -289,7 +289,7 @@ fn observe(collector: &CollectorProcess, started: Instant, scrape_secs: u64) -> 
                         read(r#"campanile_tls_handshakes_total{kind="full"}"#),
                         read(r#"campanile_tls_handshakes_total{kind="resumed"}"#),
                     );
-                    seen.shed = read(SHED);
+                    seen.shed = campanile_tests::scrape::family_sum(&scrape.kept, SHED);
                     seen.histograms.push((
                         at,
                         Histograms {

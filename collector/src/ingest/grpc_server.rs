@@ -11,6 +11,7 @@
 //! `date` (grpc-go sends none), so the collector sends none.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,7 +21,10 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::codegen::Service;
 use tonic::service::Routes;
 
+use crate::ingest::identity_connections::IdentityConnections;
+use crate::ingest::request_budget::{Budget, Held, LimitedBody, Pool};
 use crate::ingest::tls::AuthenticatedStream;
+use crate::telemetry::Telemetry;
 
 /// HTTP/2 settings of the gRPC port.
 #[derive(Debug, Clone)]
@@ -32,7 +36,22 @@ pub struct Http2 {
     /// After shutdown begins, how long connections may take to finish the
     /// requests in flight before they are dropped.
     pub drain_timeout: Duration,
+    /// Streams one connection may have open at once (an agent sends one
+    /// request at a time); the peer's streams beyond are refused.
+    pub max_streams_per_connection: u32,
+    /// A request whose body has not all come this long after its headers
+    /// is failed and its stream reset.
+    pub request_body_timeout: Duration,
+    /// Request bytes one connection's unanswered requests may hold.
+    pub max_connection_buffer_bytes: usize,
+    /// Request bytes all unanswered requests may hold together.
+    pub max_inflight_request_bytes: usize,
+    /// Connections one certificate identity may hold.
+    pub max_connections_per_identity: usize,
 }
+
+/// Header bytes a request may carry: an agent's are a few hundred.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// Serves every connection `incoming` yields until `shutdown` turns true,
 /// then lets the requests in flight finish (bounded by `drain_timeout`)
@@ -41,6 +60,7 @@ pub async fn serve(
     incoming: impl Stream<Item = io::Result<AuthenticatedStream>>,
     routes: Routes,
     settings: Http2,
+    telemetry: Arc<Telemetry>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -48,7 +68,19 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(settings.keepalive_interval))
         .keep_alive_timeout(settings.keepalive_timeout)
+        .max_concurrent_streams(settings.max_streams_per_connection)
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
         .auto_date_header(false);
+    let budget = Budget {
+        pool: Pool::new(settings.max_inflight_request_bytes),
+        gauge: telemetry.inflight_request_bytes.clone(),
+    };
+    let identities = IdentityConnections::new(
+        settings.max_connections_per_identity,
+        telemetry
+            .connections_shed
+            .with_label_values(&["identity_limit"]),
+    );
     let mut incoming = std::pin::pin!(incoming);
     let mut connections = JoinSet::new();
     // Each connection watches a receiver of its own.
@@ -61,18 +93,36 @@ pub async fn serve(
             next = incoming.next() => match next {
                 Some(Ok(stream)) => {
                     let peer = stream.peer().clone();
+                    // Connections whose certificate names no host are
+                    // refused at their first request; they count together.
+                    let registration = identities.register(registration_host(&peer));
                     let in_flight = stream.in_flight();
                     let routes = routes.clone();
-                    let service = hyper::service::service_fn(move |mut req: tonic::codegen::http::Request<hyper::body::Incoming>| {
+                    let (host, remote_addr) = (registration_host(&peer).to_owned(), peer.remote_addr);
+                    let connection_buffer = Pool::new(settings.max_connection_buffer_bytes);
+                    let (budget, telemetry) = (budget.clone(), telemetry.clone());
+                    let body_timeout = settings.request_body_timeout;
+                    let service = hyper::service::service_fn(move |req: tonic::codegen::http::Request<hyper::body::Incoming>| {
+                        let held = Held::new(connection_buffer.clone(), budget.clone());
+                        let mut req = req.map(|body| {
+                            LimitedBody::new(body, held.clone(), body_timeout)
+                        });
                         req.extensions_mut().insert(peer.clone());
                         // Held until the answer is ready, so a request
                         // waiting for its commit keeps the connection open.
                         let request = in_flight.begin();
                         // Routes are always ready (an axum router).
                         let answer = routes.clone().call(req);
+                        let telemetry = telemetry.clone();
                         async move {
                             let r = answer.await;
-                            drop(request);
+                            if let Some(why) = held.exceeded() {
+                                telemetry
+                                    .requests_rejected
+                                    .with_label_values(&[why.reason_label()])
+                                    .inc();
+                            }
+                            drop((request, held));
                             r
                         }
                     });
@@ -82,6 +132,12 @@ pub async fn serve(
                         let mut conn = std::pin::pin!(conn);
                         tokio::select! {
                             r = conn.as_mut() => return log_end(r),
+                            // Dropped: its requests are not acknowledged,
+                            // and an agent's would be sent again.
+                            () = registration.replaced() => {
+                                tracing::info!(%host, peer = %remote_addr, "connection replaced by a newer one of the same certificate");
+                                return;
+                            }
                             _ = stop.wait_for(|stop| *stop) => conn.as_mut().graceful_shutdown(),
                         }
                         log_end(conn.await);
@@ -111,6 +167,10 @@ pub async fn serve(
             "agent connections still busy at shutdown; closing them"
         );
     }
+}
+
+fn registration_host(peer: &crate::ingest::tls::PeerInfo) -> &str {
+    peer.identity.as_ref().map_or("", |id| id.host_id.as_str())
 }
 
 fn log_end(r: Result<(), hyper::Error>) {

@@ -1,16 +1,22 @@
-//! The accept loop: TCP connections in, TLS handshakes bounded in number
-//! and time, authenticated streams out to the gRPC server.
+//! The accept loop: TCP connections in, admitted by source
+//! ([`super::admission`]), their ClientHello read under a short deadline,
+//! TLS handshakes bounded in number and time and handed out fairly
+//! ([`super::slots`]), authenticated streams out to the gRPC server.
 
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::HandshakeKind;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
 
+use crate::ingest::tls::admission::{Admission, AdmissionGauges, AdmissionLimits, Refused};
+use crate::ingest::tls::slots::Slots;
+use crate::ingest::tls::source::SourceKey;
 use crate::ingest::tls::stream::{
     AuthenticatedStream, Counted, IdleTimer, InFlight, PeerInfo, identity_from_cert,
 };
@@ -19,19 +25,47 @@ use crate::telemetry::Telemetry;
 /// How the accept loop takes connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepting {
-    /// A peer that has not finished its handshake by then is dropped.
+    /// A peer whose whole ClientHello has not come by then is dropped
+    /// before it takes a handshake slot. An agent sends it at once.
+    pub hello_timeout: Duration,
+    /// A peer that has not finished its handshake this long after it got
+    /// its slot is dropped.
     pub handshake_timeout: Duration,
     /// See [`IdleTimer`]; `None` keeps connections open.
     pub idle_timeout: Option<Duration>,
     /// Handshakes run at once; a connection beyond them waits its turn.
     pub max_handshakes_in_progress: usize,
+    /// Handshakes one source runs at once.
+    pub max_handshakes_per_source: usize,
     /// How long a connection waits for its turn before it is closed.
     pub slot_wait: Duration,
+    /// Connections before authentication, per source and in all.
+    pub admission: AdmissionLimits,
 }
 
-/// Accepts TCP connections and completes TLS handshakes concurrently, each
-/// bounded by `handshake_timeout`; yields only authenticated streams. The
-/// returned task handle ends the accept loop when aborted.
+/// Why a connection ended before it was authenticated.
+enum Ended {
+    /// Closed unanswered to make room: the `reason` label of
+    /// `campanile_grpc_connections_shed_total`.
+    Shed(&'static str),
+    /// The handshake failed: the `reason` label of
+    /// `campanile_tls_handshake_failures_total`, and the error.
+    Failed(&'static str, Option<io::Error>),
+}
+
+/// What each connection's task shares.
+struct Shared {
+    config: Arc<rustls::ServerConfig>,
+    accepting: Accepting,
+    admission: Arc<Admission>,
+    slots: Arc<Slots>,
+    telemetry: Arc<Telemetry>,
+    shed_log: Mutex<ShedLog>,
+}
+
+/// Accepts TCP connections and completes TLS handshakes concurrently;
+/// yields only authenticated streams. The returned task handle ends the
+/// accept loop when aborted.
 ///
 /// Handshakes are what an overloaded collector spends its CPU on: every
 /// agent that reconnects at once after a restart, or every report of a
@@ -42,13 +76,19 @@ pub struct Accepting {
 /// minute turned into thousands of handshakes in progress, a p99 of 20 s and
 /// tens of thousands of failed reports. So at most
 /// `max_handshakes_in_progress` run at once, each finishing quickly, and
-/// the connections beyond wait their turn in arrival order: a burst (500
-/// agents starting together) only queues. A connection that waited
-/// `slot_wait` is closed before any crypto is spent on it; its agent would
-/// soon give up on it anyway, and retries later.
+/// the connections beyond wait their turn: a burst (500 agents starting
+/// together) only queues. A connection that waited `slot_wait` is closed
+/// before any crypto is spent on it; its agent would soon give up on it
+/// anyway, and retries later.
+///
+/// A slot is taken only once the whole ClientHello has come, within
+/// `hello_timeout`: peers that connect and send nothing, or half a
+/// ClientHello, hold a socket for that long and no slot. Before, 256 of
+/// them filled every slot for the whole handshake timeout, and no agent
+/// got in.
 pub fn incoming(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
     accepting: Accepting,
     telemetry: Arc<Telemetry>,
 ) -> (
@@ -56,14 +96,26 @@ pub fn incoming(
     tokio::task::JoinHandle<()>,
 ) {
     let (tx, rx) = mpsc::channel(128);
-    let Accepting {
-        handshake_timeout,
-        idle_timeout,
-        max_handshakes_in_progress,
-        slot_wait,
-    } = accepting;
-    let slots = Arc::new(Semaphore::new(max_handshakes_in_progress));
-    let shed = Arc::new(Mutex::new(ShedLog::default()));
+    let shared = Arc::new(Shared {
+        config,
+        admission: Admission::new(
+            accepting.admission,
+            AdmissionGauges {
+                unauthenticated: telemetry.unauthenticated_connections.clone(),
+                sources: telemetry.unauthenticated_sources.clone(),
+                known_sources: telemetry.known_sources.clone(),
+            },
+        ),
+        slots: Slots::new(
+            accepting.max_handshakes_in_progress,
+            accepting.max_handshakes_per_source,
+            telemetry.handshakes_queued.clone(),
+            telemetry.handshakes_prioritized.clone(),
+        ),
+        accepting,
+        telemetry,
+        shed_log: Mutex::new(ShedLog::default()),
+    });
     let task = tokio::spawn(async move {
         loop {
             let (tcp, remote_addr) = match listener.accept().await {
@@ -75,83 +127,145 @@ pub fn incoming(
                     continue;
                 }
             };
+            let key = SourceKey::of(remote_addr.ip());
+            let ticket = match shared.admission.enter(key) {
+                Ok(t) => t,
+                Err(refused) => {
+                    shared.shed(match refused {
+                        Refused::SourceLimit => "source_limit",
+                        Refused::TotalLimit => "total_limit",
+                    });
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, tx, telemetry) = (acceptor.clone(), tx.clone(), telemetry.clone());
-            let (slots, shed) = (slots.clone(), shed.clone());
+            let (shared, tx) = (shared.clone(), tx.clone());
             tokio::spawn(async move {
-                // The semaphore is fair: connections get slots in the
-                // order they came. It is never closed.
-                let Ok(Ok(slot)) = tokio::time::timeout(slot_wait, slots.acquire_owned()).await
-                else {
-                    telemetry.connections_shed.inc();
-                    shed.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .one(max_handshakes_in_progress);
-                    return;
+                let outcome = tokio::select! {
+                    () = ticket.evicted() => Err(Ended::Shed("evicted")),
+                    r = shared.handshake(tcp, key) => r,
                 };
-                let in_progress = Counted::new(&telemetry.handshakes_in_progress);
-                let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
-                drop((slot, in_progress));
-                match accepted {
-                    Ok(Ok(tls)) => {
-                        let conn = tls.get_ref().1;
-                        let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
-                        let (identity, cert_not_after_ms) =
-                            match conn.peer_certificates().and_then(|c| c.first()) {
-                                Some(leaf) => identity_from_cert(leaf),
-                                None => (Err("no client certificate".into()), None),
-                            };
-                        // A resumed session skips the chain check: its
-                        // certificate was valid when the session began, and
-                        // must still be.
-                        if resumed && cert_not_after_ms.is_some_and(|t| t < crate::clock::now_ms())
-                        {
-                            telemetry
-                                .handshake_failures
-                                .with_label_values(&["resumed_certificate_expired"])
-                                .inc();
-                            tracing::info!(peer = %remote_addr, "resumed TLS session refused: its certificate has expired");
-                            return;
+                // Authenticated or not, it no longer waits for admission.
+                drop(ticket);
+                match outcome {
+                    Ok(tls) => {
+                        if let Some(stream) = shared.authenticated(tls, remote_addr, key) {
+                            let _ = tx.send(Ok(stream)).await;
                         }
-                        telemetry
-                            .handshakes
-                            .with_label_values(&[if resumed { "resumed" } else { "full" }])
-                            .inc();
-                        let info = PeerInfo {
-                            remote_addr,
-                            identity,
-                            cert_not_after_ms,
-                        };
-                        let in_flight = InFlight::default();
-                        let stream = AuthenticatedStream {
-                            inner: tls,
-                            info,
-                            idle: idle_timeout.map(|t| IdleTimer::new(t, in_flight.clone())),
-                            in_flight,
-                            _open: Counted::new(&telemetry.grpc_connections),
-                        };
-                        let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => {
-                        let reason = handshake_failure_reason(&e);
-                        telemetry
+                    Err(Ended::Shed(reason)) => shared.shed(reason),
+                    Err(Ended::Failed(reason, e)) => {
+                        shared
+                            .telemetry
                             .handshake_failures
                             .with_label_values(&[reason])
                             .inc();
-                        tracing::info!(peer = %remote_addr, reason, error = %e, "TLS handshake refused");
-                    }
-                    Err(_) => {
-                        telemetry
-                            .handshake_failures
-                            .with_label_values(&["timeout"])
-                            .inc();
-                        tracing::info!(peer = %remote_addr, "TLS handshake timed out");
+                        match e {
+                            Some(e) => {
+                                tracing::info!(peer = %remote_addr, reason, error = %e, "TLS handshake refused")
+                            }
+                            None => {
+                                tracing::info!(peer = %remote_addr, reason, "TLS handshake ended")
+                            }
+                        }
                     }
                 }
             });
         }
     });
     (tokio_stream::wrappers::ReceiverStream::new(rx), task)
+}
+
+impl Shared {
+    /// The ClientHello, a slot, then the handshake.
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        key: SourceKey,
+    ) -> Result<TlsStream<TcpStream>, Ended> {
+        let a = &self.accepting;
+        let hello = tokio::time::timeout(
+            a.hello_timeout,
+            LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp),
+        )
+        .await
+        .map_err(|_| Ended::Shed("hello_timeout"))?
+        .map_err(|e| Ended::Failed(handshake_failure_reason(&e), Some(e)))?;
+        let slot = self
+            .slots
+            .acquire(key, self.admission.is_known(key), a.slot_wait)
+            .await
+            .ok_or(Ended::Shed("slot_wait"))?;
+        let _in_progress = Counted::new(&self.telemetry.handshakes_in_progress);
+        let accepted =
+            tokio::time::timeout(a.handshake_timeout, hello.into_stream(self.config.clone())).await;
+        drop(slot);
+        match accepted {
+            Ok(Ok(tls)) => Ok(tls),
+            Ok(Err(e)) => Err(Ended::Failed(handshake_failure_reason(&e), Some(e))),
+            Err(_) => Err(Ended::Failed("timeout", None)),
+        }
+    }
+
+    /// The stream for the gRPC server, or `None` if the connection is
+    /// refused after all.
+    fn authenticated(
+        &self,
+        tls: TlsStream<TcpStream>,
+        remote_addr: std::net::SocketAddr,
+        key: SourceKey,
+    ) -> Option<AuthenticatedStream> {
+        let telemetry = &self.telemetry;
+        let conn = tls.get_ref().1;
+        let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
+        let (identity, cert_not_after_ms) = match conn.peer_certificates().and_then(|c| c.first()) {
+            Some(leaf) => identity_from_cert(leaf),
+            None => (Err("no client certificate".into()), None),
+        };
+        // A resumed session skips the chain check: its certificate was
+        // valid when the session began, and must still be.
+        if resumed && cert_not_after_ms.is_some_and(|t| t < crate::clock::now_ms()) {
+            telemetry
+                .handshake_failures
+                .with_label_values(&["resumed_certificate_expired"])
+                .inc();
+            tracing::info!(peer = %remote_addr, "resumed TLS session refused: its certificate has expired");
+            return None;
+        }
+        if identity.is_ok() {
+            self.admission.verified(key);
+        }
+        telemetry
+            .handshakes
+            .with_label_values(&[if resumed { "resumed" } else { "full" }])
+            .inc();
+        let in_flight = InFlight::default();
+        Some(AuthenticatedStream {
+            inner: tls,
+            info: PeerInfo {
+                remote_addr,
+                identity,
+                cert_not_after_ms,
+            },
+            idle: self
+                .accepting
+                .idle_timeout
+                .map(|t| IdleTimer::new(t, in_flight.clone())),
+            in_flight,
+            _open: Counted::new(&telemetry.grpc_connections),
+        })
+    }
+
+    fn shed(&self, reason: &'static str) {
+        self.telemetry
+            .connections_shed
+            .with_label_values(&[reason])
+            .inc();
+        self.shed_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .one(reason);
+    }
 }
 
 /// Logs shedding without a line per connection: at most one warning per
@@ -165,7 +279,7 @@ struct ShedLog {
 impl ShedLog {
     const EVERY: Duration = Duration::from_secs(10);
 
-    fn one(&mut self, limit: usize) {
+    fn one(&mut self, reason: &'static str) {
         self.since_last += 1;
         let now = Instant::now();
         if self
@@ -174,8 +288,9 @@ impl ShedLog {
         {
             tracing::warn!(
                 shed = self.since_last,
-                max_handshakes_in_progress = limit,
-                "overloaded: closing new agent connections before their TLS handshake"
+                reason,
+                "closing connections before their TLS handshake (see \
+                 campanile_grpc_connections_shed_total by reason)"
             );
             self.last = Some(now);
             self.since_last = 0;
@@ -205,7 +320,9 @@ fn handshake_failure_reason(e: &io::Error) -> &'static str {
 mod tests {
     use super::*;
     use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
+    use tokio_stream::StreamExt;
 
     use crate::ingest::tls::config::tests::test_configs;
 
@@ -218,17 +335,23 @@ mod tests {
         }
     }
 
+    struct Loop {
+        addr: SocketAddr,
+        client_cfg: Arc<rustls::ClientConfig>,
+        streams: tokio_stream::wrappers::ReceiverStream<io::Result<AuthenticatedStream>>,
+        accept: tokio::task::JoinHandle<()>,
+        telemetry: Arc<Telemetry>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Loop {
+        fn drop(&mut self) {
+            self.accept.abort();
+        }
+    }
+
     /// An accept loop of one handshake slot on a loopback port.
-    async fn one_slot(
-        slot_wait: Duration,
-    ) -> (
-        SocketAddr,
-        rustls::ClientConfig,
-        tokio_stream::wrappers::ReceiverStream<io::Result<AuthenticatedStream>>,
-        tokio::task::JoinHandle<()>,
-        Arc<Telemetry>,
-        tempfile::TempDir,
-    ) {
+    async fn one_slot(slot_wait: Duration, hello_timeout: Duration) -> Loop {
         let dir = tempfile::tempdir().unwrap();
         let (server_cfg, client_cfg) = test_configs(dir.path());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -236,68 +359,121 @@ mod tests {
         let telemetry = Arc::new(Telemetry::new());
         let (streams, accept) = incoming(
             listener,
-            TlsAcceptor::from(Arc::new(server_cfg)),
+            Arc::new(server_cfg),
             Accepting {
+                hello_timeout,
                 handshake_timeout: Duration::from_secs(60),
                 idle_timeout: None,
                 max_handshakes_in_progress: 1,
+                max_handshakes_per_source: 1,
                 slot_wait,
+                admission: AdmissionLimits {
+                    max_per_source: 100,
+                    max_total: 100,
+                    known_source_ttl: Some(Duration::from_secs(3600)),
+                },
             },
             telemetry.clone(),
         );
-        (addr, client_cfg, streams, accept, telemetry, dir)
+        Loop {
+            addr,
+            client_cfg: Arc::new(client_cfg),
+            streams,
+            accept,
+            telemetry,
+            _dir: dir,
+        }
     }
 
-    /// Connects and says nothing, holding the only slot until dropped.
-    async fn stall(addr: SocketAddr, telemetry: &Telemetry) -> TcpStream {
-        let stalled = TcpStream::connect(addr).await.unwrap();
+    /// Connects and sends a whole ClientHello, then nothing more.
+    async fn hello_then_silence(l: &Loop) -> TcpStream {
+        let mut client =
+            rustls::ClientConnection::new(l.client_cfg.clone(), "localhost".try_into().unwrap())
+                .unwrap();
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).unwrap();
+        let mut tcp = TcpStream::connect(l.addr).await.unwrap();
+        tcp.write_all(&hello).await.unwrap();
+        tcp
+    }
+
+    /// Holds the only slot until dropped.
+    async fn stall(l: &Loop) -> TcpStream {
+        let stalled = hello_then_silence(l).await;
         wait_for("the stalled handshake", || {
-            telemetry.handshakes_in_progress.get() == 1
+            l.telemetry.handshakes_in_progress.get() == 1
         })
         .await;
         stalled
     }
 
+    async fn closed_unanswered(mut tcp: TcpStream, what: &str) {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still open"));
+        assert!(matches!(read, Ok(0) | Err(_)), "{what}: {read:?}");
+    }
+
+    fn shed(l: &Loop, reason: &str) -> u64 {
+        l.telemetry
+            .connections_shed
+            .with_label_values(&[reason])
+            .get()
+    }
+
+    async fn agent_handshake(l: &mut Loop) -> AuthenticatedStream {
+        let tcp = TcpStream::connect(l.addr).await.unwrap();
+        let client = tokio::spawn(
+            tokio_rustls::TlsConnector::from(l.client_cfg.clone())
+                .connect("localhost".try_into().unwrap(), tcp),
+        );
+        let stream = tokio::time::timeout(Duration::from_secs(10), l.streams.next())
+            .await
+            .expect("in time")
+            .expect("a stream")
+            .expect("accepted");
+        let _client = client.await.unwrap().expect("the agent's handshake");
+        stream
+    }
+
     #[tokio::test]
     async fn a_connection_that_waited_too_long_for_a_handshake_slot_is_closed_unanswered() {
-        use tokio::io::AsyncReadExt;
-
-        let (addr, _, _streams, accept, telemetry, _dir) =
-            one_slot(Duration::from_millis(200)).await;
-        let _stalled = stall(addr, &telemetry).await;
-        let mut shed = TcpStream::connect(addr).await.unwrap();
-        let mut buf = [0u8; 64];
-        let read = tokio::time::timeout(Duration::from_secs(10), shed.read(&mut buf))
-            .await
-            .expect("the waiting connection is closed once its wait is over");
-        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-        assert_eq!(telemetry.connections_shed.get(), 1);
-        assert_eq!(telemetry.handshakes_in_progress.get(), 1, "the stalled one");
-        accept.abort();
+        let l = one_slot(Duration::from_millis(200), Duration::from_secs(60)).await;
+        let _stalled = stall(&l).await;
+        let waiting = hello_then_silence(&l).await;
+        closed_unanswered(waiting, "the connection waiting for a slot").await;
+        assert_eq!(shed(&l, "slot_wait"), 1);
+        assert_eq!(
+            l.telemetry.handshakes_in_progress.get(),
+            1,
+            "the stalled one"
+        );
     }
 
     #[tokio::test]
     async fn a_connection_beyond_the_handshakes_in_progress_waits_for_a_slot() {
-        use tokio_stream::StreamExt;
-
-        let (addr, client_cfg, mut streams, accept, telemetry, _dir) =
-            one_slot(Duration::from_secs(30)).await;
-        let stalled = stall(addr, &telemetry).await;
-        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut l = one_slot(Duration::from_secs(30), Duration::from_secs(60)).await;
+        let stalled = stall(&l).await;
+        let tcp = TcpStream::connect(l.addr).await.unwrap();
         let client = tokio::spawn(
-            tokio_rustls::TlsConnector::from(Arc::new(client_cfg))
+            tokio_rustls::TlsConnector::from(l.client_cfg.clone())
                 .connect("localhost".try_into().unwrap(), tcp),
         );
         // Queued behind the stalled peer: nothing comes out yet.
+        wait_for("the agent to queue", || {
+            l.telemetry.handshakes_queued.get() == 1
+        })
+        .await;
         assert!(
-            tokio::time::timeout(Duration::from_millis(300), streams.next())
+            tokio::time::timeout(Duration::from_millis(300), l.streams.next())
                 .await
                 .is_err(),
             "a second handshake ran beside the first"
         );
         // The stalled peer goes; the agent waiting gets its slot.
         drop(stalled);
-        let stream = tokio::time::timeout(Duration::from_secs(10), streams.next())
+        let stream = tokio::time::timeout(Duration::from_secs(10), l.streams.next())
             .await
             .expect("in time")
             .expect("a stream")
@@ -307,15 +483,41 @@ mod tests {
             stream.peer().identity.as_ref().map(|i| i.host_id.as_str()),
             Ok("pc-001")
         );
-        assert_eq!(telemetry.connections_shed.get(), 0);
+        assert_eq!(shed(&l, "slot_wait"), 0);
         assert_eq!(
-            telemetry
+            l.telemetry
                 .handshake_failures
                 .with_label_values(&["io_error"])
                 .get(),
             1,
             "the stalled peer's handshake ended when it left"
         );
-        accept.abort();
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_sends_nothing_takes_no_slot_and_is_closed_after_the_hello_timeout() {
+        let mut l = one_slot(Duration::from_secs(30), Duration::from_millis(300)).await;
+        let silent = TcpStream::connect(l.addr).await.unwrap();
+        let mut partial = TcpStream::connect(l.addr).await.unwrap();
+        // A handshake record header, and half a ClientHello header.
+        partial
+            .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            .await
+            .unwrap();
+        wait_for("both to be admitted", || {
+            l.telemetry.unauthenticated_connections.get() == 2
+        })
+        .await;
+        // The only slot is free for an agent meanwhile.
+        let stream = agent_handshake(&mut l).await;
+        assert!(stream.peer().identity.is_ok());
+        closed_unanswered(silent, "the silent peer").await;
+        closed_unanswered(partial, "the partial ClientHello").await;
+        assert_eq!(shed(&l, "hello_timeout"), 2);
+        wait_for("the admission to empty", || {
+            l.telemetry.unauthenticated_connections.get() == 0
+        })
+        .await;
+        assert_eq!(l.telemetry.known_sources.get(), 1, "the agent's address");
     }
 }
