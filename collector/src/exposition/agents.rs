@@ -34,25 +34,32 @@ pub(super) fn families(scrape: &Scrape<'_>) -> Vec<Family> {
     for (h, hv) in scrape.hosts.iter().zip(&scrape.view.hosts) {
         let Some(st) = &h.agent_stats else { continue };
         let s = sites.entry(hv.site.as_str()).or_default();
+        // Saturating: the collector refuses figures beyond any agent's,
+        // but a store from before that may hold them.
         if h.is_up(scrape.now_ms) {
-            s.spool_reports += st.queue_depth;
-            s.spool_bytes += st.spool_bytes;
+            s.spool_reports = s.spool_reports.saturating_add(st.queue_depth);
+            s.spool_bytes = s.spool_bytes.saturating_add(st.spool_bytes);
             s.oldest_unsent_age_seconds = s
                 .oldest_unsent_age_seconds
                 .max(st.oldest_unsent_age_seconds);
         }
         // Agents older than the spool report drops only as a total.
-        let itemised = st.dropped_spool_full_total
-            + st.dropped_expired_total
-            + st.dropped_invalid_total
-            + st.dropped_corrupt_total;
-        s.dropped_spool_full +=
-            st.dropped_spool_full_total + st.dropped_reports_total.saturating_sub(itemised);
-        s.dropped_expired += st.dropped_expired_total;
-        s.dropped_invalid += st.dropped_invalid_total;
-        s.dropped_corrupt += st.dropped_corrupt_total;
-        s.send_failures += st.send_failures_total;
-        s.spool_resets += st.spool_resets_total;
+        let itemised = st
+            .dropped_spool_full_total
+            .saturating_add(st.dropped_expired_total)
+            .saturating_add(st.dropped_invalid_total)
+            .saturating_add(st.dropped_corrupt_total);
+        let add = |sum: &mut u64, v: u64| *sum = sum.saturating_add(v);
+        add(
+            &mut s.dropped_spool_full,
+            st.dropped_spool_full_total
+                .saturating_add(st.dropped_reports_total.saturating_sub(itemised)),
+        );
+        add(&mut s.dropped_expired, st.dropped_expired_total);
+        add(&mut s.dropped_invalid, st.dropped_invalid_total);
+        add(&mut s.dropped_corrupt, st.dropped_corrupt_total);
+        add(&mut s.send_failures, st.send_failures_total);
+        add(&mut s.spool_resets, st.spool_resets_total);
     }
     let mut reports = Family::gauge(
         "campanile_site_agent_spool_reports",

@@ -13,6 +13,7 @@ use crate::clock::now_ms;
 use crate::ingest::tls::PeerInfo;
 use crate::ingest::validate::{self, Limits, Refusal};
 use crate::reach::Reach;
+use crate::store::StoreError;
 use crate::store::commit::{self, CommitError, Committer};
 use crate::telemetry::Telemetry;
 use campanile_territory::host::PeerFacts;
@@ -70,22 +71,28 @@ impl Ingest for IngestService {
                 )));
             }
         };
-        let body = request.into_inner();
+        let mut body = request.into_inner();
         let now = now_ms();
         if let Err(refusal) = validate::request(&body, &identity, &self.limits, now) {
             self.reject(refusal.reason_label());
             tracing::warn!(host = %identity.host_id, peer = %peer.remote_addr, reason = %refusal, "report refused");
             return Err(match &refusal {
                 Refusal::WrongHost { .. } => Status::permission_denied(refusal.to_string()),
-                Refusal::Invalid { seq, .. } => {
-                    let mut s = Status::invalid_argument(refusal.to_string());
-                    if let Ok(v) = seq.to_string().parse() {
-                        s.metadata_mut().insert(INVALID_SEQ_METADATA, v);
-                    }
-                    s
-                }
+                Refusal::Invalid { seq, .. } => invalid_report(*seq, refusal.to_string()),
                 _ => Status::invalid_argument(refusal.to_string()),
             });
+        }
+        if let Some(stats) = &body.agent_stats
+            && let Err(reason) = validate::agent_stats(stats)
+        {
+            self.telemetry.agent_stats_refused.inc();
+            tracing::warn!(host = %identity.host_id, %reason, "agent figures refused; its reports are kept");
+            body.agent_stats = None;
+        }
+        let clock_offset = validate::clock_offset_ms(body.sent_unix_ms, now, &self.limits);
+        if clock_offset.is_some_and(|o| o.clamped) {
+            self.telemetry.clock_offsets_clamped.inc();
+            tracing::warn!(host = %identity.host_id, sent_unix_ms = body.sent_unix_ms, "agent clock beyond limits.max_clock_offset_secs; its offset is recorded as that bound");
         }
         // One plan for the whole request: the site the figures count for
         // and the duty in the ack come from the same snapshot.
@@ -108,12 +115,17 @@ impl Ingest for IngestService {
             received_ms: now,
             site,
             peer: PeerFacts {
-                clock_offset_ms: (body.sent_unix_ms > 0).then(|| body.sent_unix_ms - now),
+                clock_offset_ms: clock_offset.map(|o| o.ms),
                 cert_not_after_ms: peer.cert_not_after_ms,
             },
         };
         let outcome = match self.committer.commit(request).await {
             Ok(o) => o,
+            Err(CommitError::Store(StoreError::Implausible { seq, reason, .. })) => {
+                self.reject("implausible_seq");
+                tracing::warn!(host = %identity.host_id, peer = %peer.remote_addr, seq, %reason, "report refused");
+                return Err(invalid_report(seq, format!("report seq={seq}: {reason}")));
+            }
             Err(CommitError::Store(e)) => {
                 self.reject("store_error");
                 tracing::error!(host = %identity.host_id, error = %e, "store commit failed");
@@ -162,6 +174,16 @@ impl Ingest for IngestService {
         };
         Ok(answer_compressed_if_large(answer))
     }
+}
+
+/// INVALID_ARGUMENT naming the report: the agent drops that one report
+/// (it will never be accepted) and sends the rest.
+fn invalid_report(seq: u64, message: String) -> Status {
+    let mut s = Status::invalid_argument(message);
+    if let Ok(v) = seq.to_string().parse() {
+        s.metadata_mut().insert(INVALID_SEQ_METADATA, v);
+    }
+    s
 }
 
 /// An answer is a few bytes unless it carries a probe duty: gzip would

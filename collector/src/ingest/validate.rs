@@ -3,7 +3,7 @@
 
 use campanile_proto::config::ConfigError;
 use campanile_proto::identity::{HostIdentity, validate_id};
-use campanile_proto::v1::{DeliverRequest, Health, Inventory, Probes, Report};
+use campanile_proto::v1::{AgentStats, DeliverRequest, Health, Inventory, Probes, Report};
 use serde::Deserialize;
 
 /// What one request and one report may carry. Over a limit the request is
@@ -21,6 +21,13 @@ pub struct Limits {
     /// How far in the future (agent clock vs collector clock) a report's
     /// collection time may be.
     pub max_future_skew_secs: u64,
+    /// How old a report may be when sent, by the agent's own clock (its
+    /// collection time against the request's send time), so an agent
+    /// whose clock is off is judged by its own reckoning.
+    pub max_report_age_secs: u64,
+    /// How far an agent's clock may be from the collector's, as its send
+    /// time shows; beyond, the offset is recorded as this bound.
+    pub max_clock_offset_secs: u64,
 }
 
 impl Default for Limits {
@@ -34,6 +41,9 @@ impl Default for Limits {
             max_nics: 64,
             max_string_bytes: 1024,
             max_future_skew_secs: 300,
+            // Far beyond the agent spool's default age bound (8 days).
+            max_report_age_secs: 366 * 86_400,
+            max_clock_offset_secs: 366 * 86_400,
         }
     }
 }
@@ -49,6 +59,18 @@ impl Limits {
                 "limits.max_reports_per_request",
                 "must be positive".into(),
             ));
+        }
+        for (field, v) in [
+            ("limits.max_report_age_secs", self.max_report_age_secs),
+            ("limits.max_clock_offset_secs", self.max_clock_offset_secs),
+        ] {
+            // Beyond, the millisecond arithmetic would saturate.
+            if !(60..=100 * 366 * 86_400).contains(&v) {
+                return Err(invalid(
+                    field,
+                    format!("{v} is out of range: 60 s to 100 years"),
+                ));
+            }
         }
         Ok(self)
     }
@@ -107,9 +129,14 @@ pub fn request(
             });
         }
     }
+    // Report ages by the agent's clock when its send time is believable.
+    let sent_ms = clock_offset_ms(req.sent_unix_ms, now_ms, limits)
+        .filter(|o| !o.clamped)
+        .map_or(now_ms, |_| req.sent_unix_ms);
     let mut prev: Option<(u64, u64)> = None;
     for r in &req.reports {
-        report(r, limits, now_ms).map_err(|reason| Refusal::Invalid { seq: r.seq, reason })?;
+        report(r, limits, now_ms, sent_ms)
+            .map_err(|reason| Refusal::Invalid { seq: r.seq, reason })?;
         if let Some((epoch, seq)) = prev
             && epoch == r.epoch
             && r.seq <= seq
@@ -127,7 +154,7 @@ pub fn request(
     Ok(())
 }
 
-fn report(r: &Report, limits: &Limits, now_ms: i64) -> Result<(), String> {
+fn report(r: &Report, limits: &Limits, now_ms: i64, sent_ms: i64) -> Result<(), String> {
     if r.seq == 0 {
         return Err("seq must start at 1".into());
     }
@@ -137,8 +164,18 @@ fn report(r: &Report, limits: &Limits, now_ms: i64) -> Result<(), String> {
             r.collected_at_ms
         ));
     }
-    let skew_ms =
-        i64::try_from(limits.max_future_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let max_age_ms = secs_to_ms(limits.max_report_age_secs);
+    let age_ms = sent_ms.saturating_sub(r.collected_at_ms);
+    if age_ms > max_age_ms {
+        return Err(format!(
+            "collected_at_ms {} is {} days before the request was sent (limit {} days): \
+             check the agent's clock",
+            r.collected_at_ms,
+            age_ms / 86_400_000,
+            limits.max_report_age_secs / 86_400
+        ));
+    }
+    let skew_ms = secs_to_ms(limits.max_future_skew_secs);
     if r.collected_at_ms > now_ms.saturating_add(skew_ms) {
         return Err(format!(
             "collected_at_ms {} is {} s in the future (limit {} s): check the agent's clock",
@@ -174,6 +211,89 @@ fn report(r: &Report, limits: &Limits, now_ms: i64) -> Result<(), String> {
             "probe_duty_sha256 has {} bytes, expected 32 or none",
             r.probe_duty_sha256.len()
         ));
+    }
+    Ok(())
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// The agent's clock offset as its send time shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockOffset {
+    /// Agent clock minus collector clock, within ±`max_clock_offset_secs`.
+    pub ms: i64,
+    /// The send time was farther off than that, and the offset is the bound.
+    pub clamped: bool,
+}
+
+/// The clock offset of a request sent at `sent_unix_ms` (agent clock),
+/// received at `now_ms`; `None` when the agent did not say (0).
+pub fn clock_offset_ms(sent_unix_ms: i64, now_ms: i64, limits: &Limits) -> Option<ClockOffset> {
+    if sent_unix_ms <= 0 {
+        return None;
+    }
+    let bound = secs_to_ms(limits.max_clock_offset_secs);
+    let raw = sent_unix_ms.saturating_sub(now_ms);
+    Some(ClockOffset {
+        ms: raw.clamp(-bound, bound),
+        clamped: !(-bound..=bound).contains(&raw),
+    })
+}
+
+/// Counts past any agent's: 2^40 reports is one a second for 34,000 years.
+const MAX_AGENT_COUNT: u64 = 1 << 40;
+/// A spool of a pebibyte.
+const MAX_SPOOL_BYTES: u64 = 1 << 50;
+
+/// Checks the agent's figures about itself; refused ones are set aside
+/// (the reports with them are still taken) and counted.
+pub fn agent_stats(s: &AgentStats) -> Result<(), String> {
+    for (name, v, max) in [
+        ("queue_depth", s.queue_depth, MAX_AGENT_COUNT),
+        (
+            "dropped_reports_total",
+            s.dropped_reports_total,
+            MAX_AGENT_COUNT,
+        ),
+        (
+            "send_failures_total",
+            s.send_failures_total,
+            MAX_AGENT_COUNT,
+        ),
+        (
+            "dropped_spool_full_total",
+            s.dropped_spool_full_total,
+            MAX_AGENT_COUNT,
+        ),
+        (
+            "dropped_expired_total",
+            s.dropped_expired_total,
+            MAX_AGENT_COUNT,
+        ),
+        (
+            "dropped_invalid_total",
+            s.dropped_invalid_total,
+            MAX_AGENT_COUNT,
+        ),
+        (
+            "dropped_corrupt_total",
+            s.dropped_corrupt_total,
+            MAX_AGENT_COUNT,
+        ),
+        ("spool_resets_total", s.spool_resets_total, MAX_AGENT_COUNT),
+        ("spool_bytes", s.spool_bytes, MAX_SPOOL_BYTES),
+        // A century.
+        (
+            "oldest_unsent_age_seconds",
+            s.oldest_unsent_age_seconds,
+            100 * 366 * 86_400,
+        ),
+    ] {
+        if v > max {
+            return Err(format!("{name} {v} is beyond any agent's (at most {max})"));
+        }
     }
     Ok(())
 }

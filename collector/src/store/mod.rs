@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod commit;
 mod facts;
 pub(crate) mod inventory_diff;
+mod plausible;
 mod probes;
 mod read;
 mod schema;
@@ -54,6 +55,13 @@ pub enum StoreError {
     /// A failed group commit, as told to each request that was in it.
     #[error("{message}")]
     Shared { message: String },
+    /// A report no real agent sends, refused before anything is stored.
+    #[error("report seq={seq} of host {host}: {reason}")]
+    Implausible {
+        host: String,
+        seq: u64,
+        reason: String,
+    },
     #[error("store {path}: stored {what} for host {host} does not decode: {source}")]
     Corrupt {
         path: PathBuf,
@@ -71,6 +79,14 @@ impl StoreError {
             message: self.to_string(),
         }
     }
+}
+
+/// A host's dedup cursor for one epoch, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub last_seq: u64,
+    /// When it last advanced (collector clock, Unix ms).
+    pub updated_ms: i64,
 }
 
 /// What one ingest transaction did.

@@ -10,10 +10,10 @@ use campanile_territory::host::{Facts, HostState, PeerFacts};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::store::{Cursor, facts, probes};
 use crate::store::{
     InventoryChange, InventoryRow, ProbeCounter, Store, StoreError, StoredInventory,
 };
-use crate::store::{facts, probes};
 
 /// The `hosts` columns a [`HostState`] is made of, in the order
 /// [`host_row`] reads them. A macro, so queries are literals: the committer
@@ -233,7 +233,7 @@ impl Store {
     /// The highest seq committed for a host's epoch (dedup cursor).
     pub fn delivered_seq(&self, host_id: &str, epoch: u64) -> Result<Option<u64>, StoreError> {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        self.cursor(&conn, host_id, epoch)
+        Ok(self.cursor(&conn, host_id, epoch)?.map(|c| c.last_seq))
     }
 
     /// The host's most recently advanced (epoch, seq) cursor.
@@ -260,15 +260,20 @@ impl Store {
         conn: &Connection,
         host: &str,
         epoch: u64,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<Cursor>, StoreError> {
         conn.prepare_cached(
-            "SELECT last_seq FROM delivery_cursors WHERE host_id = ?1 AND epoch = ?2",
+            "SELECT last_seq, updated_ms FROM delivery_cursors WHERE host_id = ?1 AND epoch = ?2",
         )
         .and_then(|mut st| {
-            st.query_row(params![host, epoch as i64], |r| r.get::<_, i64>(0))
-                .optional()
+            st.query_row(params![host, epoch as i64], |r| {
+                Ok(Cursor {
+                    // Stored as SQLite's i64, bit for bit.
+                    last_seq: r.get::<_, i64>(0)? as u64,
+                    updated_ms: r.get(1)?,
+                })
+            })
+            .optional()
         })
-        .map(|seq| seq.map(|s| s as u64))
         .map_err(|e| self.err(e))
     }
 }

@@ -12,8 +12,10 @@ use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::inventory_diff::{self, Change};
-use crate::store::{EPOCHS_KEPT, IngestJob, IngestOutcome, ProbeCounting, Store, StoreError};
-use crate::store::{facts, probes};
+use crate::store::{
+    Cursor, EPOCHS_KEPT, IngestJob, IngestOutcome, ProbeCounting, Store, StoreError,
+};
+use crate::store::{facts, plausible, probes};
 
 impl Store {
     /// Commits one request (already-validated reports of one host) in its
@@ -103,16 +105,29 @@ impl Store {
         // epoch -> (stored cursor, cursor after this request): read once
         // per epoch, written once per epoch after the loop.
         let mut cursors: HashMap<u64, (Option<u64>, Option<u64>)> = HashMap::new();
+        let mut stored_cursors: HashMap<u64, Option<Cursor>> = HashMap::new();
         let mut current_hash_sent: Option<&[u8]> = None;
         for report in job.reports {
             let cursor = match cursors.get(&report.epoch) {
                 Some(&(_, now)) => now,
                 None => {
                     let c = self.cursor(conn, host, report.epoch)?;
-                    cursors.insert(report.epoch, (c, c));
-                    c
+                    stored_cursors.insert(report.epoch, c);
+                    let last = c.map(|c| c.last_seq);
+                    cursors.insert(report.epoch, (last, last));
+                    last
                 }
             };
+            // Against the stored cursor: the request's own reports count
+            // within the same bound.
+            let stored = stored_cursors.get(&report.epoch).copied().flatten();
+            if let Err(reason) = plausible::seq(report, stored, received_ms) {
+                return Err(StoreError::Implausible {
+                    host: host.to_owned(),
+                    seq: report.seq,
+                    reason,
+                });
+            }
             if cursor.is_some_and(|last| report.seq <= last) {
                 out.duplicates += 1;
                 continue;

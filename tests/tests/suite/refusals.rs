@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use campanile_agent::transport::{SendError, Transport};
 use campanile_agent::{Agent, SendOutcome};
 use campanile_collector::pki::{self, Ca};
@@ -199,7 +199,7 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
         .unary(tonic::Request::new(junk), path, codec)
         .await
         .expect_err("garbage must be refused");
-    assert_ne!(err.code(), tonic::Code::Ok);
+    assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
 
     // 1 MiB limit in the test config: a 2 MiB inventory is refused.
     let mut big = report("pc-m", 1);
@@ -218,13 +218,27 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
     });
     let status = IngestClient::new(ch.clone())
         .deliver(DeliverRequest {
-            reports: vec![big],
+            reports: vec![big.clone()],
             agent_stats: None,
             sent_unix_ms: 0,
         })
         .await
         .expect_err("oversize must be refused");
     assert!(status.code() == tonic::Code::OutOfRange, "{status:?}");
+    // The same under gzip: small on the wire, too large once inflated.
+    let status = IngestClient::new(ch.clone())
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .deliver(DeliverRequest {
+            reports: vec![big],
+            agent_stats: None,
+            sent_unix_ms: 0,
+        })
+        .await
+        .expect_err("oversize once inflated must be refused");
+    assert!(
+        status.code() == tonic::Code::ResourceExhausted,
+        "{status:?}"
+    );
 
     // An invalid value names the report, and the agent's transport can
     // tell which one to drop.
@@ -267,6 +281,129 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
         })
         .await?;
     assert_eq!(ok.into_inner().committed_seq, 1);
+    valid_agent_still_delivers(&pki, &c).await?;
+    c.stop().await?;
+    Ok(())
+}
+
+/// Sends `request` as `host`'s agent over the channel; the status, if refused.
+async fn send(
+    ch: &tonic::transport::Channel,
+    reports: Vec<Report>,
+    stats: Option<campanile_proto::v1::AgentStats>,
+    sent_unix_ms: i64,
+) -> Result<campanile_proto::v1::DeliverResponse, tonic::Status> {
+    IngestClient::new(ch.clone())
+        .deliver(DeliverRequest {
+            reports,
+            agent_stats: stats,
+            sent_unix_ms,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn values_no_agent_sends_are_refused_with_a_reason_and_poison_nothing() -> Result<()> {
+    let pki = TestPki::new()?;
+    let c = TestCollector::start(&pki).await?;
+    let (cert, key) = pki.agent("pc-v", "site-v")?;
+    let ch = channel(&pki, &c, Some((&cert, &key)))?;
+    let now = campanile_agent::now_ms();
+
+    // A seq no agent reaches: refused, naming the report.
+    let status = send(&ch, vec![report("pc-v", u64::MAX)], None, now)
+        .await
+        .expect_err("seq 2^64-1 must be refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("ahead of the last committed"),
+        "{status:?}"
+    );
+    assert_eq!(
+        status
+            .metadata()
+            .get(campanile_proto::INVALID_SEQ_METADATA)
+            .map(|v| v.to_str().ok()),
+        Some(Some("18446744073709551615"))
+    );
+    // The epoch is not poisoned: seq 1 is taken as new, not as a duplicate.
+    let ack = send(&ch, vec![report("pc-v", 1)], None, now).await?;
+    assert_eq!(ack.committed_seq, 1);
+
+    // Collected in 1970 by the agent's own clock: refused.
+    let mut old = report("pc-v", 2);
+    old.collected_at_ms = 1_000;
+    let status = send(&ch, vec![old], None, now).await.expect_err("1970");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("check the agent's clock"),
+        "{status:?}"
+    );
+    // A week behind the collector, but sent by a clock a week behind too:
+    // an agent whose clock is off is judged by its own clock.
+    let week_ms = 7 * 86_400_000;
+    let mut late_clock = report("pc-v", 3);
+    late_clock.collected_at_ms = now - week_ms;
+    let ack = send(&ch, vec![late_clock], None, now - week_ms).await?;
+    assert_eq!(ack.committed_seq, 3);
+
+    // A send time at the end of time: the offset is clamped, counted.
+    let ack = send(&ch, vec![report("pc-v", 4)], None, i64::MAX).await?;
+    assert_eq!(ack.committed_seq, 4);
+    let metrics = c.metrics().await?;
+    let offset = sample(
+        &metrics,
+        r#"campanile_site_agent_clock_offset_max_seconds{site="site-v"}"#,
+    )
+    .context("the site's clock offset")?;
+    assert_eq!(
+        offset,
+        366.0 * 86_400.0,
+        "clamped to limits.max_clock_offset_secs"
+    );
+    assert_eq!(
+        sample(&metrics, "campanile_ingest_clock_offsets_clamped_total"),
+        Some(1.0)
+    );
+
+    // Agent figures past any agent's are set aside; the report is kept,
+    // and the site's sums do not wrap.
+    let absurd = campanile_proto::v1::AgentStats {
+        send_failures_total: u64::MAX,
+        ..Default::default()
+    };
+    let ack = send(&ch, vec![report("pc-v", 5)], Some(absurd), now).await?;
+    assert_eq!(ack.committed_seq, 5);
+    let (cert2, key2) = pki.agent("pc-w", "site-v")?;
+    let ch2 = channel(&pki, &c, Some((&cert2, &key2)))?;
+    let two = campanile_proto::v1::AgentStats {
+        send_failures_total: 2,
+        ..Default::default()
+    };
+    send(&ch2, vec![report("pc-w", 1)], Some(two), now).await?;
+    let metrics = c.metrics().await?;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"campanile_site_agent_send_failures_total{site="site-v"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&metrics, "campanile_ingest_agent_stats_refused_total"),
+        Some(1.0)
+    );
+    for (reason, n) in [("implausible_seq", 1.0), ("invalid_report", 1.0)] {
+        assert_eq!(
+            sample(
+                &metrics,
+                &format!(r#"campanile_ingest_requests_rejected_total{{reason="{reason}"}}"#)
+            ),
+            Some(n),
+            "{reason}"
+        );
+    }
     valid_agent_still_delivers(&pki, &c).await?;
     c.stop().await?;
     Ok(())
