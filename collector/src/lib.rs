@@ -284,6 +284,8 @@ impl Running {
         if drained.is_err() {
             tracing::warn!("committer still busy after 30 s; stopping without it");
         }
+        // For the next start to notice a store that lost its hosts.
+        self.store.write_census();
         self.alerts_running.stop(&self.alerts).await;
         let http = self.http.await;
         for t in self.tasks {

@@ -346,6 +346,7 @@ fn main() -> Result<()> {
                 reload: &territory.status(),
                 now_ms: now,
                 store_size_bytes: store.size_bytes(),
+                store_health: Default::default(),
                 probes: &probes,
                 probe_counters: &counters,
                 wan: &WanState::default(),

@@ -324,6 +324,32 @@ fn collector_families(scrape: &Scrape<'_>) -> Vec<Family> {
         "Size of the SQLite store (database and WAL).",
     );
     store_size.push(&[], scrape.store_size_bytes as f64);
+    let health = scrape.store_health;
+    let mut problems = Family::gauge(
+        "campanile_store_integrity_problems",
+        "Problems PRAGMA quick_check found in the store when the collector started (0: none; \
+         at most 20 are counted).",
+    );
+    problems.push(&[], health.integrity_problems as f64);
+    let mut lost = Family::gauge(
+        "campanile_store_hosts_lost_at_start",
+        "1 if the store held fewer than half the hosts of the last run when the collector \
+         started (the store file was replaced, truncated or restored from an old backup).",
+    );
+    lost.push(&[], f64::from(u8::from(health.hosts_lost)));
+    let mut last_run = Family::gauge(
+        "campanile_store_hosts_last_run",
+        "Hosts the store held at the end of the last run, as its census file says.",
+    );
+    if let Some(n) = health.hosts_last_run {
+        last_run.push(&[], n as f64);
+    }
+    let mut damaged = Family::counter(
+        "campanile_store_damaged_rows_total",
+        "Stored values found undecodable since the start, set aside in damaged_rows; the \
+         host's next report replaces them.",
+    );
+    damaged.push(&[], health.damaged_rows as f64);
     let mut reload_ok = Family::gauge(
         "campanile_register_last_reload_successful",
         "1 if the last reload of the register and catalog succeeded; 0: the previous one is in force.",
@@ -346,5 +372,16 @@ fn collector_families(scrape: &Scrape<'_>) -> Vec<Family> {
     ] {
         entries.push(&[("kind", kind)], n as f64);
     }
-    [hosts_known, store_size, reload_ok, reload_ts, entries].into()
+    [
+        hosts_known,
+        store_size,
+        problems,
+        lost,
+        last_run,
+        damaged,
+        reload_ok,
+        reload_ts,
+        entries,
+    ]
+    .into()
 }

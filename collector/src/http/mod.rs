@@ -55,6 +55,15 @@ async fn metrics(State(s): State<HttpState>) -> Response {
                     reload: &s.territory.status(),
                     now_ms: snap.now_ms,
                     store_size_bytes: s.store.size_bytes(),
+                    store_health: {
+                        let i = s.store.integrity();
+                        exposition::scrape::StoreHealth {
+                            integrity_problems: i.problems.len(),
+                            hosts_last_run: i.hosts_last_run,
+                            hosts_lost: i.hosts_lost(),
+                            damaged_rows: s.store.damaged_rows(),
+                        }
+                    },
                     probes: &probes,
                     probe_counters: &counters,
                     wan: &s.reach.wan(),

@@ -19,6 +19,7 @@
 pub mod checkpoint;
 pub mod commit;
 mod facts;
+pub mod integrity;
 pub(crate) mod inventory_diff;
 mod plausible;
 mod probes;
@@ -154,6 +155,13 @@ pub struct Store {
     /// Every host's committed current state, by host id; see the module
     /// documentation. Replaced only by the writer, after its commit.
     current: Mutex<BTreeMap<String, Arc<HostState>>>,
+    /// What the start found.
+    integrity: integrity::Integrity,
+    /// Stored values found undecodable and set aside since the start.
+    damaged_rows: std::sync::atomic::AtomicU64,
+    /// Hosts whose stored inventory a read found undecodable, for their
+    /// next commit to set aside.
+    undecodable_inventories: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// How long a connection waits for a lock before giving up; the alerts'
@@ -185,6 +193,14 @@ impl Store {
             path: path.to_owned(),
             source,
         };
+        let hosts_last_run = integrity::read_census(path);
+        if hosts_last_run.is_some_and(|n| n > 0)
+            && std::fs::metadata(path).map_or(true, |m| m.len() == 0)
+        {
+            tracing::error!(store = %path.display(), hosts_last_run,
+                "the store file is empty or missing though the last run held hosts: \
+                 starting on an empty territory; restore it from a backup if you have one");
+        }
         let mut writer = Connection::open(path).map_err(sql)?;
         // FULL: an ack promises the report survives a power cut, and group
         // commit (many reports per transaction) pays the fsync once.
@@ -209,7 +225,8 @@ impl Store {
         reader
             .execute_batch("PRAGMA query_only = ON;")
             .map_err(sql)?;
-        let store = Self {
+        let problems = integrity::quick_check(&writer).map_err(sql)?;
+        let mut store = Self {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
@@ -217,10 +234,65 @@ impl Store {
             restart_wanted: AtomicBool::new(false),
             wal_restart_frames: WAL_RESTART_FRAMES,
             current: Mutex::new(BTreeMap::new()),
+            integrity: integrity::Integrity::default(),
+            damaged_rows: std::sync::atomic::AtomicU64::new(0),
+            undecodable_inventories: Mutex::new(Default::default()),
         };
+        if !problems.is_empty() {
+            tracing::error!(store = %path.display(), problems = ?problems,
+                "PRAGMA quick_check found damage in the store; serving what can be read. \
+                 Stop the collector and restore a backup, or run `sqlite3 <store> .recover`");
+            store.set_aside_undecodable_inventories()?;
+        }
         let loaded = store.load_hosts()?;
+        let hosts_now = loaded.len() as u64;
         *store.current.lock().unwrap_or_else(|p| p.into_inner()) = loaded;
+        store.integrity = integrity::Integrity {
+            problems,
+            hosts_last_run,
+            hosts_now,
+        };
+        if store.integrity.hosts_lost() {
+            tracing::error!(store = %path.display(), hosts_last_run, hosts_now,
+                "the store holds far fewer hosts than at the last run: was it replaced, \
+                 truncated or restored from an old backup?");
+        } else {
+            tracing::info!(store = %path.display(), hosts = hosts_now, "store opened");
+        }
+        store.write_census();
         Ok(store)
+    }
+
+    /// What the start found.
+    pub fn integrity(&self) -> &integrity::Integrity {
+        &self.integrity
+    }
+
+    /// Stored values found undecodable and set aside since the start.
+    pub fn damaged_rows(&self) -> u64 {
+        self.damaged_rows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records the host count for the next start to compare with.
+    pub fn write_census(&self) {
+        let hosts = self.current.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        if let Err(error) = integrity::write_census(&self.path, hosts) {
+            tracing::warn!(%error, store = %self.path.display(), "cannot write the store census");
+        }
+    }
+
+    /// Sets aside the inventories that do not decode and forgets their
+    /// hash, so each host is asked for its full inventory at its next
+    /// report.
+    fn set_aside_undecodable_inventories(&self) -> Result<(), StoreError> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let damaged = integrity::undecodable_inventories(&tx).map_err(|e| self.err(e))?;
+        let now = crate::clock::now_ms();
+        for (host, bytes, error) in &damaged {
+            self.forget_inventory(&tx, host, bytes, now, error)?;
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 
     pub fn path(&self) -> &Path {
@@ -394,7 +466,7 @@ mod tests {
 
     #[test]
     fn a_failing_request_is_rolled_back_alone_in_its_group() {
-        let (d, store) = open();
+        let (_d, store) = open();
         let a = HostIdentity::new("pc-a", "s").unwrap();
         let b = HostIdentity::new("pc-b", "s").unwrap();
         let mut r = report(1, 1, 10, 0.1);
@@ -402,16 +474,8 @@ mod tests {
         r.inventory = Some(Inventory::default());
         r.inventory_sha256 = vec![1; 32];
         ingest(&store, &a, &[r.clone()]);
-        // Damage pc-a's stored inventory: its next full inventory cannot be
-        // diffed against it.
-        rusqlite::Connection::open(d.path().join("s.db"))
-            .unwrap()
-            .execute(
-                "UPDATE host_inventories SET inventory = x'ffff' WHERE host_id = 'pc-a'",
-                [],
-            )
-            .unwrap();
-        r.seq = 2;
+        // A seq no agent reaches fails pc-a's request, and pc-a's alone.
+        r.seq = u64::MAX;
         let mut rb = report(1, 1, 10, 0.7);
         rb.host_id = "pc-b".into();
         let targets = BTreeSet::new();
@@ -433,7 +497,7 @@ mod tests {
                 job(&b, std::slice::from_ref(&rb)),
             ])
             .unwrap();
-        assert!(matches!(results[0], Err(StoreError::Corrupt { .. })));
+        assert!(matches!(results[0], Err(StoreError::Implausible { .. })));
         assert_eq!(results[1].as_ref().unwrap().accepted, 1);
         // In memory, too, pc-a is as it was and pc-b as committed.
         let states = store.host_states();
@@ -441,8 +505,9 @@ mod tests {
             (states[0].last_report_ms, states[1].last_report_ms),
             (1_000, 2_000)
         );
-        // pc-a's seq 2 was rolled back: it is not a duplicate next time.
+        // pc-a's request was rolled back: seq 2 is not a duplicate.
         let mut r3 = r.clone();
+        r3.seq = 2;
         r3.inventory = None;
         let o = ingest(&store, &a, &[r3]);
         assert_eq!((o.accepted, o.duplicates), (1, 0));
@@ -608,5 +673,119 @@ mod tests {
         // Its next report replaces the damaged health.
         ingest(&store, &id, &[report(1, 2, 20, 0.2)]);
         assert_eq!(load1(&store), Some(0.2));
+    }
+
+    #[test]
+    fn an_inventory_that_no_longer_decodes_is_set_aside_and_replaced_by_the_next() {
+        let (d, store) = open();
+        let id = HostIdentity::new("pc-1", "s").unwrap();
+        let mut r = report(1, 1, 10, 0.1);
+        r.inventory = Some(Inventory {
+            hostname: Some("old".into()),
+            ..Default::default()
+        });
+        r.inventory_sha256 = vec![1; 32];
+        ingest(&store, &id, &[r.clone()]);
+        let damage = || {
+            Connection::open(d.path().join("s.db"))
+                .unwrap()
+                .execute(
+                    "UPDATE host_inventories SET inventory = x'ffff' WHERE host_id = 'pc-1'",
+                    [],
+                )
+                .unwrap()
+        };
+        damage();
+        // The next full inventory is taken, not refused for ever.
+        r.seq = 2;
+        r.inventory = Some(Inventory {
+            hostname: Some("new".into()),
+            ..Default::default()
+        });
+        r.inventory_sha256 = vec![2; 32];
+        let o = ingest(&store, &id, &[r.clone()]);
+        assert_eq!(o.accepted, 1);
+        assert_eq!(store.damaged_rows(), 1);
+        let inv = store.inventory("pc-1").unwrap().unwrap();
+        assert_eq!(inv.inventory.hostname.as_deref(), Some("new"));
+        // Found at a start that finds damage: set aside, its hash
+        // forgotten, so the next report is asked for the full inventory.
+        damage();
+        drop(store);
+        let conn = Connection::open(d.path().join("s.db")).unwrap();
+        let aside: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM damaged_rows WHERE what = 'inventory'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(aside, 1);
+        drop(conn);
+        let store = Store::open(&d.path().join("s.db")).unwrap();
+        assert!(
+            store.integrity().problems.is_empty(),
+            "the file itself is sound"
+        );
+        r.seq = 3;
+        r.inventory = None;
+        // The file is sound, so the start reads no inventory; the first
+        // read that finds this one undecodable has it set aside at the
+        // host's next commit, which asks for the full inventory.
+        assert!(store.inventory("pc-1").is_err());
+        let o = ingest(&store, &id, &[r]);
+        assert_eq!(o.accepted, 1);
+        assert!(o.need_full_inventory);
+        assert!(store.inventory("pc-1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_store_truncated_or_overwritten_is_reported_at_start() {
+        let (d, store) = open();
+        let path = d.path().join("s.db");
+        for n in 0..300 {
+            let id = HostIdentity::new(&format!("pc-{n:03}"), "s").unwrap();
+            let mut r = report(1, 1, 10, 0.1);
+            r.host_id = id.host_id.clone();
+            r.inventory = Some(Inventory {
+                hostname: Some(format!("a-long-enough-hostname-{n:03}").repeat(20)),
+                ..Default::default()
+            });
+            r.inventory_sha256 = vec![1; 32];
+            ingest(&store, &id, &[r]);
+        }
+        store.write_census();
+        drop(store);
+        let sound = Store::open(&path).unwrap();
+        assert!(sound.integrity().problems.is_empty());
+        assert!(!sound.integrity().hosts_lost());
+        drop(sound);
+
+        // 8 KiB of garbage in the middle of the file.
+        let copy = d.path().join("copy.db");
+        std::fs::copy(&path, &copy).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.seek(SeekFrom::Start(len / 2)).unwrap();
+            f.write_all(&[0xa5; 8192]).unwrap();
+        }
+        match Store::open(&path) {
+            Ok(damaged) => assert!(
+                !damaged.integrity().problems.is_empty(),
+                "quick_check names the broken pages"
+            ),
+            // Damage SQLite meets before the check: refused, with its reason.
+            Err(e) => assert!(e.to_string().contains("malformed"), "{e}"),
+        }
+
+        // Cut to nothing: a new, empty store, announced as a loss.
+        std::fs::copy(&copy, &path).unwrap();
+        std::fs::File::create(&path).unwrap();
+        let empty = Store::open(&path).unwrap();
+        assert_eq!(empty.integrity().hosts_now, 0);
+        assert_eq!(empty.integrity().hosts_last_run, Some(300));
+        assert!(empty.integrity().hosts_lost());
     }
 }

@@ -112,10 +112,15 @@ impl Store {
 
     /// One host's state as its connection sees it (inside a transaction:
     /// with what the transaction wrote).
+    /// A value that does not decode is set aside ([`Store::set_aside`])
+    /// and its column emptied, so the host is read without it and its next
+    /// report fills it again: a damaged row must not fail every commit of
+    /// its host for ever.
     pub(super) fn read_host(
         &self,
         conn: &Connection,
         host: &str,
+        now_ms: i64,
     ) -> Result<Option<HostState>, StoreError> {
         let row = conn
             .prepare_cached(concat!(
@@ -125,15 +130,60 @@ impl Store {
             ))
             .and_then(|mut st| st.query_row([host], host_row).optional())
             .map_err(|e| self.err(e))?;
-        row.map(|row| self.decode_host(row)).transpose()
+        let Some((mut state, health, stats, probes)) = row else {
+            return Ok(None);
+        };
+        state.health = self.repairing(conn, host, "health", health, now_ms)?;
+        state.agent_stats = self.repairing(conn, host, "agent_stats", stats, now_ms)?;
+        state.probes = self.repairing(conn, host, "probes", probes, now_ms)?;
+        Ok(Some(state))
     }
 
-    pub(super) fn decode_host(&self, row: HostRow) -> Result<HostState, StoreError> {
-        let (mut state, health, stats, probes) = row;
-        state.health = self.decode(&state.host_id, "health", health)?;
-        state.agent_stats = self.decode(&state.host_id, "agent stats", stats)?;
-        state.probes = self.decode(&state.host_id, "probes", probes)?;
-        Ok(state)
+    fn repairing<M: Message + Default>(
+        &self,
+        conn: &Connection,
+        host: &str,
+        column: &'static str,
+        bytes: Option<Vec<u8>>,
+        now_ms: i64,
+    ) -> Result<Option<M>, StoreError> {
+        let Some(bytes) = bytes else { return Ok(None) };
+        match M::decode(bytes.as_slice()) {
+            Ok(m) => Ok(Some(m)),
+            Err(error) => {
+                self.set_aside(conn, host, column, &bytes, now_ms, &error)?;
+                // The column is one of three fixed names, never input.
+                conn.execute(
+                    &format!("UPDATE hosts SET {column} = NULL WHERE host_id = ?1"),
+                    [host],
+                )
+                .map_err(|e| self.err(e))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Keeps a stored value that no longer decodes in `damaged_rows`,
+    /// logs and counts it.
+    pub(super) fn set_aside(
+        &self,
+        conn: &Connection,
+        host: &str,
+        what: &str,
+        bytes: &[u8],
+        now_ms: i64,
+        error: &prost::DecodeError,
+    ) -> Result<(), StoreError> {
+        conn.prepare_cached(
+            "INSERT INTO damaged_rows (host_id, what, found_ms, bytes) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut st| st.execute(params![host, what, now_ms, bytes]))
+        .map_err(|e| self.err(e))?;
+        self.damaged_rows
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(host, what, %error, store = %self.path.display(),
+            "stored value does not decode: set aside in damaged_rows; the host's next report replaces it");
+        Ok(())
     }
 
     /// Every host's current state as last committed, ordered by host id:
@@ -198,9 +248,18 @@ impl Store {
         let Some((Some(bytes), Some(sha256), Some(updated_ms))) = row else {
             return Ok(None);
         };
-        let inventory = self
-            .decode(host_id, "inventory", Some(bytes))?
-            .unwrap_or_default();
+        let inventory = match self.decode(host_id, "inventory", Some(bytes)) {
+            Ok(inv) => inv.unwrap_or_default(),
+            Err(e) => {
+                // The reader cannot write: the host's next commit sets it
+                // aside and asks for the full inventory.
+                self.undecodable_inventories
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(host_id.to_owned());
+                return Err(e);
+            }
+        };
         Ok(Some(StoredInventory {
             inventory,
             sha256,

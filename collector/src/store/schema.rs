@@ -113,6 +113,16 @@ pub fn migrations() -> Migrations<'static> {
                 SELECT host_id, inventory FROM hosts WHERE inventory IS NOT NULL;
              ALTER TABLE hosts DROP COLUMN inventory;",
         ),
+        // Stored values that no longer decode, set aside when found so the
+        // host's next report can replace them, and kept for inspection.
+        M::up(
+            "CREATE TABLE damaged_rows (
+                host_id   TEXT NOT NULL,
+                what      TEXT NOT NULL,
+                found_ms  INTEGER NOT NULL,
+                bytes     BLOB
+             ) STRICT;",
+        ),
     ])
 }
 

@@ -63,9 +63,10 @@ impl Store {
             let sp = tx.savepoint().map_err(|e| self.err(e))?;
             // Read back inside the savepoint: a row that cannot be read
             // fails its request alone, like any other of its writes.
-            let applied = self
-                .apply(&sp, job)
-                .and_then(|outcome| Ok((outcome, self.read_host(&sp, &job.identity.host_id)?)));
+            let applied = self.apply(&sp, job).and_then(|outcome| {
+                let state = self.read_host(&sp, &job.identity.host_id, job.received_ms)?;
+                Ok((outcome, state))
+            });
             match applied {
                 Ok((outcome, state)) => {
                     sp.commit().map_err(|e| self.err(e))?;
@@ -102,6 +103,9 @@ impl Store {
             Some((t, h)) => (Some(t), h),
             None => (None, None),
         };
+        if self.take_undecodable_inventory(conn, host, received_ms)? {
+            stored_hash = None;
+        }
         // epoch -> (stored cursor, cursor after this request): read once
         // per epoch, written once per epoch after the loop.
         let mut cursors: HashMap<u64, (Option<u64>, Option<u64>)> = HashMap::new();
@@ -267,6 +271,60 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
+    /// Sets aside the host's stored inventory if a read found it
+    /// undecodable; true if it did, and the host must send it in full.
+    fn take_undecodable_inventory(
+        &self,
+        conn: &Connection,
+        host: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let flagged = self
+            .undecodable_inventories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(host);
+        if !flagged {
+            return Ok(false);
+        }
+        let bytes: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT inventory FROM host_inventories WHERE host_id = ?1",
+                [host],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(bytes) = bytes else { return Ok(false) };
+        let Err(error) = Inventory::decode(bytes.as_slice()) else {
+            return Ok(false);
+        };
+        self.forget_inventory(conn, host, &bytes, now_ms, &error)?;
+        Ok(true)
+    }
+
+    /// Sets an undecodable inventory aside and forgets it and its hash, so
+    /// the host's next report is asked for the full inventory.
+    pub(super) fn forget_inventory(
+        &self,
+        conn: &Connection,
+        host: &str,
+        bytes: &[u8],
+        now_ms: i64,
+        error: &prost::DecodeError,
+    ) -> Result<(), StoreError> {
+        self.set_aside(conn, host, "inventory", bytes, now_ms, error)?;
+        conn.execute("DELETE FROM host_inventories WHERE host_id = ?1", [host])
+            .and_then(|_| {
+                conn.execute(
+                    "UPDATE hosts SET inventory_sha256 = NULL WHERE host_id = ?1",
+                    [host],
+                )
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     fn store_inventory(
         &self,
         tx: &Connection,
@@ -283,24 +341,32 @@ impl Store {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let old =
-            match old {
-                Some(bytes) => Some(Inventory::decode(bytes.as_slice()).map_err(|source| {
-                    StoreError::Corrupt {
-                        path: self.path.clone(),
-                        host: host_id.to_owned(),
-                        what: "inventory",
-                        source,
-                    }
-                })?),
-                None => None,
-            };
+        let mut damaged = false;
+        let old = match old {
+            Some(bytes) => match Inventory::decode(bytes.as_slice()) {
+                Ok(old) => Some(old),
+                // Replaced by this one, the damaged one kept aside.
+                Err(error) => {
+                    self.set_aside(tx, host_id, "inventory", &bytes, received_ms, &error)?;
+                    damaged = true;
+                    None
+                }
+            },
+            None => None,
+        };
         let changes: Vec<Change> = match &old {
             Some(old) => inventory_diff::diff(old, inv),
             None => vec![Change {
                 field: "inventory".into(),
                 old: None,
-                new: Some("first inventory received".into()),
+                new: Some(
+                    if damaged {
+                        "inventory received; the stored one did not decode"
+                    } else {
+                        "first inventory received"
+                    }
+                    .into(),
+                ),
             }],
         };
         let mut ins = tx
