@@ -73,7 +73,8 @@ impl Ingest for IngestService {
         };
         let mut body = request.into_inner();
         let now = now_ms();
-        if let Err(refusal) = validate::request(&body, &identity, &self.limits, now) {
+        let clock_offset = validate::clock_offset_ms(body.sent_unix_ms, now, &self.limits);
+        if let Err(refusal) = validate::request(&body, &identity, &self.limits, now, clock_offset) {
             self.reject(refusal.reason_label());
             tracing::warn!(host = %identity.host_id, peer = %peer.remote_addr, reason = %refusal, "report refused");
             return Err(match &refusal {
@@ -89,7 +90,6 @@ impl Ingest for IngestService {
             tracing::warn!(host = %identity.host_id, %reason, "agent figures refused; its reports are kept");
             body.agent_stats = None;
         }
-        let clock_offset = validate::clock_offset_ms(body.sent_unix_ms, now, &self.limits);
         if clock_offset.is_some_and(|o| o.clamped) {
             self.telemetry.clock_offsets_clamped.inc();
             tracing::warn!(host = %identity.host_id, sent_unix_ms = body.sent_unix_ms, "agent clock beyond limits.max_clock_offset_secs; its offset is recorded as that bound");

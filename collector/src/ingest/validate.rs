@@ -103,12 +103,14 @@ impl Refusal {
     }
 }
 
-/// Validates a whole request for the host of `identity` at collector time `now_ms`.
+/// Validates a whole request for the host of `identity` at collector time
+/// `now_ms`; `clock` is [`clock_offset_ms`] of its send time.
 pub fn request(
     req: &DeliverRequest,
     identity: &HostIdentity,
     limits: &Limits,
     now_ms: i64,
+    clock: Option<ClockOffset>,
 ) -> Result<(), Refusal> {
     if req.reports.is_empty() {
         return Err(Refusal::Empty);
@@ -130,7 +132,7 @@ pub fn request(
         }
     }
     // Report ages by the agent's clock when its send time is believable.
-    let sent_ms = clock_offset_ms(req.sent_unix_ms, now_ms, limits)
+    let sent_ms = clock
         .filter(|o| !o.clamped)
         .map_or(now_ms, |_| req.sent_unix_ms);
     let mut prev: Option<(u64, u64)> = None;
@@ -545,6 +547,7 @@ mod tests {
             &id,
             &Limits::default(),
             1_700_000_000_000,
+            None,
         )
     }
 

@@ -422,12 +422,19 @@ mod tests {
             .get()
     }
 
-    async fn agent_handshake(l: &mut Loop) -> AuthenticatedStream {
+    type Client = tokio::task::JoinHandle<io::Result<tokio_rustls::client::TlsStream<TcpStream>>>;
+
+    /// An agent's handshake, begun.
+    async fn agent_connects(l: &Loop) -> Client {
         let tcp = TcpStream::connect(l.addr).await.unwrap();
-        let client = tokio::spawn(
+        tokio::spawn(
             tokio_rustls::TlsConnector::from(l.client_cfg.clone())
                 .connect("localhost".try_into().unwrap(), tcp),
-        );
+        )
+    }
+
+    /// The authenticated stream of the agent's handshake, once it ends.
+    async fn accepted(l: &mut Loop, client: Client) -> AuthenticatedStream {
         let stream = tokio::time::timeout(Duration::from_secs(10), l.streams.next())
             .await
             .expect("in time")
@@ -455,11 +462,7 @@ mod tests {
     async fn a_connection_beyond_the_handshakes_in_progress_waits_for_a_slot() {
         let mut l = one_slot(Duration::from_secs(30), Duration::from_secs(60)).await;
         let stalled = stall(&l).await;
-        let tcp = TcpStream::connect(l.addr).await.unwrap();
-        let client = tokio::spawn(
-            tokio_rustls::TlsConnector::from(l.client_cfg.clone())
-                .connect("localhost".try_into().unwrap(), tcp),
-        );
+        let client = agent_connects(&l).await;
         // Queued behind the stalled peer: nothing comes out yet.
         wait_for("the agent to queue", || {
             l.telemetry.handshakes_queued.get() == 1
@@ -473,12 +476,7 @@ mod tests {
         );
         // The stalled peer goes; the agent waiting gets its slot.
         drop(stalled);
-        let stream = tokio::time::timeout(Duration::from_secs(10), l.streams.next())
-            .await
-            .expect("in time")
-            .expect("a stream")
-            .expect("accepted");
-        let _client = client.await.unwrap().expect("the agent's handshake");
+        let stream = accepted(&mut l, client).await;
         assert_eq!(
             stream.peer().identity.as_ref().map(|i| i.host_id.as_str()),
             Ok("pc-001")
@@ -509,7 +507,8 @@ mod tests {
         })
         .await;
         // The only slot is free for an agent meanwhile.
-        let stream = agent_handshake(&mut l).await;
+        let client = agent_connects(&l).await;
+        let stream = accepted(&mut l, client).await;
         assert!(stream.peer().identity.is_ok());
         closed_unanswered(silent, "the silent peer").await;
         closed_unanswered(partial, "the partial ClientHello").await;
