@@ -171,8 +171,8 @@ impl Agent {
     }
 
     /// Spools a report built elsewhere (tests, the fleet simulator); its
-    /// epoch and seq are the spool's. A report the spool cannot write (disk
-    /// full, I/O error) is dropped and counted.
+    /// epoch and seq are the spool's. A report the spool cannot write even
+    /// after making room (disk full, I/O error) is dropped and counted.
     pub fn enqueue(&mut self, report: Report) {
         let carried_inventory = report.inventory.is_some();
         match self.spool.append(report, now_ms()) {
@@ -181,12 +181,13 @@ impl Agent {
                     self.builder.resend_full_inventory();
                 }
             }
-            Err(error) => {
-                self.spool.note_unspooled();
-                if carried_inventory {
+            Err(unspooled) => {
+                if carried_inventory || unspooled.made_room.dropped_full_inventory {
                     self.builder.resend_full_inventory();
                 }
-                tracing::error!(%error, "cannot write the report to the spool: dropped");
+                tracing::error!(seq = unspooled.seq, error = %unspooled.error,
+                    dropped_to_make_room = unspooled.made_room.dropped,
+                    "cannot write the report to the spool even after dropping older ones: dropped and counted");
             }
         }
     }
@@ -218,8 +219,9 @@ impl Agent {
                 Ok(ack) => {
                     self.backoff.reset();
                     if let Err(error) = self.spool.ack(epoch, ack.committed_seq) {
-                        tracing::error!(%error, "cannot remove acknowledged reports from the spool");
-                        return SendOutcome::RetryAfter(self.backoff.next_delay());
+                        // The spool holds the ack in memory and leaves
+                        // those reports out of the next batch: go on.
+                        tracing::warn!(%error, "cannot write the acknowledgement to the spool; kept in memory");
                     }
                     if let Some(d) = ack.directives {
                         self.apply(d);
@@ -286,7 +288,10 @@ impl Agent {
                 tracing::warn!(seq, %message, "collector refused a report that is no longer spooled")
             }
             Err(error) => {
-                tracing::error!(seq, %error, "cannot drop a refused report from the spool")
+                // Held in memory and left out of the next batch; whether it
+                // carried the inventory is unknown, so send it again.
+                self.builder.resend_full_inventory();
+                tracing::error!(seq, %message, %error, "collector refused a report as invalid; its removal is not written yet")
             }
         }
     }

@@ -11,6 +11,7 @@ mod docs;
 mod end_to_end;
 mod exit_codes;
 mod exposition;
+mod full_disk;
 mod hostile_load;
 mod netns;
 mod probes;
