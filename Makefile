@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Root installs directly; others through sudo when it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build demo test test-deps lint bench bench-deps cross-check release-size clean
+.PHONY: all build demo test test-deps lint bench bench-deps fuzz cross-check release-size clean
 
 all: build
 
@@ -36,11 +36,14 @@ test-deps:
 	fi
 
 ## fmt, clippy, and no two modules of a crate importing each other
-## (tools/module-loops, over every workspace member).
+## (tools/module-loops, over every workspace member); then fmt and clippy
+## of the fuzz targets, so they keep building between `make fuzz` runs.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) run --quiet --locked -p campanile-module-loops
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
+	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --locked -- -D warnings
 
 ## Every benchmark, written by one harness to docs/benchmarks/make-bench.md:
 ## the agent beside Debian's node_exporter, ingest beside a bare tonic
@@ -50,6 +53,12 @@ lint:
 bench: bench-deps
 	$(CARGO) build --release --workspace --bins --locked
 	target/release/benchmarks --out docs/benchmarks/make-bench.md
+
+## Every fuzz target (fuzz/: the request path, the register and its
+## importers, both config parsers) for FUZZ_SECS seconds each (600), two at
+## a time; installs cargo-fuzz if missing. Not part of `make test`.
+fuzz:
+	./scripts/fuzz.sh
 
 bench-deps:
 	@if ! command -v prometheus-node-exporter >/dev/null || ! command -v strip >/dev/null; then \

@@ -222,6 +222,11 @@ pub fn from_csv(path: &Path) -> Result<RegisterFile, ImportError> {
     from_csv_table(&Table::read(path)?)
 }
 
+/// [`from_csv`] of bytes already read (an upload, a fuzzer).
+pub fn from_csv_bytes(bytes: &[u8], origin: &str) -> Result<RegisterFile, ImportError> {
+    from_csv_table(&Table::parse(bytes, origin)?)
+}
+
 fn from_csv_table(t: &Table) -> Result<RegisterFile, ImportError> {
     let c_code = t.require("istat_code", &["istat_code", "codice istat"])?;
     let c_name = t.column(&["comune", "comune_name"]);
@@ -274,6 +279,15 @@ pub fn from_istat(path: &Path, provinces: &[String]) -> Result<RegisterFile, Imp
     from_istat_table(&Table::read(path)?, provinces)
 }
 
+/// [`from_istat`] of bytes already read.
+pub fn from_istat_bytes(
+    bytes: &[u8],
+    origin: &str,
+    provinces: &[String],
+) -> Result<RegisterFile, ImportError> {
+    from_istat_table(&Table::parse(bytes, origin)?, provinces)
+}
+
 fn from_istat_table(t: &Table, provinces: &[String]) -> Result<RegisterFile, ImportError> {
     let c_code = t.require(
         "comune code",
@@ -315,6 +329,15 @@ fn from_istat_table(t: &Table, provinces: &[String]) -> Result<RegisterFile, Imp
 /// Italian.
 pub fn from_glpi(path: &Path, comuni: &Register) -> Result<RegisterFile, ImportError> {
     from_glpi_table(&Table::read(path)?, comuni)
+}
+
+/// [`from_glpi`] of bytes already read.
+pub fn from_glpi_bytes(
+    bytes: &[u8],
+    origin: &str,
+    comuni: &Register,
+) -> Result<RegisterFile, ImportError> {
+    from_glpi_table(&Table::parse(bytes, origin)?, comuni)
 }
 
 fn from_glpi_table(t: &Table, comuni: &Register) -> Result<RegisterFile, ImportError> {
