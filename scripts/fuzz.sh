@@ -16,7 +16,8 @@ if ! command -v cargo-fuzz >/dev/null; then
 fi
 # cargo-fuzz passes flags only a nightly compiler takes (-Z...);
 # RUSTC_BOOTSTRAP lets the stable toolchain take them. No sanitizer: the
-# code has no unsafe of its own to check, and ASan needs a nightly std.
+# paths fuzzed have no unsafe code of their own, and ASan needs a nightly
+# std; a panic, an abort or running out of memory is what is caught.
 export RUSTC_BOOTSTRAP=1
 fuzz() { cargo fuzz "$1" -s none -O "${@:2}"; }
 targets=${FUZZ_TARGETS:-$(cargo fuzz list)}
@@ -28,7 +29,7 @@ run() {
     [ "$t" = ingest ] && max_len=262144
     mkdir -p "corpus/$t" "artifacts/$t"
     fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" \
-        -max_len="$max_len" -rss_limit_mb=2048 -print_final_stats=1 \
+        -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         >"logs/$t.log" 2>&1 || true
 }
 echo "fuzzing $(echo "$targets" | wc -w) targets, ${secs} s each, $jobs at a time"
