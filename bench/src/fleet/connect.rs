@@ -111,6 +111,27 @@ impl ConnectLog {
     }
 }
 
+/// Simulated agents per source address: about a town hall's PCs behind
+/// its router. The collector bounds connections per source before
+/// authentication (`grpc.max_connections_per_source`), so a fleet from a
+/// handful of addresses would measure that bound, not the collector.
+pub const AGENTS_PER_SOURCE: usize = 25;
+
+/// Loopback source addresses for `agents` agents, [`AGENTS_PER_SOURCE`]
+/// each: 127.0.b.a with a in 1..=250 (Linux answers all of 127/8).
+pub fn loopback_sources(agents: usize) -> Vec<IpAddr> {
+    (0..agents.div_ceil(AGENTS_PER_SOURCE).max(1))
+        .map(|n| {
+            IpAddr::V4(std::net::Ipv4Addr::new(
+                127,
+                0,
+                u8::try_from(n / 250).unwrap_or(u8::MAX),
+                (1 + n % 250) as u8,
+            ))
+        })
+        .collect()
+}
+
 /// Lets the kernel pick the source port at `connect`, not at `bind`.
 ///
 /// Bound to `(source, 0)`, a socket gets a port of its own at bind time:

@@ -395,10 +395,8 @@ async fn step(
         target: Target {
             addr: collector.grpc,
             server_name: "localhost".into(),
-            // One loopback address has ~28,000 ephemeral ports.
-            source_addrs: (1..=agents.div_ceil(20_000).max(1) as u8)
-                .map(|n| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n)))
-                .collect(),
+            // Also well below one address's ~28,000 ephemeral ports.
+            source_addrs: crate::fleet::connect::loopback_sources(agents),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
         },
@@ -505,7 +503,8 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
             "Fleets of {} simulated agents (`fleet-sim`'s engine, in this process), each \
              against a fresh release collector with the generated territory's register: every \
              agent has its own certificate, its own mTLS connection kept open as the real \
-             agent keeps it, a {} s interval with ±5 s jitter, hash-only reports with health \
+             agent keeps it, from a loopback source address shared by 25 agents (a town \
+             hall behind its router), a {} s interval with ±5 s jitter, hash-only reports with health \
              and probes (full inventory first and on 0.1 % of reports), and the probe duty the \
              collector hands out. The agents join over the first {} s, each then keeping its \
              interval. `/metrics` is scraped every 15 s throughout. Latency and rate \

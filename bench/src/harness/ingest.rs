@@ -48,13 +48,7 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Section> {
         target: Target {
             addr,
             server_name: "localhost".into(),
-            // 25 agents per source address, as the PCs of a town hall
-            // behind its router: the collector bounds connections per
-            // source before authentication, and 500 agents opening theirs
-            // at once from one address would be shed beyond that bound.
-            source_addrs: (1..=opts.agents.div_ceil(25).max(1) as u8)
-                .map(|n| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n)))
-                .collect(),
+            source_addrs: crate::fleet::connect::loopback_sources(opts.agents),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
         },
@@ -86,7 +80,8 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Section> {
     let mut s = Section::new(
         "Ingest beside a bare tonic server",
         format!(
-            "{} simulated agents (own certificate each, one connection each) send closed loop \
+            "{} simulated agents (own certificate each, one connection each, 25 per loopback \
+             source address) send closed loop \
              for {} s (rate measured after {} s), alternately against the release collector \
              (validation, identity checks, group commit to SQLite with fsync) and against \
              `bare-ingest` (tonic's own mTLS, decode, ack). Best of {} rounds each; steady \
