@@ -287,20 +287,25 @@ impl Store {
         if !flagged {
             return Ok(false);
         }
-        let bytes: Option<Vec<u8>> = conn
-            .query_row(
-                "SELECT inventory FROM host_inventories WHERE host_id = ?1",
-                [host],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let Some(bytes) = bytes else { return Ok(false) };
+        let Some(bytes) = self.stored_inventory(conn, host)? else {
+            return Ok(false);
+        };
         let Err(error) = Inventory::decode(bytes.as_slice()) else {
             return Ok(false);
         };
         self.forget_inventory(conn, host, &bytes, now_ms, &error)?;
         Ok(true)
+    }
+
+    /// The host's stored inventory, as stored (it may not decode).
+    fn stored_inventory(
+        &self,
+        conn: &Connection,
+        host: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        conn.prepare_cached("SELECT inventory FROM host_inventories WHERE host_id = ?1")
+            .and_then(|mut st| st.query_row([host], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
     }
 
     /// Sets an undecodable inventory aside and forgets it and its hash, so
@@ -333,14 +338,7 @@ impl Store {
         sha256: &[u8],
         received_ms: i64,
     ) -> Result<(), StoreError> {
-        let old: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT inventory FROM host_inventories WHERE host_id = ?1",
-                [host_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
+        let old = self.stored_inventory(tx, host_id)?;
         let mut damaged = false;
         let old = match old {
             Some(bytes) => match Inventory::decode(bytes.as_slice()) {
