@@ -52,6 +52,7 @@ lint:
 ## run as root for the open-files limit).
 bench: bench-deps
 	$(CARGO) build --release --workspace --bins --locked
+	$(CARGO) build --profile agent -p campanile-agent --locked
 	target/release/benchmarks --out docs/benchmarks/make-bench.md
 
 ## Every fuzz target (fuzz/: the request path, the register and its
@@ -75,10 +76,11 @@ cross-check:
 	bash scripts/cross-check.sh setup check
 	bash scripts/cross-check.sh check x86_64-pc-windows-gnu aarch64-unknown-linux-musl mips-unknown-linux-musl -- -p campanile-agent
 
-## Stripped release size of the agent.
+## Stripped size of the agent as it ships (profile `agent`: every crate
+## it links built for size).
 release-size:
-	$(CARGO) build --release -p campanile-agent
-	@ls -l target/release/campanile-agent | awk '{print "campanile-agent release:", $$5, "bytes"}'
+	$(CARGO) build --profile agent -p campanile-agent --locked
+	@ls -l target/agent/campanile-agent | awk '{print "campanile-agent (profile agent):", $$5, "bytes"}'
 
 clean:
 	$(CARGO) clean

@@ -5,38 +5,86 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use argh::FromArgs;
 use campanile_agent::config::{AgentConfig, CollectConfig, ProbeConfig};
-use clap::{Parser, Subcommand};
 use tracing::Level;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-#[derive(Parser)]
-#[command(
-    name = "campanile-agent",
-    version,
-    about = "Campanile agent: reports host health and inventory"
-)]
+/// Campanile agent: reports host health and inventory.
+#[derive(FromArgs)]
 struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    version: bool,
+    #[argh(subcommand)]
+    cmd: Option<Cmd>,
 }
 
-#[derive(Subcommand)]
+#[derive(FromArgs)]
+#[argh(subcommand)]
 enum Cmd {
-    /// Collect and deliver reports until stopped.
-    Run {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Collect once and print the report as JSON; sends nothing.
-    Once {
-        /// Use this config's identity and collection settings (optional).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
-    /// Validate a config file (and that its certificate files are readable).
-    CheckConfig { config: PathBuf },
+    Run(RunArgs),
+    Once(OnceArgs),
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Collect and deliver reports until stopped.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "run")]
+struct RunArgs {
+    /// the agent's config file
+    #[argh(option, short = 'c')]
+    config: PathBuf,
+}
+
+/// Collect once and print the report as JSON; sends nothing.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "once")]
+struct OnceArgs {
+    /// use this config's identity and collection settings
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+/// Validate a config file (and that its certificate files are readable).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check-config")]
+struct CheckConfigArgs {
+    /// the agent's config file
+    #[argh(positional)]
+    config: PathBuf,
+}
+
+/// The command line, or an exit: 0 after `--help` or `--version`, 2 for a
+/// usage error (as the collector's, and most tools').
+fn parse_args() -> Result<Cmd, ExitCode> {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let name = "campanile-agent";
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match Cli::from_args(&[name], &rest) {
+        Ok(Cli { version: true, .. }) => {
+            println!("{name} {}", env!("CARGO_PKG_VERSION"));
+            Err(ExitCode::SUCCESS)
+        }
+        Ok(Cli { cmd: Some(cmd), .. }) => Ok(cmd),
+        Ok(Cli { cmd: None, .. }) => {
+            eprintln!("{name}: a command is needed\nRun {name} --help for more information.");
+            Err(ExitCode::from(2))
+        }
+        Err(early) => match early.status {
+            Ok(()) => {
+                println!("{}", early.output);
+                Err(ExitCode::SUCCESS)
+            }
+            Err(()) => {
+                eprintln!("{}\nRun {name} --help for more information.", early.output);
+                Err(ExitCode::from(2))
+            }
+        },
+    }
 }
 
 fn main() -> ExitCode {
@@ -51,7 +99,11 @@ fn main() -> ExitCode {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(filter)
         .init();
-    match run(Cli::parse()) {
+    let cmd = match parse_args() {
+        Ok(cmd) => cmd,
+        Err(code) => return code,
+    };
+    match run(cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("campanile-agent: {e:#}");
@@ -66,9 +118,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.cmd {
-        Cmd::CheckConfig { config } => {
+fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::CheckConfig(CheckConfigArgs { config }) => {
             let cfg = AgentConfig::load(&config)?;
             for p in [
                 &cfg.collector.ca_cert_path,
@@ -87,7 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Once { config } => {
+        Cmd::Once(OnceArgs { config }) => {
             let (host_id, collect, probes, collector_host) = match config {
                 Some(p) => {
                     let cfg = AgentConfig::load(&p)?;
@@ -119,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
-        Cmd::Run { config } => {
+        Cmd::Run(RunArgs { config }) => {
             let cfg = AgentConfig::load(&config)?;
             // One thread: the agent is small and mostly asleep; a single
             // thread keeps its memory low on old PCs and routers.

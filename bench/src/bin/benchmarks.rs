@@ -3,7 +3,8 @@
 //! beside its goal).
 //!
 //! ```text
-//! benchmarks [--bin-dir target/release] [--out docs/benchmarks/make-bench.md]
+//! benchmarks [--bin-dir target/release] [--agent target/agent/campanile-agent]
+//!            [--out docs/benchmarks/make-bench.md]
 //!            [--only footprint,ingest,capacity] [--steps 10000,25000,50000]
 //!            [--soak-minutes 30] [--scrape-secs 15] [--quick]
 //! ```
@@ -20,6 +21,9 @@ use clap::Parser;
 struct Args {
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
+    /// The agent as it ships (profile `agent`, built for size).
+    #[arg(long, default_value = harness::SHIPPED_AGENT)]
+    agent: PathBuf,
     #[arg(long, default_value = "docs/benchmarks/make-bench.md")]
     out: PathBuf,
     /// Sections to run (footprint, ingest, capacity, agent-cost,
@@ -59,7 +63,7 @@ fn main() -> Result<()> {
         args.scrape_secs
     );
     let fds = campanile_tests::procs::raise_open_files_limit()?;
-    let bins = Binaries::in_dir(&args.bin_dir)?;
+    let bins = Binaries::in_dir(&args.bin_dir, &args.agent)?;
     let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let rt = tokio::runtime::Runtime::new()?;
     let mut sections = Vec::new();

@@ -36,10 +36,10 @@ fn main() -> Result<()> {
         .skip(1)
         .find(|a| a != "--json")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/release/campanile-agent"));
+        .unwrap_or_else(|| PathBuf::from(campanile_bench::harness::SHIPPED_AGENT));
     if !agent_bin.is_file() {
         bail!(
-            "{} not found: build it with `cargo build --release -p campanile-agent`",
+            "{} not found: build it with `cargo build --profile agent -p campanile-agent`",
             agent_bin.display()
         );
     }

@@ -172,7 +172,7 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Section> {
     let mut s = Section::new(
         "Agent beside node_exporter",
         format!(
-            "The release agent (`make bench` builds it) and Debian's `{ne_version}` \
+            "The agent as it ships (profile `agent`, built for size; `make bench` builds it) and Debian's `{ne_version}` \
              (default collectors) run at the same time on this machine. The agent reports \
              every {i} s to a release collector through a byte-counting relay; node_exporter \
              is scraped every {i} s with gzip on a kept-alive connection through the same kind \

@@ -168,7 +168,8 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// The release binaries `make bench` builds.
+/// The binaries `make bench` builds: the collector and the bare server
+/// with the release profile, the agent as it ships (profile `agent`).
 #[derive(Debug, Clone)]
 pub struct Binaries {
     pub agent: PathBuf,
@@ -176,21 +177,28 @@ pub struct Binaries {
     pub bare_ingest: PathBuf,
 }
 
+/// Where `cargo build --profile agent -p campanile-agent` puts the agent.
+pub const SHIPPED_AGENT: &str = "target/agent/campanile-agent";
+
 impl Binaries {
-    pub fn in_dir(dir: &Path) -> Result<Self> {
-        let find = |name: &str| {
-            let p = dir.join(name);
+    /// The release binaries in `dir`, and the `agent` given.
+    pub fn in_dir(dir: &Path, agent: &Path) -> Result<Self> {
+        let find = |p: PathBuf, build: &str| {
             anyhow::ensure!(
                 p.is_file(),
-                "{} not found: build it with `cargo build --release` first",
+                "{} not found: build it with `{build}` first",
                 p.display()
             );
             Ok(p)
         };
+        let release = |name: &str| find(dir.join(name), "cargo build --release");
         Ok(Self {
-            agent: find("campanile-agent")?,
-            collector: find("campanile-collector")?,
-            bare_ingest: find("bare-ingest")?,
+            agent: find(
+                agent.to_owned(),
+                "cargo build --profile agent -p campanile-agent",
+            )?,
+            collector: release("campanile-collector")?,
+            bare_ingest: release("bare-ingest")?,
         })
     }
 }
