@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv6Addr};
 /// /64 prefix of its IPv6 address. One IPv6 host is given a whole /64 and
 /// may pick any address in it, so counting single addresses would let one
 /// host appear as 2^64 sources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceKey(IpAddr);
 
 impl SourceKey {
