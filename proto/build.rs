@@ -24,6 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".campanile.v1.Report.inventory_sha256",
             r#"#[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_hex"))]"#,
         )
-        .compile_protos(&["proto/campanile/v1/report.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/campanile/v1/report.proto",
+                "proto/campanile/v1/certificates.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

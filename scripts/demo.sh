@@ -30,10 +30,8 @@ fi
 if [ -f "$DEMO/agent/agent.pem" ] && ! grep -q "$SITE" "$DEMO/agent/.site" 2>/dev/null; then
   rm -rf "$DEMO/agent"
 fi
-if [ ! -f "$DEMO/agent/agent.pem" ]; then
-  "$BIN/campanile-collector" pki issue-agent --ca-dir "$DEMO/pki" --host-id "$HOST_ID" --site "$SITE" --out "$DEMO/agent"
-  echo "$SITE" > "$DEMO/agent/.site"
-fi
+# The agent enrolls (below, once the collector is up) with a token made for
+# the site, as a real install does.
 
 # The example register with every WAN and device address on loopback: the
 # demo probes nothing but this machine. (Regenerated at each start; edit it
@@ -53,6 +51,9 @@ cert_path = "pki/server.pem"
 key_path = "pki/server.key"
 [store]
 path = "campanile.db"
+[enrollment]
+ca_key_path = "pki/ca.key"
+advertised_endpoint = "127.0.0.1:9470"
 [territory]
 register_path = "register.toml"
 reload_check_secs = 2
@@ -93,7 +94,6 @@ address = "127.0.0.1:9471"
 TOML
 
 "$BIN/campanile-collector" check-config "$DEMO/collector.toml"
-"$BIN/campanile-agent" check-config "$DEMO/agent.toml"
 
 pids=()
 stop() {
@@ -113,6 +113,15 @@ for _ in $(seq 1 100); do
   if (exec 3<>/dev/tcp/127.0.0.1/9471) 2>/dev/null; then break; fi
   sleep 0.1
 done
+if [ ! -f "$DEMO/agent/agent.pem" ]; then
+  # One token for the site, then the agent trades it for its certificate
+  # (its key is made here and never leaves agent/).
+  token=$("$BIN/campanile-collector" enroll new --config "$DEMO/collector.toml" \
+    --site "$SITE" --name demo | sed -n 's/^  \(cmp1\.[^ ]*\)$/\1/p')
+  "$BIN/campanile-agent" enroll --config "$DEMO/agent.toml" --token "$token"
+  echo "$SITE" > "$DEMO/agent/.site"
+fi
+"$BIN/campanile-agent" check-config "$DEMO/agent.toml"
 "$BIN/campanile-agent" run --config "$DEMO/agent.toml" &
 pids+=($!)
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use campanile_probe::{IcmpSpec, valid_target_name};
 
+use campanile_proto::enrollment::EnrollmentToken;
 use campanile_proto::identity;
 
 use crate::spool::SpoolConfig;
@@ -18,8 +19,11 @@ pub use campanile_proto::config::ConfigError;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
     identity: RawIdentity,
     collector: RawCollector,
+    #[serde(default)]
+    enrollment: RawEnrollment,
     #[serde(default)]
     collect: CollectConfig,
     #[serde(default)]
@@ -28,10 +32,17 @@ struct RawConfig {
     probes: RawProbes,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawIdentity {
-    host_id: String,
+    /// Default: the host id of the certificate.
+    host_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnrollment {
+    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,8 +50,11 @@ struct RawIdentity {
 struct RawCollector {
     endpoint: String,
     server_name: Option<String>,
+    #[serde(default = "default_ca_cert_path")]
     ca_cert_path: PathBuf,
+    #[serde(default = "default_cert_path")]
     cert_path: PathBuf,
+    #[serde(default = "default_key_path")]
     key_path: PathBuf,
     #[serde(default = "default_connect_timeout")]
     connect_timeout_secs: u64,
@@ -93,15 +107,29 @@ struct RawSpool {
     batch_max_bytes: u64,
 }
 
-/// Where the spool lives when the config does not say: the systemd unit's
-/// StateDirectory, or ProgramData on Windows.
-fn default_spool_path() -> PathBuf {
+/// Where the agent keeps its state when the config does not say: the
+/// systemd unit's StateDirectory, or ProgramData on Windows. Enrollment
+/// writes the certificate there, and the spool lives there.
+pub fn state_dir() -> PathBuf {
     if cfg!(windows) {
         let base = std::env::var_os("ProgramData").unwrap_or_else(|| r"C:\ProgramData".into());
-        PathBuf::from(base).join("Campanile").join("spool.redb")
+        PathBuf::from(base).join("Campanile")
     } else {
-        PathBuf::from("/var/lib/campanile-agent/spool.redb")
+        PathBuf::from("/var/lib/campanile-agent")
     }
+}
+
+fn default_spool_path() -> PathBuf {
+    state_dir().join("spool.redb")
+}
+fn default_ca_cert_path() -> PathBuf {
+    state_dir().join("ca.pem")
+}
+fn default_cert_path() -> PathBuf {
+    state_dir().join("agent.pem")
+}
+fn default_key_path() -> PathBuf {
+    state_dir().join("agent.key")
 }
 
 impl Default for RawSpool {
@@ -498,6 +526,8 @@ fn split_host_port(text: &str) -> Option<(String, u16)> {
 #[derive(Debug, Clone)]
 pub struct CollectorEndpoint {
     pub endpoint: String,
+    /// `host:port` of the endpoint, as enrollment connects to it.
+    pub authority: String,
     /// The endpoint's host (name or IP), probed as the "collector" target.
     pub host: String,
     pub server_name: String,
@@ -511,7 +541,10 @@ pub struct CollectorEndpoint {
 /// Validated agent configuration.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub host_id: String,
+    /// The host id the certificate must carry; `None`: whatever it carries.
+    pub host_id: Option<String>,
+    /// Enrolls with this token on the first `run` without a certificate.
+    pub enrollment_token: Option<EnrollmentToken>,
     pub collector: CollectorEndpoint,
     pub collect: CollectConfig,
     pub send: SendConfig,
@@ -526,8 +559,17 @@ impl AgentConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = loader::parse_toml(text, path)?;
         let invalid = |field, reason: String| ConfigError::invalid(path, field, reason);
-        identity::validate_id("host", &raw.identity.host_id)
-            .map_err(|e| invalid("identity.host_id", e.to_string()))?;
+        if let Some(h) = &raw.identity.host_id {
+            identity::validate_id("host", h)
+                .map_err(|e| invalid("identity.host_id", e.to_string()))?;
+        }
+        let enrollment_token = raw
+            .enrollment
+            .token
+            .as_deref()
+            .map(EnrollmentToken::parse)
+            .transpose()
+            .map_err(|e| invalid("enrollment.token", e.to_string()))?;
         let endpoint = raw.collector.endpoint.trim().to_owned();
         // tonic would silently skip TLS for http://; the identity depends on it.
         let Some(rest) = endpoint.strip_prefix("https://") else {
@@ -554,7 +596,9 @@ impl AgentConfig {
         let base = loader::base_dir(path);
         Ok(Self {
             host_id: raw.identity.host_id,
+            enrollment_token,
             collector: CollectorEndpoint {
+                authority: rest.split('/').next().unwrap_or(rest).to_owned(),
                 endpoint,
                 host,
                 server_name,
@@ -569,6 +613,17 @@ impl AgentConfig {
             probes,
         })
     }
+}
+
+/// `HOST:PORT` (an `https://` before it is allowed) as enrollment takes
+/// it: the authority to connect to, and the host to check the
+/// collector's certificate for.
+pub fn parse_authority(text: &str) -> Option<(String, String)> {
+    let rest = text.trim();
+    let rest = rest.strip_prefix("https://").unwrap_or(rest);
+    let authority = rest.trim_end_matches('/');
+    let (host, _port) = split_host_port(authority)?;
+    Some((authority.to_owned(), host))
 }
 
 /// The host part of `host:port/path`, without IPv6 brackets.

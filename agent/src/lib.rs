@@ -2,10 +2,13 @@
 //! disk and delivers them to the collector over mTLS gRPC.
 //!
 //! Data flows one way: [`collect`] → [`report`] → [`spool`] → [`transport`].
+//! [`enroll`] gets the certificate the transport presents.
 
 pub mod clock;
 pub mod collect;
 pub mod config;
+pub mod dial;
+pub mod enroll;
 pub mod platform;
 pub mod report;
 pub mod spool;
@@ -35,6 +38,108 @@ pub enum AgentError {
     Spool(#[from] spool::SpoolError),
     #[error(transparent)]
     Transport(#[from] transport::TransportError),
+    #[error(transparent)]
+    Certificate(#[from] enroll::cert_facts::CertError),
+    #[error(
+        "identity.host_id is {configured:?} but the certificate {} is for {certificate:?}: \
+         remove identity.host_id, or enroll again",
+        path.display()
+    )]
+    HostMismatch {
+        configured: String,
+        certificate: String,
+        path: std::path::PathBuf,
+    },
+}
+
+/// What `campanile-agent enroll` was given.
+pub struct EnrollArgs {
+    /// `HOST:PORT` (or `https://HOST:PORT`) of the collector's gRPC port.
+    pub collector: Option<String>,
+    pub token: campanile_proto::enrollment::EnrollmentToken,
+    pub config: Option<AgentConfig>,
+    pub host_id: Option<String>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollArgsError {
+    #[error("--collector {0:?} is not HOST:PORT")]
+    Collector(String),
+    #[error("--collector HOST:PORT is needed without --config")]
+    NoCollector,
+}
+
+/// Where `enroll` connects and writes: the config's collector and files,
+/// else the defaults of the state directory; `--collector` and
+/// `--server-name` win over the config.
+pub fn enrollment_for(
+    args: EnrollArgs,
+) -> Result<(enroll::Enrollment, enroll::CertPaths), EnrollArgsError> {
+    let (mut enrollment, paths) = match &args.config {
+        Some(cfg) => enrollment_from(cfg, args.token, args.host_id),
+        None => {
+            let c = args
+                .collector
+                .as_deref()
+                .ok_or(EnrollArgsError::NoCollector)?;
+            let (authority, host) = config::parse_authority(c)
+                .ok_or_else(|| EnrollArgsError::Collector(c.to_owned()))?;
+            let dir = config::state_dir();
+            (
+                enroll::Enrollment {
+                    authority,
+                    server_name: host,
+                    token: args.token,
+                    host_id: args.host_id,
+                    hostname: collect::hostname().unwrap_or_default(),
+                    timeout: Duration::from_secs(30),
+                },
+                enroll::CertPaths {
+                    ca_cert: dir.join("ca.pem"),
+                    cert: dir.join("agent.pem"),
+                    key: dir.join("agent.key"),
+                },
+            )
+        }
+    };
+    if args.config.is_some()
+        && let Some(c) = &args.collector
+    {
+        let (authority, host) =
+            config::parse_authority(c).ok_or_else(|| EnrollArgsError::Collector(c.clone()))?;
+        enrollment.authority = authority;
+        enrollment.server_name = host;
+    }
+    if let Some(n) = args.server_name {
+        enrollment.server_name = n;
+    }
+    Ok((enrollment, paths))
+}
+
+/// What enrolling needs, from the config: the collector it names, the
+/// files it names, and `token`.
+pub fn enrollment_from(
+    cfg: &AgentConfig,
+    token: campanile_proto::enrollment::EnrollmentToken,
+    host_id: Option<String>,
+) -> (enroll::Enrollment, enroll::CertPaths) {
+    let c = &cfg.collector;
+    (
+        enroll::Enrollment {
+            authority: c.authority.clone(),
+            server_name: c.server_name.clone(),
+            token,
+            host_id: host_id.or_else(|| cfg.host_id.clone()),
+            hostname: collect::hostname().unwrap_or_default(),
+            timeout: Duration::from_secs(c.request_timeout_secs),
+        },
+        enroll::CertPaths {
+            ca_cert: c.ca_cert_path.clone(),
+            cert: c.cert_path.clone(),
+            key: c.key_path.clone(),
+        },
+    )
 }
 
 /// Collects one report without sending it (`campanile-agent once`). Takes
@@ -89,6 +194,8 @@ pub enum SendOutcome {
 /// One agent: its collectors, its spool and its connection.
 pub struct Agent {
     cfg: AgentConfig,
+    /// The host id of its certificate.
+    host_id: String,
     collector: HostCollector,
     builder: ReportBuilder,
     spool: Spool,
@@ -108,13 +215,25 @@ impl Agent {
     /// Opens the spool (creating it, or setting a damaged one aside) and
     /// prepares the connection; nothing is sent yet.
     pub fn new(cfg: AgentConfig) -> Result<Self, AgentError> {
+        let facts = enroll::cert_facts::CertFacts::read(&cfg.collector.cert_path)?;
+        let host_id = facts.identity.host_id;
+        if let Some(configured) = &cfg.host_id
+            && *configured != host_id
+        {
+            return Err(AgentError::HostMismatch {
+                configured: configured.clone(),
+                certificate: host_id,
+                path: cfg.collector.cert_path.clone(),
+            });
+        }
         let transport = Transport::new(&cfg.collector)?;
         let spool = Spool::open(&cfg.send.spool)?;
         let interval = Duration::from_secs(u64::from(cfg.collect.interval_secs));
         let mut collector = HostCollector::new(cfg.collect.clone());
         collector.prime();
         Ok(Self {
-            builder: ReportBuilder::new(cfg.host_id.clone()),
+            builder: ReportBuilder::new(host_id.clone()),
+            host_id,
             spool,
             // Cap at one interval: a new report is waiting by then anyway.
             backoff: Backoff::new(
@@ -322,7 +441,7 @@ impl Agent {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         tracing::info!(
-            host_id = %self.cfg.host_id,
+            host_id = %self.host_id,
             endpoint = self.transport.endpoint(),
             interval_secs = self.interval.as_secs(),
             spooled = self.spool.len(),

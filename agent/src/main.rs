@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use argh::FromArgs;
 use campanile_agent::config::{AgentConfig, CollectConfig, ProbeConfig};
+use campanile_agent::enroll::cert_facts::CertFacts;
+use campanile_proto::enrollment::EnrollmentToken;
 use tracing::Level;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
@@ -27,7 +29,33 @@ enum Cmd {
     Run(RunArgs),
     Once(OnceArgs),
     CheckConfig(CheckConfigArgs),
+    Enroll(EnrollArgs),
 }
+
+/// Trade an enrollment token for this machine's certificate: the key is
+/// made here and never leaves it.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "enroll")]
+struct EnrollArgs {
+    /// the collector's gRPC port, HOST:PORT (default: the config's endpoint)
+    #[argh(option)]
+    collector: Option<String>,
+    /// the token from `campanile-collector enroll new`
+    #[argh(option)]
+    token: String,
+    /// the agent's config file: where the files go, and the collector
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the host id to ask for (default: made from the hostname and site)
+    #[argh(option)]
+    host_id: Option<String>,
+    /// the name the collector's certificate must carry (default: HOST)
+    #[argh(option)]
+    server_name: Option<String>,
+}
+
+/// Where an unattended install puts the token when not in the config.
+const TOKEN_ENV: &str = "CAMPANILE_ENROLL_TOKEN";
 
 /// Collect and deliver reports until stopped.
 #[derive(FromArgs)]
@@ -122,20 +150,39 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::CheckConfig(CheckConfigArgs { config }) => {
             let cfg = AgentConfig::load(&config)?;
-            for p in [
-                &cfg.collector.ca_cert_path,
-                &cfg.collector.cert_path,
-                &cfg.collector.key_path,
-            ] {
+            let c = &cfg.collector;
+            if !c.cert_path.exists()
+                && (cfg.enrollment_token.is_some() || std::env::var_os(TOKEN_ENV).is_some())
+            {
+                println!(
+                    "{}: ok (not enrolled yet: enrolls with its token at the first run; collector {})",
+                    config.display(),
+                    c.endpoint
+                );
+                return Ok(());
+            }
+            for p in [&c.ca_cert_path, &c.cert_path, &c.key_path] {
                 std::fs::metadata(p).with_context(|| {
                     format!("{}: cannot read {}", config.display(), p.display())
                 })?;
             }
+            let facts = CertFacts::read(&c.cert_path)?;
+            if let Some(h) = cfg
+                .host_id
+                .as_ref()
+                .filter(|h| **h != facts.identity.host_id)
+            {
+                anyhow::bail!(
+                    "{}: identity.host_id is {h:?} but the certificate is for {:?}",
+                    config.display(),
+                    facts.identity.host_id
+                );
+            }
             println!(
                 "{}: ok (host {}, collector {})",
                 config.display(),
-                cfg.host_id,
-                cfg.collector.endpoint
+                facts.identity,
+                c.endpoint
             );
             Ok(())
         }
@@ -143,7 +190,16 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             let (host_id, collect, probes, collector_host) = match config {
                 Some(p) => {
                     let cfg = AgentConfig::load(&p)?;
-                    (cfg.host_id, cfg.collect, cfg.probes, cfg.collector.host)
+                    let host_id = cfg
+                        .host_id
+                        .clone()
+                        .or_else(|| {
+                            CertFacts::read(&cfg.collector.cert_path)
+                                .ok()
+                                .map(|f| f.identity.host_id)
+                        })
+                        .unwrap_or_else(|| "unenrolled".to_owned());
+                    (host_id, cfg.collect, cfg.probes, cfg.collector.host)
                 }
                 // Without a config there is no collector, and no consent to
                 // send packets anywhere: probes stay off.
@@ -171,6 +227,32 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
+        Cmd::Enroll(args) => {
+            let token = EnrollmentToken::parse(&args.token)?;
+            let config = args.config.as_deref().map(AgentConfig::load).transpose()?;
+            let (enrollment, paths) =
+                campanile_agent::enrollment_for(campanile_agent::EnrollArgs {
+                    collector: args.collector,
+                    token,
+                    config,
+                    host_id: args.host_id,
+                    server_name: args.server_name,
+                })?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let facts = rt.block_on(campanile_agent::enroll::enroll(&enrollment, &paths))?;
+            let days = (facts.not_after_ms - campanile_agent::now_ms() + 43_200_000) / 86_400_000;
+            println!(
+                "enrolled as {}, certificate valid for {days} days: {} (key {}, CA bundle {})",
+                facts.identity,
+                paths.cert.display(),
+                paths.key.display(),
+                paths.ca_cert.display()
+            );
+            Ok(())
+        }
         Cmd::Run(RunArgs { config }) => {
             let cfg = AgentConfig::load(&config)?;
             // One thread: the agent is small and mostly asleep; a single
@@ -180,8 +262,38 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(async move {
+                let shutdown = shutdown_signal();
+                tokio::pin!(shutdown);
+                if !cfg.collector.cert_path.exists() {
+                    let token = match cfg.enrollment_token.clone() {
+                        Some(t) => t,
+                        None => match std::env::var(TOKEN_ENV) {
+                            Ok(t) => EnrollmentToken::parse(&t).context(TOKEN_ENV)?,
+                            Err(_) => anyhow::bail!(
+                                "no certificate at {}: enroll this agent with `campanile-agent \
+                                 enroll --config {} --token TOKEN`, or set the token in \
+                                 [enrollment] token or {TOKEN_ENV}",
+                                cfg.collector.cert_path.display(),
+                                config.display()
+                            ),
+                        },
+                    };
+                    let (enrollment, paths) = campanile_agent::enrollment_from(&cfg, token, None);
+                    match campanile_agent::enroll::enroll_until_done(
+                        &enrollment,
+                        &paths,
+                        &mut shutdown,
+                    )
+                    .await?
+                    {
+                        Some(facts) => {
+                            tracing::info!(host = %facts.identity, "enrolled; starting")
+                        }
+                        None => return Ok(()),
+                    }
+                }
                 let agent = campanile_agent::Agent::new(cfg)?;
-                agent.run(shutdown_signal()).await;
+                agent.run(shutdown).await;
                 Ok(())
             })
         }

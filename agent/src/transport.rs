@@ -2,16 +2,20 @@
 //! itself, gzip-compressed requests when they are large, and exponential backoff with full jitter between failed sends so
 //! a territory of agents coming back after an outage does not arrive at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use campanile_proto::INVALID_SEQ_METADATA;
 use campanile_proto::v1::ingest_client::IngestClient;
 use campanile_proto::v1::{AgentStats, DeliverRequest, DeliverResponse, Report};
 use prost::Message as _;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 use crate::config::CollectorEndpoint;
+use crate::dial;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -55,28 +59,41 @@ impl Transport {
                 source,
             })
         };
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&cfg.ca_cert_path)?))
-            .identity(Identity::from_pem(
-                read(&cfg.cert_path)?,
-                read(&cfg.key_path)?,
-            ))
-            .domain_name(cfg.server_name.clone());
-        let err = |e: tonic::transport::Error| TransportError::Endpoint {
+        let err = |message: String| TransportError::Endpoint {
             endpoint: cfg.endpoint.clone(),
-            message: format!("{e}: {}", source_chain(&e)),
+            message,
         };
-        let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
-            .map_err(err)?
-            .tls_config(tls)
-            .map_err(err)?
-            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
-            .timeout(Duration::from_secs(cfg.request_timeout_secs))
-            .http2_keep_alive_interval(Duration::from_secs(60))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .tcp_nodelay(true);
-        let plain =
-            IngestClient::new(endpoint.connect_lazy()).accept_compressed(CompressionEncoding::Gzip);
+        let pem = |path: &std::path::Path, what: &str, e: rustls::pki_types::pem::Error| {
+            err(format!("{}: {what}: {e}", path.display()))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&read(&cfg.ca_cert_path)?) {
+            let ca = ca.map_err(|e| pem(&cfg.ca_cert_path, "bad CA certificate", e))?;
+            roots
+                .add(ca)
+                .map_err(|e| err(format!("{}: {e}", cfg.ca_cert_path.display())))?;
+        }
+        let chain = CertificateDer::pem_slice_iter(&read(&cfg.cert_path)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem(&cfg.cert_path, "bad certificate", e))?;
+        let key = PrivateKeyDer::from_pem_slice(&read(&cfg.key_path)?)
+            .map_err(|e| pem(&cfg.key_path, "no usable private key", e))?;
+        let tls = dial::client_config(|b| {
+            b.with_root_certificates(roots)
+                .with_client_auth_cert(chain, key)
+        })
+        .map_err(|e| err(format!("TLS: {e}")))?;
+        let channel = dial::channel(
+            &dial::Dial {
+                authority: cfg.authority.clone(),
+                server_name: cfg.server_name.clone(),
+                connect_timeout: Duration::from_secs(cfg.connect_timeout_secs),
+                request_timeout: Duration::from_secs(cfg.request_timeout_secs),
+            },
+            Arc::new(tls),
+        )
+        .map_err(|e| err(e.to_string()))?;
+        let plain = IngestClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
         Ok(Self {
             // A backlog of similar reports compresses several times over
             // on slow municipal links.

@@ -11,6 +11,7 @@ use campanile_territory::config::{RawTerritory, TerritoryConfig};
 use serde::Deserialize;
 
 use crate::alerts::config::{AlertsConfig, RawAlerts};
+use crate::enroll::config::{EnrollmentConfig, RawEnrollment};
 use crate::exposition::config::ExpositionConfig;
 use crate::http::config::{ApiConfig, RawApi};
 use crate::ingest::config::{GrpcConfig, RawGrpc, RawTls, TlsConfig};
@@ -37,6 +38,8 @@ struct RawConfig {
     probes: RawProbes,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    enrollment: Option<RawEnrollment>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +80,9 @@ pub struct CollectorConfig {
     pub api: ApiConfig,
     pub probes: ProbesConfig,
     pub alerts: AlertsConfig,
+    /// Agents may enroll with a token; `None`: every connection must
+    /// present a client certificate.
+    pub enrollment: Option<EnrollmentConfig>,
 }
 
 impl CollectorConfig {
@@ -106,6 +112,10 @@ impl CollectorConfig {
         let store_path = base.join(raw.store.path);
         let alerts =
             crate::alerts::config::validate(raw.alerts, base, &store_path, http_listen, &invalid)?;
+        let enrollment = raw
+            .enrollment
+            .map(|e| crate::enroll::config::validate(e, base, &invalid))
+            .transpose()?;
         Ok(Self {
             grpc,
             tls,
@@ -117,6 +127,7 @@ impl CollectorConfig {
             api,
             probes,
             alerts,
+            enrollment,
         })
     }
 }

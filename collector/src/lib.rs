@@ -8,6 +8,7 @@
 pub mod alerts;
 pub(crate) mod clock;
 pub mod config;
+pub mod enroll;
 pub mod exposition;
 pub mod http;
 pub mod ingest;
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use campanile_proto::v1::enrollment_server::EnrollmentServer;
 use campanile_proto::v1::ingest_server::IngestServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -107,6 +109,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         &cfg.tls.cert_path,
         &cfg.tls.key_path,
         cfg.tls.session_resumption,
+        cfg.enrollment.is_some(),
     )?;
     let tls_cfg = Arc::new(tls_cfg);
 
@@ -152,9 +155,29 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     .max_decoding_message_size(cfg.grpc.max_message_bytes)
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip);
+    let enrolling = match cfg.enrollment.clone() {
+        Some(e) => {
+            let max_connections = e.max_connections;
+            let enroller = enroll::Enroller::new(
+                e,
+                &cfg.tls.ca_cert_path,
+                store.clone(),
+                telemetry.enrollments.clone(),
+            )?;
+            let service =
+                EnrollmentServer::new(enroll::service::EnrollmentService::new(Arc::new(enroller)))
+                    .max_decoding_message_size(ENROLL_MAX_MESSAGE_BYTES);
+            Some(ingest::grpc_server::EnrollingRoutes {
+                routes: tonic::service::Routes::new(service).prepare(),
+                max_connections,
+            })
+        }
+        None => None,
+    };
     let grpc = tokio::spawn(ingest::grpc_server::serve(
         incoming,
         tonic::service::Routes::new(service).prepare(),
+        enrolling,
         ingest::grpc_server::Http2 {
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
@@ -245,6 +268,10 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         tasks,
     })
 }
+
+/// An enrollment request is a token and a CSR: a few hundred bytes (an
+/// RSA-4096 CSR under 2 KiB). Anyone may send one, so no more is read.
+const ENROLL_MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// Scrapers and API clients are few and keep their connections: a modest
 /// queue, far below the agents' port.

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use campanile_collector::config::ConfigError;
+use campanile_collector::enroll::admin::{self, AdminError, NewTokenArgs};
 use campanile_collector::http::token::NewToken;
+use campanile_collector::store::certificates::AdminStore;
 use campanile_collector::{CollectorConfig, CollectorError, pki};
 use campanile_proto::identity::HostIdentity;
 use campanile_territory::import;
@@ -68,6 +70,51 @@ enum Cmd {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Enrollment tokens: one token installs agents at one site.
+    #[command(subcommand)]
+    Enroll(EnrollCmd),
+}
+
+#[derive(Subcommand)]
+enum EnrollCmd {
+    /// Make a token for a site of the register; prints it once, with the
+    /// commands that install an agent with it.
+    New {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The site (of the register) its agents belong to.
+        #[arg(long)]
+        site: String,
+        /// Agents that may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it stays valid: 90s, 30m, 12h, 7d (at most 90d).
+        #[arg(long, default_value = "7d")]
+        expires_in: String,
+        /// What it is for, shown by `enroll list`.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Enrolling a host id that holds a valid certificate replaces
+        /// that certificate (revoking it) instead of being refused.
+        #[arg(long)]
+        replace: bool,
+        /// Where agents reach the gRPC port (default:
+        /// enrollment.advertised_endpoint, else grpc.listen_addr).
+        #[arg(long)]
+        collector: Option<String>,
+    },
+    /// Every token, with its uses left, expiry and state.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// End a token at once.
+    Revoke {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The token's id (its second part, as `enroll list` shows it).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -220,6 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", t.config_entry(&name, "read"));
             Ok(())
         }
+        Cmd::Enroll(cmd) => run_enroll(cmd),
         Cmd::Run { config } => {
             let cfg = CollectorConfig::load(&config)?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -259,6 +307,68 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("agent certificate for {identity}: {}", cert.display());
             println!("agent key: {}", key.display());
             println!("copy {} together with ca.pem to the agent", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn run_enroll(cmd: EnrollCmd) -> anyhow::Result<()> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    match cmd {
+        EnrollCmd::New {
+            config,
+            site,
+            uses,
+            expires_in,
+            name,
+            replace,
+            collector,
+        } => {
+            let cfg = CollectorConfig::load(&config)?;
+            let enrollment = cfg.enrollment.as_ref().ok_or(AdminError::Disabled)?;
+            let register = match &cfg.territory.register_path {
+                Some(p) => Some((Register::load(p).map_err(ConfigError::from)?, p.clone())),
+                None => None,
+            };
+            let spec = NewTokenArgs {
+                site: &site,
+                uses,
+                expires_in: &expires_in,
+                name: &name,
+                may_replace: replace,
+            }
+            .validated(register.as_ref().map(|(r, p)| (r, p.as_path())))?;
+            let ca = pki::Ca::load_signer(&cfg.tls.ca_cert_path, &enrollment.ca_key_path)?;
+            let store = AdminStore::open(&cfg.store_path)?;
+            let (token, row) = admin::create_token(&store, &spec, ca.sha256()?, now_ms)?;
+            let endpoint = collector
+                .or_else(|| enrollment.advertised_endpoint.clone())
+                .unwrap_or_else(|| cfg.grpc.listen.to_string());
+            println!(
+                "enrollment token {} for site {} ({} use(s), expires {}); shown once:\n\n  {token}\n",
+                row.id,
+                row.site,
+                row.uses_total,
+                admin::utc_minutes(row.expires_ms),
+            );
+            for (platform, command) in admin::install_commands(&endpoint, &token) {
+                println!("install on {platform}:\n  {command}\n");
+            }
+            Ok(())
+        }
+        EnrollCmd::List { config } => {
+            let cfg = CollectorConfig::load(&config)?;
+            let store = AdminStore::open(&cfg.store_path)?;
+            print!("{}", admin::list_table(&store.enrollment_tokens()?, now_ms));
+            Ok(())
+        }
+        EnrollCmd::Revoke { config, id } => {
+            let cfg = CollectorConfig::load(&config)?;
+            let store = AdminStore::open(&cfg.store_path)?;
+            admin::revoke_token(&store, &id, now_ms)?;
+            println!("enrollment token {id} revoked: it enrolls no more agents");
             Ok(())
         }
     }

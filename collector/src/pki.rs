@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use campanile_proto::identity::HostIdentity;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,15 @@ pub enum PkiError {
     Exists { path: PathBuf },
     #[error("invalid name {0:?} for a certificate")]
     Name(String),
+    #[error("{path}: not a usable private key: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("bad PEM: {0}")]
+    Pem(String),
+    #[error(
+        "{bundle} holds no CA certificate for the key {key}: the signing CA must be one of the \
+         CAs the collector trusts"
+    )]
+    NoCertificateForKey { key: PathBuf, bundle: PathBuf },
 }
 
 /// A PEM certificate and its PEM private key.
@@ -62,9 +73,35 @@ impl Ca {
 
     /// Loads `ca.pem` and `ca.key` from a directory made by [`init`].
     pub fn load(dir: &Path) -> Result<Self, PkiError> {
-        let cert_pem = read(&dir.join("ca.pem"))?;
-        let key = KeyPair::from_pem(&read(&dir.join("ca.key"))?)?;
-        Ok(Self { cert_pem, key })
+        Self::load_signer(&dir.join("ca.pem"), &dir.join("ca.key"))
+    }
+
+    /// The CA whose key is at `key_path`, its certificate found in the
+    /// bundle at `bundle_path` (the CAs the collector trusts) by its
+    /// public key.
+    pub fn load_signer(bundle_path: &Path, key_path: &Path) -> Result<Self, PkiError> {
+        let key = KeyPair::from_pem(&read(key_path)?).map_err(|e| PkiError::Key {
+            path: key_path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let bundle = read(bundle_path)?;
+        for block in pem_certificates(&bundle) {
+            let der = CertificateDer::from_pem_slice(block.as_bytes())
+                .map_err(|e| PkiError::Pem(format!("{}: {e}", bundle_path.display())))?;
+            let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+                continue;
+            };
+            if cert.tbs_certificate.subject_pki.raw == key.subject_public_key_info().as_slice() {
+                return Ok(Self {
+                    cert_pem: block,
+                    key,
+                });
+            }
+        }
+        Err(PkiError::NoCertificateForKey {
+            key: key_path.to_owned(),
+            bundle: bundle_path.to_owned(),
+        })
     }
 
     pub fn key_pem(&self) -> String {
@@ -112,15 +149,7 @@ impl Ca {
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Result<Issued, PkiError> {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&identity.host_id);
-        for uri in identity.san_uris() {
-            let s = rcgen::string::Ia5String::try_from(uri.as_str())
-                .map_err(|_| PkiError::Name(uri.clone()))?;
-            params.subject_alt_names.push(SanType::URI(s));
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(params, not_before, not_after)
+        self.sign(agent_params(identity)?, not_before, not_after)
     }
 
     /// An agent's client certificate valid from now for `days`.
@@ -133,16 +162,42 @@ impl Ca {
         )
     }
 
+    /// An agent's client certificate carrying `identity` for a key the
+    /// agent made (the public key of its CSR), valid between the given
+    /// instants. Nothing else of the CSR is copied: names, usages and
+    /// constraints are the collector's.
+    pub fn issue_agent_for_key(
+        &self,
+        identity: &HostIdentity,
+        public_key: &impl rcgen::PublicKeyData,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<SignedForKey, PkiError> {
+        let mut params = agent_params(identity)?;
+        let serial = random_serial();
+        let serial_hex = campanile_proto::hex(serial.as_ref());
+        stamp(&mut params, serial, not_before, not_after);
+        let cert = params.signed_by(public_key, &self.issuer()?)?;
+        Ok(SignedForKey {
+            cert_pem: cert.pem(),
+            serial_hex,
+        })
+    }
+
+    /// SHA-256 of this CA's certificate (DER): the fingerprint tokens carry.
+    pub fn sha256(&self) -> Result<[u8; 32], PkiError> {
+        let der = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .map_err(|e| PkiError::Pem(e.to_string()))?;
+        Ok(campanile_proto::enrollment::certificate_sha256(&der))
+    }
+
     fn sign(
         &self,
         mut params: CertificateParams,
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Result<Issued, PkiError> {
-        params.not_before = not_before;
-        params.not_after = not_after;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.serial_number = Some(random_serial());
+        stamp(&mut params, random_serial(), not_before, not_after);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok(Issued {
@@ -150,6 +205,57 @@ impl Ca {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// A certificate signed for a key the collector never saw.
+#[derive(Debug, Clone)]
+pub struct SignedForKey {
+    pub cert_pem: String,
+    /// Lower-case hex of the serial number.
+    pub serial_hex: String,
+}
+
+/// What every agent certificate carries: the identity as URI SANs (and
+/// the host id as common name), for client authentication only.
+fn agent_params(identity: &HostIdentity) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&identity.host_id);
+    for uri in identity.san_uris() {
+        let s = rcgen::string::Ia5String::try_from(uri.as_str())
+            .map_err(|_| PkiError::Name(uri.clone()))?;
+        params.subject_alt_names.push(SanType::URI(s));
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
+}
+
+fn stamp(
+    params: &mut CertificateParams,
+    serial: rcgen::SerialNumber,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) {
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.serial_number = Some(serial);
+}
+
+/// The PEM blocks of the certificates in `bundle`, each as written.
+pub fn pem_certificates(bundle: &str) -> Vec<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut blocks = Vec::new();
+    let mut rest = bundle;
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let end = start + len + END.len();
+        blocks.push(format!("{}\n", &rest[start..end]));
+        rest = &rest[end..];
+    }
+    blocks
 }
 
 fn random_serial() -> rcgen::SerialNumber {

@@ -47,6 +47,8 @@ pub struct Telemetry {
     /// By where the evaluation's snapshot came from: `own` (read for it)
     /// or `scrape` (a `/metrics` scrape's, handed on).
     pub alert_evaluations: IntCounterVec,
+    /// `campanile_enrollments_total{result}`.
+    pub enrollments: IntCounterVec,
 }
 
 /// Reasons a request is refused; pre-registered so every series exists from
@@ -56,6 +58,7 @@ pub const REJECT_REASONS: &[&str] = &[
     "invalid_report",
     "bad_request",
     "unauthenticated",
+    "no_client_certificate",
     "store_error",
     "implausible_seq",
     "body_timeout",
@@ -70,6 +73,27 @@ pub const SHED_REASONS: &[&str] = &[
     "hello_timeout",
     "slot_wait",
     "identity_limit",
+    "enrollment_limit",
+];
+/// Results of enrollment attempts (`campanile_enrollments_total`): `ok`,
+/// or the refusal's label (`enroll::Refusal::reason_label`).
+pub const ENROLLMENT_RESULTS: &[&str] = &[
+    "ok",
+    "rate_limited",
+    "unknown_token",
+    "token_expired",
+    "token_used_up",
+    "token_revoked",
+    "bad_csr",
+    "bad_host_id",
+    "extra_san",
+    "wrong_site",
+    "ca_requested",
+    "weak_key",
+    "unsupported_key",
+    "host_taken",
+    "store_error",
+    "signing_failed",
 ];
 pub const HANDSHAKE_REASONS: &[&str] = &[
     "no_client_certificate",
@@ -284,6 +308,18 @@ impl Telemetry {
         for s in ["own", "scrape"] {
             alert_evaluations.with_label_values(&[s]);
         }
+        let enrollments = IntCounterVec::new(
+            Opts::new(
+                "campanile_enrollments_total",
+                "Enrollment attempts (a token traded for a certificate), by result: ok, or why \
+                 it was refused.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for r in ENROLLMENT_RESULTS {
+            enrollments.with_label_values(&[r]);
+        }
         for r in REJECT_REASONS {
             requests_rejected.with_label_values(&[r]);
         }
@@ -324,6 +360,7 @@ impl Telemetry {
             Box::new(alert_evaluation_failures.clone()),
             Box::new(alert_evaluation_duration.clone()),
             Box::new(alert_evaluations.clone()),
+            Box::new(enrollments.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -356,6 +393,7 @@ impl Telemetry {
             alert_evaluation_failures,
             alert_evaluation_duration,
             alert_evaluations,
+            enrollments,
         }
     }
 }

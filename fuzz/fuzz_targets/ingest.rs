@@ -84,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
         remote_addr: "127.0.0.1:1".parse().unwrap(),
         identity: HostIdentity::new(HOST, "fuzz-site").map_err(|e| e.to_string()),
         cert_not_after_ms: Some(i64::from(mode) * 86_400_000),
+        enrolling: false,
     });
     let _ = s.runtime.block_on(s.service.deliver(request));
     // What was stored reads back, whatever it was.

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "config")]
 pub mod config;
+pub mod enrollment;
 pub mod identity;
 
 /// Generated from `proto/campanile/v1/report.proto`; every message and field
@@ -37,11 +38,28 @@ pub fn worth_compressing(encoded_len: usize) -> bool {
 /// SHA-256 of the protobuf encoding of an inventory. Computed by the agent
 /// only; the collector stores what it is given (see `Report.inventory_sha256`).
 pub fn inventory_sha256(inventory: &v1::Inventory) -> [u8; 32] {
-    let bytes = inventory.encode_to_vec();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    sha256(&inventory.encode_to_vec())
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
+}
+
+/// `N` bytes from exactly `2 * N` hex digits (either case).
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    // from_str_radix alone would take "+f" for 15.
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Lower-case hex, for hashes in logs, JSON and the store.

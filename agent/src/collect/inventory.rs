@@ -7,6 +7,15 @@ use sysinfo::{Networks, System};
 use crate::config::CollectConfig;
 use crate::platform;
 
+/// The machine's hostname, as the inventory reports it and enrollment
+/// names the host by.
+pub fn hostname() -> Option<String> {
+    System::host_name()
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 #[derive(Default)]
 pub struct InventoryCache {
     packages: Option<((u64, u64), Option<PackageList>)>,
@@ -20,7 +29,7 @@ impl InventoryCache {
                 .filter(|s| !s.is_empty())
         };
         let mut inv = Inventory {
-            hostname: ok(System::host_name()),
+            hostname: hostname(),
             machine_id: platform::machine_id(),
             os_name: ok(System::name()),
             os_version: ok(System::os_version()),

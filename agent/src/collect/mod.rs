@@ -5,6 +5,7 @@
 mod cpu;
 mod filesystem;
 mod inventory;
+pub use inventory::hostname;
 mod memory;
 mod network;
 pub mod probe;

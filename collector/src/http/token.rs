@@ -34,23 +34,12 @@ impl NewToken {
 
 /// SHA-256 of a token as presented.
 pub fn digest(token: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+    campanile_proto::sha256(token.as_bytes())
 }
 
 /// The configured digest: 64 hex digits.
 pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    campanile_proto::unhex(hex.trim())
 }
 
 #[cfg(test)]

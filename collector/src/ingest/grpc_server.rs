@@ -53,12 +53,30 @@ pub struct Http2 {
 /// Header bytes a request may carry: an agent's are a few hundred.
 const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
+/// What connections that present no client certificate are served, when
+/// enrollment is on: these routes alone (the Enrollment service), for a
+/// bounded time, a bounded number of them at once.
+#[derive(Clone)]
+pub struct EnrollingRoutes {
+    pub routes: Routes,
+    pub max_connections: usize,
+}
+
+/// Enrollment is one call: a connection that lasts longer is closed.
+const ENROLLING_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The only gRPC path a connection without a certificate may call.
+const ENROLLMENT_PATH_PREFIX: &str = "/campanile.v1.Enrollment/";
+
 /// Serves every connection `incoming` yields until `shutdown` turns true,
 /// then lets the requests in flight finish (bounded by `drain_timeout`)
-/// and returns, dropping the routes and what they hold.
+/// and returns, dropping the routes and what they hold. Connections with
+/// a verified certificate get `routes`; those without one (let in only
+/// when enrollment is on) get `enrolling`'s.
 pub async fn serve(
     incoming: impl Stream<Item = io::Result<AuthenticatedStream>>,
     routes: Routes,
+    enrolling: Option<EnrollingRoutes>,
     settings: Http2,
     telemetry: Arc<Telemetry>,
     mut shutdown: watch::Receiver<bool>,
@@ -81,6 +99,7 @@ pub async fn serve(
             .connections_shed
             .with_label_values(&["identity_limit"]),
     );
+    let enrolling_open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut incoming = std::pin::pin!(incoming);
     let mut connections = JoinSet::new();
     // Each connection watches a receiver of its own.
@@ -93,11 +112,22 @@ pub async fn serve(
             next = incoming.next() => match next {
                 Some(Ok(stream)) => {
                     let peer = stream.peer().clone();
-                    // Connections whose certificate names no host are
-                    // refused at their first request; they count together.
-                    let registration = identities.register(registration_host(&peer));
+                    let enrolling_peer = peer.enrolling;
+                    let (routes, registration, enrolling_slot) = if enrolling_peer {
+                        let Some(e) = &enrolling else {
+                            continue;
+                        };
+                        let Some(slot) = EnrollingSlot::take(&enrolling_open, e.max_connections) else {
+                            telemetry.connections_shed.with_label_values(&["enrollment_limit"]).inc();
+                            continue;
+                        };
+                        (e.routes.clone(), None, Some(slot))
+                    } else {
+                        // Connections whose certificate names no host are
+                        // refused at their first request; they count together.
+                        (routes.clone(), Some(identities.register(registration_host(&peer))), None)
+                    };
                     let in_flight = stream.in_flight();
-                    let routes = routes.clone();
                     let (host, remote_addr) = (registration_host(&peer).to_owned(), peer.remote_addr);
                     let connection_buffer = Pool::new(settings.max_connection_buffer_bytes);
                     let (budget, telemetry) = (budget.clone(), telemetry.clone());
@@ -111,10 +141,17 @@ pub async fn serve(
                         // Held until the answer is ready, so a request
                         // waiting for its commit keeps the connection open.
                         let request = in_flight.begin();
+                        let allowed = !enrolling_peer || req.uri().path().starts_with(ENROLLMENT_PATH_PREFIX);
                         // Routes are always ready (an axum router).
-                        let answer = routes.clone().call(req);
+                        let answer = allowed.then(|| routes.clone().call(req));
                         let telemetry = telemetry.clone();
                         async move {
+                            let Some(answer) = answer else {
+                                telemetry.requests_rejected.with_label_values(&["no_client_certificate"]).inc();
+                                return Ok(tonic::Status::unauthenticated(
+                                    "no client certificate: this connection may only enroll",
+                                ).into_http());
+                            };
                             let r = answer.await;
                             if let Some(why) = held.exceeded() {
                                 telemetry
@@ -129,13 +166,31 @@ pub async fn serve(
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let mut stop = watch_each.clone();
                     connections.spawn(async move {
+                        let _enrolling_slot = enrolling_slot;
+                        let replaced = async {
+                            match &registration {
+                                Some(r) => r.replaced().await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        let lifetime = async {
+                            if enrolling_peer {
+                                tokio::time::sleep(ENROLLING_CONNECTION_LIFETIME).await
+                            } else {
+                                std::future::pending().await
+                            }
+                        };
                         let mut conn = std::pin::pin!(conn);
                         tokio::select! {
                             r = conn.as_mut() => return log_end(r),
                             // Dropped: its requests are not acknowledged,
                             // and an agent's would be sent again.
-                            () = registration.replaced() => {
+                            () = replaced => {
                                 tracing::info!(%host, peer = %remote_addr, "connection replaced by a newer one of the same certificate");
+                                return;
+                            }
+                            () = lifetime => {
+                                tracing::debug!(peer = %remote_addr, "closing an enrolling connection at the end of its time");
                                 return;
                             }
                             _ = stop.wait_for(|stop| *stop) => conn.as_mut().graceful_shutdown(),
@@ -149,7 +204,7 @@ pub async fn serve(
             },
         }
     }
-    drop(routes);
+    drop((routes, enrolling));
     if connections.is_empty() {
         return;
     }
@@ -166,6 +221,26 @@ pub async fn serve(
             left = connections.len(),
             "agent connections still busy at shutdown; closing them"
         );
+    }
+}
+
+/// One of the enrolling connections open at once, given back when dropped.
+struct EnrollingSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl EnrollingSlot {
+    fn take(open: &Arc<std::sync::atomic::AtomicUsize>, max: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Self(open.clone()))
+    }
+}
+
+impl Drop for EnrollingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -16,6 +16,7 @@
 //! hosts in it are read back and replace theirs, so the copy never holds what
 //! was not committed nor differs from what a restart would load.
 
+pub mod certificates;
 pub mod checkpoint;
 pub mod commit;
 mod facts;

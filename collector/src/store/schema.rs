@@ -123,6 +123,36 @@ pub fn migrations() -> Migrations<'static> {
                 bytes     BLOB
              ) STRICT;",
         ),
+        // 8: enrollment tokens (only a hash of each credential) and every
+        // certificate the collector signed, with its revocation.
+        M::up(
+            "CREATE TABLE enrollment_tokens (
+                id             TEXT PRIMARY KEY NOT NULL,
+                secret_sha256  BLOB NOT NULL,
+                site           TEXT NOT NULL,
+                name           TEXT NOT NULL,
+                uses_total     INTEGER NOT NULL,
+                uses_left      INTEGER NOT NULL,
+                may_replace    INTEGER NOT NULL,
+                created_ms     INTEGER NOT NULL,
+                expires_ms     INTEGER NOT NULL,
+                revoked_ms     INTEGER
+             ) STRICT;
+             CREATE TABLE certificates (
+                serial          TEXT PRIMARY KEY NOT NULL,  -- lower-case hex
+                host_id         TEXT NOT NULL,
+                site            TEXT NOT NULL,
+                ca_sha256       TEXT NOT NULL,
+                not_before_ms   INTEGER NOT NULL,
+                not_after_ms    INTEGER NOT NULL,
+                issued_ms       INTEGER NOT NULL,
+                how             TEXT NOT NULL,              -- enrolled
+                token_id        TEXT,
+                revoked_ms      INTEGER,
+                revoked_reason  TEXT
+             ) STRICT;
+             CREATE INDEX certificates_by_host ON certificates(host_id, not_after_ms);",
+        ),
     ])
 }
 

@@ -37,6 +37,12 @@ fn example_collector_config_parses() -> Result<()> {
 fn example_agent_config_parses() -> Result<()> {
     let a = AgentConfig::load(&deploy("agent.toml"))?;
     assert_eq!(a.collector.server_name, "collector.cst.example");
+    // The example enrolls: the files go where enrollment writes them.
+    assert_eq!(
+        a.collector.cert_path,
+        campanile_agent::config::state_dir().join("agent.pem")
+    );
+    assert_eq!(a.host_id, None, "the host id comes from the certificate");
     assert_eq!(a.collect.interval_secs, 60);
     // Real installs probe their own links by default.
     assert!(a.probes.enabled && a.probes.auto_gateway && a.probes.auto_dns);

@@ -9,6 +9,7 @@ mod delivery;
 mod deploy_configs;
 mod docs;
 mod end_to_end;
+mod enrollment;
 mod exit_codes;
 mod exposition;
 mod full_disk;

@@ -218,7 +218,10 @@ impl Shared {
         let telemetry = &self.telemetry;
         let conn = tls.get_ref().1;
         let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
-        let (identity, cert_not_after_ms) = match conn.peer_certificates().and_then(|c| c.first()) {
+        let leaf = conn.peer_certificates().and_then(|c| c.first());
+        // Only when enrollment is on does the handshake let such a peer in.
+        let enrolling = leaf.is_none();
+        let (identity, cert_not_after_ms) = match leaf {
             Some(leaf) => identity_from_cert(leaf),
             None => (Err("no client certificate".into()), None),
         };
@@ -246,6 +249,7 @@ impl Shared {
                 remote_addr,
                 identity,
                 cert_not_after_ms,
+                enrolling,
             },
             idle: self
                 .accepting

@@ -33,11 +33,17 @@ pub enum TlsError {
 /// the collector keeps nothing per agent. A server-side cache would hold a
 /// session per agent and rustls searches it linearly on every resumption:
 /// at 50,000 agents that search alone took 6 % of the collector's CPU.
+///
+/// `enrollment`: connections may also present no certificate at all (the
+/// gRPC server then serves them enrollment alone), and our chain carries
+/// the CAs, so an agent that knows only a CA's fingerprint (from its
+/// token) can verify us before it sends the token.
 pub fn server_config(
     ca_cert_path: &Path,
     cert_path: &Path,
     key_path: &Path,
     session_resumption: bool,
+    enrollment: bool,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let mut provider = rustls::crypto::ring::default_provider();
     // AES-128-GCM with SHA-256 first, whatever the client prefers (rustls
@@ -52,16 +58,29 @@ pub fn server_config(
         .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
     let provider = Arc::new(provider);
     let mut roots = RootCertStore::empty();
-    for ca in load_certs(ca_cert_path)? {
-        roots.add(ca).map_err(|e| TlsError::Pem {
+    let cas = load_certs(ca_cert_path)?;
+    for ca in &cas {
+        roots.add(ca.clone()).map_err(|e| TlsError::Pem {
             path: ca_cert_path.to_owned(),
             message: format!("not a usable CA certificate: {e}"),
         })?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    if enrollment {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier
         .build()
         .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
-    let certs = load_certs(cert_path)?;
+    let mut certs = load_certs(cert_path)?;
+    if enrollment {
+        for ca in cas {
+            if !certs.contains(&ca) {
+                certs.push(ca);
+            }
+        }
+    }
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Pem {
         path: key_path.to_owned(),
         message: format!("no usable private key: {e}"),
@@ -149,6 +168,7 @@ pub(crate) mod tests {
             &file("server.pem", &server.cert_pem),
             &file("server.key", &server.key_pem),
             true,
+            false,
         )
         .unwrap();
         let mut roots = RootCertStore::empty();

@@ -26,6 +26,8 @@ pub struct PeerInfo {
     pub identity: Result<HostIdentity, String>,
     /// When that certificate expires (Unix ms), for the expiry alert.
     pub cert_not_after_ms: Option<i64>,
+    /// The peer presented no certificate: it may only enroll.
+    pub enrolling: bool,
 }
 
 /// A TLS connection whose handshake completed.

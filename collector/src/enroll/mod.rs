@@ -1,0 +1,205 @@
+//! Enrollment: an agent trades a token bound to a site for a certificate
+//! signed by the collector's CA ([`Enroller`]), on the gRPC port, over a
+//! connection that presents no client certificate and can call nothing
+//! else ([`service`]).
+//!
+//! - [`config`]: the `enrollment` section of the config.
+//! - [`token`]: making tokens; the format is `campanile_proto::enrollment`.
+//! - [`csr`]: what is accepted of a CSR.
+//! - [`host_id`]: the host id given when the CSR asks for none.
+//! - [`attempts`]: refused attempts per source.
+//! - [`refusal`]: why an attempt was refused, as counted and answered.
+//! - [`admin`]: the operator's side (`enroll new`, `enroll list`, ...).
+
+pub mod admin;
+pub mod attempts;
+pub mod config;
+pub mod csr;
+pub mod host_id;
+pub mod refusal;
+pub mod service;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use campanile_proto::enrollment::parse_credential;
+use campanile_proto::hex;
+use campanile_proto::identity::HostIdentity;
+use campanile_proto::v1::{EnrollRequest, IssuedCertificate};
+use time::OffsetDateTime;
+
+use crate::ingest::tls::source::SourceKey;
+use crate::pki::{Ca, PkiError};
+use crate::store::Store;
+use crate::store::certificates::CertificateRow;
+use attempts::FailedAttempts;
+use config::EnrollmentConfig;
+pub use refusal::Refusal;
+
+/// Signs agents' certificates for valid tokens.
+pub struct Enroller {
+    signer: Ca,
+    ca_sha256: String,
+    /// Every CA the collector trusts, handed to each agent.
+    bundle_pem: String,
+    store: Arc<Store>,
+    cfg: EnrollmentConfig,
+    attempts: FailedAttempts,
+    results: prometheus::IntCounterVec,
+}
+
+impl Enroller {
+    /// The signer is the CA of `cfg.ca_key_path`, found among the trusted
+    /// CAs of `bundle_path` by its key.
+    pub fn new(
+        cfg: EnrollmentConfig,
+        bundle_path: &std::path::Path,
+        store: Arc<Store>,
+        results: prometheus::IntCounterVec,
+    ) -> Result<Self, PkiError> {
+        let signer = Ca::load_signer(bundle_path, &cfg.ca_key_path)?;
+        let ca_sha256 = hex(&signer.sha256()?);
+        let bundle_pem = std::fs::read_to_string(bundle_path).map_err(|source| PkiError::Io {
+            path: bundle_path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            signer,
+            ca_sha256,
+            bundle_pem,
+            store,
+            attempts: FailedAttempts::new(
+                cfg.max_failed_attempts_per_source,
+                cfg.failed_attempts_window,
+            ),
+            cfg,
+            results,
+        })
+    }
+
+    /// Checks the request and, if all holds, signs and records the
+    /// certificate; counts and logs the outcome. Blocking (a store
+    /// transaction): run it off the async threads.
+    pub fn enroll(
+        &self,
+        source: SourceKey,
+        req: &EnrollRequest,
+    ) -> Result<IssuedCertificate, Refusal> {
+        let result = self.try_enroll(source, req);
+        let label = match &result {
+            Ok(issued) => {
+                tracing::info!(host = %issued.host_id, site = %issued.site, %source,
+                    "agent enrolled");
+                "ok"
+            }
+            Err(refusal) => {
+                if refusal.is_token_failure() {
+                    self.attempts.failed(source, Instant::now());
+                }
+                if matches!(refusal, Refusal::RateLimited) {
+                    tracing::debug!(%source, "enrollment refused unread: too many refusals");
+                } else {
+                    tracing::info!(%source, reason = refusal.reason_label(), error = %refusal,
+                        "enrollment refused");
+                }
+                refusal.reason_label()
+            }
+        };
+        self.results.with_label_values(&[label]).inc();
+        result
+    }
+
+    fn try_enroll(
+        &self,
+        source: SourceKey,
+        req: &EnrollRequest,
+    ) -> Result<IssuedCertificate, Refusal> {
+        if self.attempts.blocked(source, Instant::now()) {
+            return Err(Refusal::RateLimited);
+        }
+        let (token_id, secret_sha256) =
+            parse_credential(&req.token).ok_or(Refusal::UnknownToken)?;
+        let csr = csr::check(&req.csr_der)?;
+        let now = OffsetDateTime::now_utc();
+        let now_ms = unix_ms(now);
+        self.store.certificates(|tx| {
+            let token = tx
+                .token(&token_id, &secret_sha256)?
+                .ok_or(Refusal::UnknownToken)?;
+            if token.revoked_ms.is_some() {
+                return Err(Refusal::TokenRevoked);
+            }
+            if token.expires_ms <= now_ms {
+                return Err(Refusal::TokenExpired);
+            }
+            if token.uses_left == 0 {
+                return Err(Refusal::TokenUsedUp);
+            }
+            if let Some(asked) = &csr.site
+                && *asked != token.site
+            {
+                return Err(Refusal::WrongSite {
+                    asked: asked.clone(),
+                    token: token.site.clone(),
+                });
+            }
+            let host_id = match &csr.host_id {
+                Some(h) => h.clone(),
+                None => host_id::default_host_id(&req.hostname, &token.site).ok_or_else(|| {
+                    Refusal::BadHostId(format!(
+                        "no host id can be made of hostname {:?}: ask for one",
+                        req.hostname
+                    ))
+                })?,
+            };
+            let identity = HostIdentity::new(&host_id, &token.site)
+                .map_err(|e| Refusal::BadHostId(e.to_string()))?;
+            let held = tx.valid_serials(&host_id, now_ms)?;
+            let reported = tx
+                .reported_certificate_not_after(&host_id)?
+                .is_some_and(|t| t > now_ms);
+            if (!held.is_empty() || reported) && !token.may_replace {
+                return Err(Refusal::HostTaken(host_id));
+            }
+            // Five minutes back, for agents whose clock runs a little slow.
+            let not_before = now - time::Duration::minutes(5);
+            let lifetime = time::Duration::try_from(self.cfg.certificate_lifetime)
+                .unwrap_or(time::Duration::days(30));
+            let not_after = now + lifetime;
+            let signed = self.signer.issue_agent_for_key(
+                &identity,
+                &csr.public_key,
+                not_before,
+                not_after,
+            )?;
+            for serial in &held {
+                tx.revoke_certificate(serial, now_ms, "replaced")?;
+            }
+            tx.use_token(&token.id)?;
+            tx.record_certificate(&CertificateRow {
+                serial: signed.serial_hex,
+                host_id: identity.host_id.clone(),
+                site: identity.site.clone(),
+                ca_sha256: self.ca_sha256.clone(),
+                not_before_ms: unix_ms(not_before),
+                not_after_ms: unix_ms(not_after),
+                issued_ms: now_ms,
+                how: "enrolled",
+                token_id: Some(token.id.clone()),
+            })?;
+            Ok(IssuedCertificate {
+                certificate_pem: signed.cert_pem,
+                ca_bundle_pem: self.bundle_pem.clone(),
+                host_id: identity.host_id,
+                site: identity.site,
+                not_before_unix_ms: unix_ms(not_before),
+                not_after_unix_ms: unix_ms(not_after),
+            })
+        })
+    }
+}
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,616 @@
+//! Enrollment end to end: tokens made by the collector's command line,
+//! real agents enrolling over real TLS against the token's pinned CA, the
+//! certificate written, and reports under the token's site and comune.
+//! Bad requests are sent by a raw client, each refused and counted, with
+//! a good enrollment after each.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use campanile_agent::enroll::cert_facts::CertFacts;
+use campanile_proto::enrollment::EnrollmentToken;
+use campanile_proto::v1::enrollment_client::EnrollmentClient;
+use campanile_proto::v1::{EnrollRequest, EnrollResponse};
+use campanile_tests::{
+    ChildGuard, TestCollector, TestPki, agent_binary, collector_binary, eventually, http_get_with,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+const SITE: &str = "municipio-a";
+const OTHER_SITE: &str = "municipio-b";
+const ISTAT: &str = "999001";
+const API_TOKEN: &str = "enrollment-test-token";
+
+/// A collector with enrollment on, a register of two sites in two comuni,
+/// and its config written to a file for the command line.
+struct Centre {
+    pki: TestPki,
+    c: TestCollector,
+    config: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Centre {
+    async fn start(extra: &str) -> Result<Self> {
+        let pki = TestPki::new()?;
+        let dir = tempfile::tempdir()?;
+        let register = dir.path().join("register.toml");
+        std::fs::write(
+            &register,
+            format!(
+                r#"
+                [[comune]]
+                istat_code = "{ISTAT}"
+                name = "Borgo Esempio"
+                [[comune]]
+                istat_code = "999002"
+                name = "Castel d'Esempio"
+                [[site]]
+                id = "{SITE}"
+                comune = "{ISTAT}"
+                name = "Municipio"
+                kind = "town_hall"
+                [[site]]
+                id = "{OTHER_SITE}"
+                comune = "999002"
+                name = "Municipio"
+                kind = "town_hall"
+                "#
+            ),
+        )?;
+        let sections = format!(
+            r#"
+            [enrollment]
+            ca_key_path = "{ca_key}"
+            {extra}
+            [territory]
+            register_path = "{register}"
+            [[api.tokens]]
+            name = "test"
+            sha256 = "{api}"
+            "#,
+            ca_key = pki.path().join("ca.key").display(),
+            register = register.display(),
+            api = campanile_proto::hex(&campanile_proto::sha256(API_TOKEN.as_bytes())),
+        );
+        let c = TestCollector::start_with(&pki, &sections).await?;
+        // The command line reads the same config and store as the
+        // running collector.
+        let config = dir.path().join("collector.toml");
+        std::fs::write(
+            &config,
+            pki.collector_toml(
+                &c.db,
+                c.running.grpc_addr.port(),
+                c.running.http_addr.port(),
+                &sections,
+            ),
+        )?;
+        Ok(Self {
+            pki,
+            c,
+            config,
+            dir,
+        })
+    }
+
+    fn grpc(&self) -> SocketAddr {
+        self.c.running.grpc_addr
+    }
+
+    /// `campanile-collector enroll new`, its token read from what it prints.
+    fn new_token(&self, site: &str, more: &[&str]) -> Result<EnrollmentToken> {
+        let out = Command::new(collector_binary()?)
+            .args(["enroll", "new", "--config"])
+            .arg(&self.config)
+            .args(["--site", site])
+            .args(more)
+            .output()?;
+        ensure!(out.status.success(), "enroll new: {out:?}");
+        let text = String::from_utf8(out.stdout)?;
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("cmp1."))
+            .with_context(|| format!("no token in: {text}"))?;
+        ensure!(
+            text.contains("campanile-agent enroll --collector"),
+            "no install command in: {text}"
+        );
+        Ok(EnrollmentToken::parse(line)?)
+    }
+
+    fn enroll_cmd(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(Command::new(collector_binary()?)
+            .arg("enroll")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()?)
+    }
+
+    /// An agent config for `name` in the test's directory: no identity,
+    /// no certificate yet, `more` appended.
+    fn agent_toml(&self, name: &str, more: &str) -> Result<PathBuf> {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("agent.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[collector]
+endpoint = "https://127.0.0.1:{port}"
+server_name = "localhost"
+ca_cert_path = "ca.pem"
+cert_path = "agent.pem"
+key_path = "agent.key"
+connect_timeout_secs = 5
+request_timeout_secs = 10
+[collect]
+interval_secs = 1
+systemd_units = false
+packages = false
+[spool]
+path = "spool.redb"
+[probes]
+enabled = false
+{more}
+"#,
+                port = self.grpc().port()
+            ),
+        )?;
+        Ok(path)
+    }
+
+    async fn enrollments(&self, result: &str) -> Result<f64> {
+        let text = self.c.metrics().await?;
+        Ok(sample(
+            &text,
+            &format!("campanile_enrollments_total{{result=\"{result}\"}}"),
+        ))
+    }
+
+    async fn api(&self, path: &str) -> Result<serde_json::Value> {
+        let (status, body) = http_get_with(&self.c.url(path), Some(API_TOKEN)).await?;
+        ensure!(status == 200, "GET {path}: {status}: {body}");
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Waits until `host` shows in its comune's page under `site`.
+    async fn reported(&self, host: &str, site: &str, istat: &str) -> Result<()> {
+        eventually(
+            Duration::from_secs(30),
+            "the host in its comune",
+            || async {
+                let comune = self.api(&format!("/api/v1/comuni/{istat}")).await.ok()?;
+                comune["sites"].as_array()?.iter().find(|s| {
+                    s["id"] == site
+                        && s["hosts"]
+                            .as_array()
+                            .is_some_and(|h| h.iter().any(|h| h["host_id"] == host))
+                })?;
+                Some(())
+            },
+        )
+        .await
+    }
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn spawn_agent(config: &Path) -> Result<ChildGuard> {
+    Ok(ChildGuard(
+        Command::new(agent_binary()?)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    ))
+}
+
+// The agent and the command line run as processes the test waits for:
+// the collector in this process needs threads of its own meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_enrolls_on_its_first_run_and_reports_under_its_tokens_site_and_comune()
+-> Result<()> {
+    let centre = Centre::start("").await?;
+    let token = centre.new_token(SITE, &["--uses", "1", "--name", "first morning"])?;
+    let config = centre.agent_toml("pc", &format!("[enrollment]\ntoken = \"{token}\""))?;
+    let _agent = spawn_agent(&config)?;
+    let dir = config.parent().context("agent dir")?;
+    let facts = eventually(Duration::from_secs(30), "the certificate", || async {
+        CertFacts::read(&dir.join("agent.pem")).ok()
+    })
+    .await?;
+    assert_eq!(facts.identity.site, SITE);
+    assert!(
+        facts.identity.host_id.ends_with(&format!(".{SITE}")),
+        "the default host id is hostname.site: {}",
+        facts.identity.host_id
+    );
+    let lifetime_days = (facts.not_after_ms - facts.not_before_ms) / 86_400_000;
+    assert_eq!(lifetime_days, 30, "the default lifetime");
+    centre
+        .reported(&facts.identity.host_id, SITE, ISTAT)
+        .await?;
+    #[cfg(unix)]
+    for f in ["agent.key", "agent.pem", "ca.pem"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(f))?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    assert_eq!(centre.enrollments("ok").await?, 1.0);
+    let list = centre.enroll_cmd(&["list"])?;
+    let list = String::from_utf8(list.stdout)?;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&token.id) && l.contains("0/1") && l.contains("used up")),
+        "{list}"
+    );
+    assert!(
+        !list.contains(&token.secret),
+        "the list shows the secret: {list}"
+    );
+    Ok(())
+}
+
+// The agent and the command line run as processes the test waits for:
+// the collector in this process needs threads of its own meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enroll_command_asks_for_a_host_id_and_a_used_token_is_refused() -> Result<()> {
+    let centre = Centre::start("").await?;
+    let token = centre.new_token(SITE, &[])?;
+    let config = centre.agent_toml("a", "")?;
+    let enroll =
+        |config: &Path, host: &str, token: &EnrollmentToken| -> Result<std::process::Output> {
+            Ok(Command::new(agent_binary()?)
+                .args(["enroll", "--config"])
+                .arg(config)
+                .args(["--token", &token.to_string(), "--host-id", host])
+                .output()?)
+        };
+    let out = enroll(&config, "ragioneria-01", &token)?;
+    ensure!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("enrolled as ragioneria-01 (site municipio-a)"),
+        "{text}"
+    );
+    let _agent = spawn_agent(&config)?;
+    centre.reported("ragioneria-01", SITE, ISTAT).await?;
+
+    // The same token again (a replay, or a second PC): used up. Nothing is
+    // written on the second machine.
+    let second = centre.agent_toml("b", "")?;
+    let out = enroll(&second, "ragioneria-02", &token)?;
+    assert!(!out.status.success(), "a used token enrolled: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("used up"), "{err}");
+    assert!(!second.with_file_name("agent.pem").exists());
+    assert_eq!(centre.enrollments("token_used_up").await?, 1.0);
+
+    // A revoked token enrolls nobody.
+    let revoked = centre.new_token(SITE, &["--uses", "5"])?;
+    let out = centre.enroll_cmd(&["revoke", &revoked.id])?;
+    ensure!(out.status.success(), "{out:?}");
+    let out = enroll(&second, "ragioneria-02", &revoked)?;
+    assert!(!out.status.success());
+    assert_eq!(centre.enrollments("token_revoked").await?, 1.0);
+
+    // The host id taken by the first machine is not given to another.
+    let fresh = centre.new_token(SITE, &[])?;
+    let out = enroll(&second, "ragioneria-01", &fresh)?;
+    assert!(
+        !out.status.success(),
+        "a second machine took a host id: {out:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds a valid certificate"));
+    assert_eq!(centre.enrollments("host_taken").await?, 1.0);
+    // The token was not used by that refusal: it still enrolls.
+    let out = enroll(&second, "ragioneria-02", &fresh)?;
+    ensure!(out.status.success(), "{out:?}");
+    Ok(())
+}
+
+// The agent and the command line run as processes the test waits for:
+// the collector in this process needs threads of its own meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_sends_nothing_to_a_collector_whose_ca_is_not_the_tokens() -> Result<()> {
+    let centre = Centre::start("").await?;
+    let token = centre.new_token(SITE, &[])?;
+    let mut forged = token.clone();
+    forged.ca_sha256[0] ^= 0xff;
+    let config = centre.agent_toml("pc", "")?;
+    let out = Command::new(agent_binary()?)
+        .args(["enroll", "--config"])
+        .arg(&config)
+        .args(["--token", &forged.to_string()])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not trusted") && err.contains("token was not sent"),
+        "{err}"
+    );
+    let text = centre.c.metrics().await?;
+    let attempts: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("campanile_enrollments_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(attempts, 0.0, "the collector saw an attempt:\n{text}");
+    // The real token still works: nothing was spent.
+    let out = Command::new(agent_binary()?)
+        .args(["enroll", "--config"])
+        .arg(&config)
+        .args(["--token", &token.to_string()])
+        .output()?;
+    ensure!(out.status.success(), "{out:?}");
+    Ok(())
+}
+
+/// A client that enrolls as an agent would, by hand: TLS trusting the
+/// test CA, no client certificate, any request.
+async fn raw_enroll(
+    pki: &TestPki,
+    grpc: SocketAddr,
+    source: std::net::IpAddr,
+    req: EnrollRequest,
+) -> Result<std::result::Result<EnrollResponse, tonic::Status>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(pki.path().join("ca.pem"))?)?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let tls = tls.clone();
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(source, 0))?;
+            let tcp = socket.connect(grpc).await?;
+            let name = ServerName::try_from("localhost").expect("a name");
+            let stream = tls.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))?
+        .connect_with_connector(connector)
+        .await?;
+    Ok(EnrollmentClient::new(channel)
+        .enroll(req)
+        .await
+        .map(tonic::Response::into_inner))
+}
+
+fn csr(sans: &[&str], edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Result<Vec<u8>> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    for s in sans {
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::URI((*s).try_into()?));
+    }
+    edit(&mut params);
+    Ok(params.serialize_request(&key)?.der().to_vec())
+}
+
+fn fixture(name: &str) -> Result<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../collector/src/enroll/testdata")
+        .join(name);
+    std::fs::read(&path).with_context(|| path.display().to_string())
+}
+
+#[tokio::test]
+async fn every_bad_request_is_refused_and_counted_and_a_good_agent_still_enrolls() -> Result<()> {
+    let centre = Centre::start("").await?;
+    let local: std::net::IpAddr = "127.0.0.1".parse()?;
+    let token = centre.new_token(SITE, &["--uses", "100"])?;
+    let expired = centre.new_token(SITE, &["--expires-in", "1s"])?;
+    let host = |h: &str| format!("urn:campanile:host:{h}");
+    let good = |n: usize| -> Result<EnrollRequest> {
+        Ok(EnrollRequest {
+            token: token.credential(),
+            csr_der: csr(&[&host(&format!("good-{n}"))], |_| {})?,
+            hostname: String::new(),
+        })
+    };
+    // Taken by the first good enrollment.
+    let out = raw_enroll(&centre.pki, centre.grpc(), local, good(0)?).await?;
+    out.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let wrong = EnrollmentToken::new([1; 4], [2; 16], token.ca_sha256);
+    let cases: Vec<(&str, String, Vec<u8>, tonic::Code)> = vec![
+        (
+            "unknown_token",
+            wrong.credential(),
+            csr(&[], |_| {})?,
+            tonic::Code::PermissionDenied,
+        ),
+        (
+            "unknown_token",
+            "not a credential".into(),
+            csr(&[], |_| {})?,
+            tonic::Code::PermissionDenied,
+        ),
+        (
+            "token_expired",
+            expired.credential(),
+            csr(&[&host("x1")], |_| {})?,
+            tonic::Code::PermissionDenied,
+        ),
+        (
+            "bad_host_id",
+            token.credential(),
+            csr(&["urn:campanile:host:PC 01"], |_| {})?,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "extra_san",
+            token.credential(),
+            csr(&[&host("x2"), "https://evil.example"], |_| {})?,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "wrong_site",
+            token.credential(),
+            csr(
+                &[&host("x3"), &format!("urn:campanile:site:{OTHER_SITE}")],
+                |_| {},
+            )?,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "ca_requested",
+            token.credential(),
+            fixture("ca_true.csr.der")?,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "weak_key",
+            token.credential(),
+            fixture("rsa1024.csr.der")?,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "unsupported_key",
+            token.credential(),
+            fixture("p521.csr.der")?,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "bad_csr",
+            token.credential(),
+            b"\x30\x03\x02\x01\x00".to_vec(),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "host_taken",
+            token.credential(),
+            csr(&[&host("good-0")], |_| {})?,
+            tonic::Code::AlreadyExists,
+        ),
+    ];
+    for (n, (label, credential, csr_der, code)) in cases.into_iter().enumerate() {
+        let before = centre.enrollments(label).await?;
+        let refused = raw_enroll(
+            &centre.pki,
+            centre.grpc(),
+            local,
+            EnrollRequest {
+                token: credential,
+                csr_der,
+                hostname: "pc".into(),
+            },
+        )
+        .await?;
+        match refused {
+            Ok(r) => bail!("{label}: enrolled: {r:?}"),
+            Err(s) => assert_eq!(s.code(), code, "{label}: {s:?}"),
+        }
+        assert_eq!(centre.enrollments(label).await?, before + 1.0, "{label}");
+        // And a good agent still enrolls.
+        let ok = raw_enroll(&centre.pki, centre.grpc(), local, good(n + 1)?).await?;
+        let cert = ok
+            .map_err(|s| anyhow::anyhow!("after {label}: {s:?}"))?
+            .certificate
+            .context("a certificate")?;
+        assert_eq!(cert.host_id, format!("good-{}", n + 1));
+        assert_eq!(cert.site, SITE);
+    }
+    let text = centre.c.metrics().await?;
+    assert_eq!(
+        sample(&text, "campanile_enrollments_total{result=\"ok\"}"),
+        12.0
+    );
+    // Uses: one per good enrollment, none for the refusals.
+    let list = String::from_utf8(centre.enroll_cmd(&["list"])?.stdout)?;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&token.id) && l.contains("88/100")),
+        "{list}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn refused_tokens_from_one_source_are_limited_while_others_still_enroll() -> Result<()> {
+    let centre = Centre::start("max_failed_attempts_per_source = 3").await?;
+    let token = centre.new_token(SITE, &["--uses", "5"])?;
+    let wrong = EnrollmentToken::new([1; 4], [2; 16], token.ca_sha256);
+    let (guesser, other): (std::net::IpAddr, std::net::IpAddr) =
+        ("127.0.0.2".parse()?, "127.0.0.3".parse()?);
+    let req = |t: &EnrollmentToken, host: &str| -> Result<EnrollRequest> {
+        Ok(EnrollRequest {
+            token: t.credential(),
+            csr_der: csr(&[&format!("urn:campanile:host:{host}")], |_| {})?,
+            hostname: String::new(),
+        })
+    };
+    for _ in 0..3 {
+        let r = raw_enroll(&centre.pki, centre.grpc(), guesser, req(&wrong, "g")?).await?;
+        assert_eq!(
+            r.err().map(|s| s.code()),
+            Some(tonic::Code::PermissionDenied)
+        );
+    }
+    // Even the right token is refused unread from that source now.
+    let r = raw_enroll(&centre.pki, centre.grpc(), guesser, req(&token, "g")?).await?;
+    assert_eq!(
+        r.err().map(|s| s.code()),
+        Some(tonic::Code::ResourceExhausted)
+    );
+    assert_eq!(centre.enrollments("rate_limited").await?, 1.0);
+    let r = raw_enroll(&centre.pki, centre.grpc(), other, req(&token, "elsewhere")?).await?;
+    r.map_err(|s| anyhow::anyhow!("another source: {s:?}"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_connection_without_a_certificate_can_do_nothing_but_enroll() -> Result<()> {
+    let centre = Centre::start("").await?;
+    let ca = std::fs::read(centre.pki.path().join("ca.pem"))?;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", centre.grpc()))?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    let status = campanile_proto::v1::ingest_client::IngestClient::new(channel)
+        .deliver(campanile_proto::v1::DeliverRequest {
+            reports: vec![campanile_tests::steady_report("intruder").await],
+            agent_stats: None,
+            sent_unix_ms: 0,
+        })
+        .await
+        .expect_err("a report without a certificate was accepted");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    let text = centre.c.metrics().await?;
+    assert_eq!(
+        sample(
+            &text,
+            "campanile_ingest_requests_rejected_total{reason=\"no_client_certificate\"}"
+        ),
+        1.0
+    );
+    assert!(centre.c.running.store.inventory("intruder")?.is_none());
+    Ok(())
+}
