@@ -39,10 +39,27 @@ struct RawIdentity {
     host_id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEnrollment {
     token: Option<String>,
+    #[serde(default = "default_renew_percent")]
+    renew_when_remaining_percent: u8,
+}
+
+impl Default for RawEnrollment {
+    fn default() -> Self {
+        Self {
+            token: None,
+            renew_when_remaining_percent: default_renew_percent(),
+        }
+    }
+}
+
+/// Half its life: a 30-day certificate is renewed with 15 days left, time
+/// for the collector to be down a week and the agent still to renew.
+fn default_renew_percent() -> u8 {
+    50
 }
 
 #[derive(Debug, Deserialize)]
@@ -545,6 +562,9 @@ pub struct AgentConfig {
     pub host_id: Option<String>,
     /// Enrolls with this token on the first `run` without a certificate.
     pub enrollment_token: Option<EnrollmentToken>,
+    /// Renews the certificate once less than this share of its lifetime
+    /// remains (percent).
+    pub renew_when_remaining_percent: u8,
     pub collector: CollectorEndpoint,
     pub collect: CollectConfig,
     pub send: SendConfig,
@@ -563,6 +583,13 @@ impl AgentConfig {
             identity::validate_id("host", h)
                 .map_err(|e| invalid("identity.host_id", e.to_string()))?;
         }
+        if !(1..=90).contains(&raw.enrollment.renew_when_remaining_percent) {
+            return Err(invalid(
+                "enrollment.renew_when_remaining_percent",
+                "must be between 1 and 90".into(),
+            ));
+        }
+        let renew_when_remaining_percent = raw.enrollment.renew_when_remaining_percent;
         let enrollment_token = raw
             .enrollment
             .token
@@ -597,6 +624,7 @@ impl AgentConfig {
         Ok(Self {
             host_id: raw.identity.host_id,
             enrollment_token,
+            renew_when_remaining_percent,
             collector: CollectorEndpoint {
                 authority: rest.split('/').next().unwrap_or(rest).to_owned(),
                 endpoint,

@@ -196,6 +196,10 @@ pub struct Agent {
     cfg: AgentConfig,
     /// The host id of its certificate.
     host_id: String,
+    /// What its certificate says, for renewal.
+    cert: enroll::cert_facts::CertFacts,
+    /// Between failed renewals.
+    renew_backoff: Backoff,
     collector: HostCollector,
     builder: ReportBuilder,
     spool: Spool,
@@ -216,7 +220,7 @@ impl Agent {
     /// prepares the connection; nothing is sent yet.
     pub fn new(cfg: AgentConfig) -> Result<Self, AgentError> {
         let facts = enroll::cert_facts::CertFacts::read(&cfg.collector.cert_path)?;
-        let host_id = facts.identity.host_id;
+        let host_id = facts.identity.host_id.clone();
         if let Some(configured) = &cfg.host_id
             && *configured != host_id
         {
@@ -234,6 +238,8 @@ impl Agent {
         Ok(Self {
             builder: ReportBuilder::new(host_id.clone()),
             host_id,
+            cert: facts,
+            renew_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(600)),
             spool,
             // Cap at one interval: a new report is waiting by then anyway.
             backoff: Backoff::new(
@@ -251,6 +257,50 @@ impl Agent {
 
     pub fn interval(&self) -> Duration {
         self.interval
+    }
+
+    /// When the certificate is due for renewal: once less than
+    /// `renew_when_remaining_percent` of its lifetime remains.
+    fn renewal_due(&self) -> Instant {
+        let c = &self.cert;
+        let life = (c.not_after_ms - c.not_before_ms).max(0);
+        let remaining = life * i64::from(self.cfg.renew_when_remaining_percent) / 100;
+        let due_ms = c.not_after_ms - remaining;
+        let wait_ms = u64::try_from(due_ms - now_ms()).unwrap_or(0);
+        Instant::now() + Duration::from_millis(wait_ms)
+    }
+
+    /// Renews the certificate over the agent's connection and switches to
+    /// it; on failure, the next attempt after a backoff. Reporting goes on
+    /// either way, on whichever certificate is in force.
+    async fn renew(&mut self) -> Instant {
+        let paths = enroll::CertPaths {
+            ca_cert: self.cfg.collector.ca_cert_path.clone(),
+            cert: self.cfg.collector.cert_path.clone(),
+            key: self.cfg.collector.key_path.clone(),
+        };
+        let renewed = enroll::renew(self.transport.channel(), &self.cert.identity, &paths).await;
+        let switched = renewed.map_err(|e| e.to_string()).and_then(|facts| {
+            // The files are replaced: connect with them from now on.
+            Transport::new(&self.cfg.collector)
+                .map(|t| (facts, t))
+                .map_err(|e| e.to_string())
+        });
+        match switched {
+            Ok((facts, transport)) => {
+                let valid_secs = (facts.not_after_ms - now_ms()) / 1000;
+                tracing::info!(host_id = %self.host_id, valid_secs, "certificate renewed");
+                self.cert = facts;
+                self.transport = transport;
+                self.renew_backoff.reset();
+                self.renewal_due()
+            }
+            Err(error) => {
+                let wait = self.renew_backoff.next_delay().max(Duration::from_secs(1));
+                tracing::warn!(%error, retry_in_secs = wait.as_secs(), "certificate renewal failed; reporting goes on");
+                Instant::now() + wait
+            }
+        }
     }
 
     pub fn spool(&self) -> &Spool {
@@ -448,13 +498,24 @@ impl Agent {
             "agent started"
         );
         let mut next_collect = Instant::now();
+        let mut next_renewal = self.renewal_due();
         // Reports left from the last run go out first.
         let mut next_send: Option<Instant> = (!self.spool.is_empty()).then(Instant::now);
         loop {
-            let wake = next_send.map_or(next_collect, |s| s.min(next_collect));
+            let wake = next_send
+                .map_or(next_collect, |s| s.min(next_collect))
+                .min(next_renewal);
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(wake) => {}
+            }
+            if Instant::now() >= next_renewal {
+                let renewal = self.renew();
+                tokio::pin!(renewal);
+                next_renewal = tokio::select! {
+                    _ = &mut shutdown => break,
+                    due = &mut renewal => due,
+                };
             }
             let now = Instant::now();
             if now >= next_collect {

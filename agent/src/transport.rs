@@ -48,6 +48,8 @@ pub struct Transport {
     /// ([`campanile_proto::COMPRESS_MIN_BYTES`]).
     plain: IngestClient<Channel>,
     gzip: IngestClient<Channel>,
+    /// For other calls over the same connection (renewal).
+    channel: Channel,
     endpoint: String,
 }
 
@@ -93,14 +95,20 @@ impl Transport {
             Arc::new(tls),
         )
         .map_err(|e| err(e.to_string()))?;
-        let plain = IngestClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
+        let plain = IngestClient::new(channel.clone()).accept_compressed(CompressionEncoding::Gzip);
         Ok(Self {
+            channel,
             // A backlog of similar reports compresses several times over
             // on slow municipal links.
             gzip: plain.clone().send_compressed(CompressionEncoding::Gzip),
             plain,
             endpoint: cfg.endpoint.clone(),
         })
+    }
+
+    /// The connection to the collector, for calls beside Deliver.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     pub fn endpoint(&self) -> &str {

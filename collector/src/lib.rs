@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use campanile_proto::v1::certificates_server::CertificatesServer;
 use campanile_proto::v1::enrollment_server::EnrollmentServer;
 use campanile_proto::v1::ingest_server::IngestServer;
 use tokio::net::TcpListener;
@@ -155,18 +156,25 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     .max_decoding_message_size(cfg.grpc.max_message_bytes)
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip);
+    let mut agent_routes = tonic::service::Routes::new(service);
     let enrolling = match cfg.enrollment.clone() {
         Some(e) => {
             let max_connections = e.max_connections;
-            let enroller = enroll::Enroller::new(
+            let enroller = Arc::new(enroll::Enroller::new(
                 e,
                 &cfg.tls.ca_cert_path,
                 store.clone(),
                 telemetry.enrollments.clone(),
-            )?;
-            let service =
-                EnrollmentServer::new(enroll::service::EnrollmentService::new(Arc::new(enroller)))
-                    .max_decoding_message_size(ENROLL_MAX_MESSAGE_BYTES);
+                telemetry.renewals.clone(),
+            )?);
+            agent_routes = agent_routes.add_service(
+                CertificatesServer::new(enroll::service::CertificatesService::new(
+                    enroller.clone(),
+                ))
+                .max_decoding_message_size(ENROLL_MAX_MESSAGE_BYTES),
+            );
+            let service = EnrollmentServer::new(enroll::service::EnrollmentService::new(enroller))
+                .max_decoding_message_size(ENROLL_MAX_MESSAGE_BYTES);
             Some(ingest::grpc_server::EnrollingRoutes {
                 routes: tonic::service::Routes::new(service).prepare(),
                 max_connections,
@@ -176,7 +184,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     };
     let grpc = tokio::spawn(ingest::grpc_server::serve(
         incoming,
-        tonic::service::Routes::new(service).prepare(),
+        agent_routes.prepare(),
         enrolling,
         ingest::grpc_server::Http2 {
             keepalive_interval: Duration::from_secs(60),

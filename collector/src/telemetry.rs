@@ -49,6 +49,8 @@ pub struct Telemetry {
     pub alert_evaluations: IntCounterVec,
     /// `campanile_enrollments_total{result}`.
     pub enrollments: IntCounterVec,
+    /// `campanile_renewals_total{result}`.
+    pub renewals: IntCounterVec,
 }
 
 /// Reasons a request is refused; pre-registered so every series exists from
@@ -92,6 +94,22 @@ pub const ENROLLMENT_RESULTS: &[&str] = &[
     "weak_key",
     "unsupported_key",
     "host_taken",
+    "store_error",
+    "signing_failed",
+];
+/// Results of renewals (`campanile_renewals_total`).
+pub const RENEWAL_RESULTS: &[&str] = &[
+    "ok",
+    "unauthenticated",
+    "bad_csr",
+    "bad_host_id",
+    "extra_san",
+    "wrong_host",
+    "wrong_site",
+    "ca_requested",
+    "weak_key",
+    "unsupported_key",
+    "same_key",
     "store_error",
     "signing_failed",
 ];
@@ -320,6 +338,18 @@ impl Telemetry {
         for r in ENROLLMENT_RESULTS {
             enrollments.with_label_values(&[r]);
         }
+        let renewals = IntCounterVec::new(
+            Opts::new(
+                "campanile_renewals_total",
+                "Certificate renewals asked by agents over their own connection, by result: ok, \
+                 or why it was refused.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for r in RENEWAL_RESULTS {
+            renewals.with_label_values(&[r]);
+        }
         for r in REJECT_REASONS {
             requests_rejected.with_label_values(&[r]);
         }
@@ -361,6 +391,7 @@ impl Telemetry {
             Box::new(alert_evaluation_duration.clone()),
             Box::new(alert_evaluations.clone()),
             Box::new(enrollments.clone()),
+            Box::new(renewals.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -394,6 +425,7 @@ impl Telemetry {
             alert_evaluation_duration,
             alert_evaluations,
             enrollments,
+            renewals,
         }
     }
 }

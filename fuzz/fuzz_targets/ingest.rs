@@ -85,6 +85,8 @@ fuzz_target!(|data: &[u8]| {
         identity: HostIdentity::new(HOST, "fuzz-site").map_err(|e| e.to_string()),
         cert_not_after_ms: Some(i64::from(mode) * 86_400_000),
         enrolling: false,
+        cert_serial: None,
+        cert_key_sha256: None,
     });
     let _ = s.runtime.block_on(s.service.deliver(request));
     // What was stored reads back, whatever it was.

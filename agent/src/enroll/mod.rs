@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use campanile_proto::enrollment::EnrollmentToken;
 use campanile_proto::identity::{HOST_URI_PREFIX, validate_id};
-use campanile_proto::v1::EnrollRequest;
+use campanile_proto::v1::certificates_client::CertificatesClient;
 use campanile_proto::v1::enrollment_client::EnrollmentClient;
+use campanile_proto::v1::{EnrollRequest, IssuedCertificate, RenewRequest};
 use rcgen::PublicKeyData;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -142,19 +143,78 @@ pub async fn enroll(e: &Enrollment, paths: &CertPaths) -> Result<CertFacts, Enro
             });
         }
     };
+    accept(&issued, &key, Some(&e.token.ca_sha256), paths, bad_answer)
+}
+
+/// Renews over the agent's own connection: a new key, a CSR naming
+/// `identity`, the certificate checked to be for that key and identity,
+/// then the three files replaced.
+pub async fn renew(
+    channel: tonic::transport::Channel,
+    identity: &campanile_proto::identity::HostIdentity,
+    paths: &CertPaths,
+) -> Result<CertFacts, EnrollError> {
+    let endpoint = "the collector".to_owned();
+    let (key, csr_der) = key_and_csr(Some(&identity.host_id))?;
+    let answer = CertificatesClient::new(channel)
+        .renew(RenewRequest { csr_der })
+        .await
+        .map_err(|status| EnrollError::Refused {
+            endpoint: endpoint.clone(),
+            code: status.code(),
+            message: status.message().to_owned(),
+        })?;
+    let issued = answer
+        .into_inner()
+        .certificate
+        .ok_or_else(|| EnrollError::BadAnswer {
+            endpoint: endpoint.clone(),
+            message: "no certificate".into(),
+        })?;
+    if issued.host_id != identity.host_id || issued.site != identity.site {
+        return Err(EnrollError::BadAnswer {
+            endpoint,
+            message: format!(
+                "a certificate for {} (site {}), not for this agent",
+                issued.host_id, issued.site
+            ),
+        });
+    }
+    accept(&issued, &key, None, paths, |message| {
+        EnrollError::BadAnswer {
+            endpoint: endpoint.clone(),
+            message,
+        }
+    })
+}
+
+/// Checks what the collector signed (for `key`, with a bundle holding the
+/// pinned CA if there is one) and writes it with the key.
+fn accept(
+    issued: &IssuedCertificate,
+    key: &rcgen::KeyPair,
+    pin: Option<&[u8; 32]>,
+    paths: &CertPaths,
+    bad: impl Fn(String) -> EnrollError,
+) -> Result<CertFacts, EnrollError> {
     let facts = CertFacts::from_pem(issued.certificate_pem.as_bytes())
-        .map_err(|m| bad_answer(format!("a certificate that does not read: {m}")))?;
+        .map_err(|m| bad(format!("a certificate that does not read: {m}")))?;
     let der = CertificateDer::from_pem_slice(issued.certificate_pem.as_bytes())
-        .map_err(|err| bad_answer(format!("a certificate that does not read: {err}")))?;
-    if !certifies_key(&der, &key) {
-        return Err(bad_answer(
+        .map_err(|err| bad(format!("a certificate that does not read: {err}")))?;
+    if !certifies_key(&der, key) {
+        return Err(bad(
             "a certificate for another key than the one this agent made".into(),
         ));
     }
-    if !bundle_holds(&issued.ca_bundle_pem, &e.token.ca_sha256) {
-        return Err(bad_answer(
-            "a CA bundle without the CA the token names".into(),
-        ));
+    if pin.is_some_and(|pin| !bundle_holds(&issued.ca_bundle_pem, pin)) {
+        return Err(bad("a CA bundle without the CA the token names".into()));
+    }
+    if CertificateDer::pem_slice_iter(issued.ca_bundle_pem.as_bytes())
+        .filter_map(Result::ok)
+        .next()
+        .is_none()
+    {
+        return Err(bad("no CA bundle".into()));
     }
     files::write_credentials(
         paths,

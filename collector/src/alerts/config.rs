@@ -557,7 +557,11 @@ fn validate_rules(
             .into(),
     };
     let offset = raw.clock_skew.max_offset_secs.unwrap_or(60);
-    let within = raw.certificate_expiry.within_days.unwrap_or(30);
+    // A week: an enrolled agent's 30-day certificate renews with 15 days
+    // left, so this fires only for one that has failed to renew for eight
+    // days (30 would fire for every enrolled agent, always), and still
+    // leaves a week to act.
+    let within = raw.certificate_expiry.within_days.unwrap_or(7);
     if offset == 0 || within == 0 {
         return Err(invalid(
             "alerts.rules",

@@ -27,12 +27,14 @@ use campanile_proto::enrollment::parse_credential;
 use campanile_proto::hex;
 use campanile_proto::identity::HostIdentity;
 use campanile_proto::v1::{EnrollRequest, IssuedCertificate};
+use rcgen::PublicKeyData;
 use time::OffsetDateTime;
 
+use crate::ingest::tls::PeerInfo;
 use crate::ingest::tls::source::SourceKey;
 use crate::pki::{Ca, PkiError};
 use crate::store::Store;
-use crate::store::certificates::CertificateRow;
+use crate::store::certificates::{CertificateRow, CertificateTx};
 use attempts::FailedAttempts;
 use config::EnrollmentConfig;
 pub use refusal::Refusal;
@@ -47,6 +49,7 @@ pub struct Enroller {
     cfg: EnrollmentConfig,
     attempts: FailedAttempts,
     results: prometheus::IntCounterVec,
+    renewals: prometheus::IntCounterVec,
 }
 
 impl Enroller {
@@ -57,6 +60,7 @@ impl Enroller {
         bundle_path: &std::path::Path,
         store: Arc<Store>,
         results: prometheus::IntCounterVec,
+        renewals: prometheus::IntCounterVec,
     ) -> Result<Self, PkiError> {
         let signer = Ca::load_signer(bundle_path, &cfg.ca_key_path)?;
         let ca_sha256 = hex(&signer.sha256()?);
@@ -75,6 +79,97 @@ impl Enroller {
             ),
             cfg,
             results,
+            renewals,
+        })
+    }
+
+    /// A new certificate for the identity `peer`'s certificate carries,
+    /// for the new key of `csr_der`; counted and logged. Blocking.
+    pub fn renew(&self, peer: &PeerInfo, csr_der: &[u8]) -> Result<IssuedCertificate, Refusal> {
+        let result = self.try_renew(peer, csr_der);
+        let label = match &result {
+            Ok(issued) => {
+                tracing::info!(host = %issued.host_id, site = %issued.site, "certificate renewed");
+                "ok"
+            }
+            Err(refusal) => {
+                tracing::info!(peer = %peer.remote_addr, reason = refusal.reason_label(),
+                    error = %refusal, "renewal refused");
+                refusal.reason_label()
+            }
+        };
+        self.renewals.with_label_values(&[label]).inc();
+        result
+    }
+
+    fn try_renew(&self, peer: &PeerInfo, csr_der: &[u8]) -> Result<IssuedCertificate, Refusal> {
+        let identity = peer.identity.clone().map_err(Refusal::Unauthenticated)?;
+        let csr = csr::check(csr_der)?;
+        if let Some(asked) = &csr.host_id
+            && *asked != identity.host_id
+        {
+            return Err(Refusal::WrongHost {
+                asked: asked.clone(),
+                expected: identity.host_id,
+            });
+        }
+        if let Some(asked) = &csr.site
+            && *asked != identity.site
+        {
+            return Err(Refusal::WrongSite {
+                asked: asked.clone(),
+                expected: identity.site,
+            });
+        }
+        let key = campanile_proto::sha256(&csr.public_key.subject_public_key_info());
+        if peer.cert_key_sha256 == Some(key) {
+            return Err(Refusal::SameKey);
+        }
+        self.store.certificates(|tx| {
+            self.sign_and_record(tx, &identity, &csr.public_key, "renewed", None)
+        })
+    }
+
+    /// Signs a certificate of the configured lifetime from now and records
+    /// it in the ledger, in `tx`.
+    fn sign_and_record(
+        &self,
+        tx: &CertificateTx<'_>,
+        identity: &HostIdentity,
+        key: &rcgen::PublicKey,
+        how: &'static str,
+        token_id: Option<String>,
+    ) -> Result<IssuedCertificate, Refusal> {
+        let now = OffsetDateTime::now_utc();
+        let lifetime = time::Duration::try_from(self.cfg.certificate_lifetime)
+            .unwrap_or(time::Duration::days(30));
+        // Valid a little before now, for agents whose clock runs slow: five
+        // minutes, or a tenth of a short lifetime (whose agent renews at
+        // half of it: backdating must not eat that half).
+        let backdate: time::Duration = (lifetime / 10_i32).min(time::Duration::minutes(5));
+        let not_before = now - backdate;
+        let not_after = now + lifetime;
+        let signed = self
+            .signer
+            .issue_agent_for_key(identity, key, not_before, not_after)?;
+        tx.record_certificate(&CertificateRow {
+            serial: signed.serial_hex,
+            host_id: identity.host_id.clone(),
+            site: identity.site.clone(),
+            ca_sha256: self.ca_sha256.clone(),
+            not_before_ms: unix_ms(not_before),
+            not_after_ms: unix_ms(not_after),
+            issued_ms: unix_ms(now),
+            how,
+            token_id,
+        })?;
+        Ok(IssuedCertificate {
+            certificate_pem: signed.cert_pem,
+            ca_bundle_pem: self.bundle_pem.clone(),
+            host_id: identity.host_id.clone(),
+            site: identity.site.clone(),
+            not_before_unix_ms: unix_ms(not_before),
+            not_after_unix_ms: unix_ms(not_after),
         })
     }
 
@@ -141,7 +236,7 @@ impl Enroller {
             {
                 return Err(Refusal::WrongSite {
                     asked: asked.clone(),
-                    token: token.site.clone(),
+                    expected: token.site.clone(),
                 });
             }
             let host_id = match &csr.host_id {
@@ -162,40 +257,17 @@ impl Enroller {
             if (!held.is_empty() || reported) && !token.may_replace {
                 return Err(Refusal::HostTaken(host_id));
             }
-            // Five minutes back, for agents whose clock runs a little slow.
-            let not_before = now - time::Duration::minutes(5);
-            let lifetime = time::Duration::try_from(self.cfg.certificate_lifetime)
-                .unwrap_or(time::Duration::days(30));
-            let not_after = now + lifetime;
-            let signed = self.signer.issue_agent_for_key(
-                &identity,
-                &csr.public_key,
-                not_before,
-                not_after,
-            )?;
             for serial in &held {
                 tx.revoke_certificate(serial, now_ms, "replaced")?;
             }
             tx.use_token(&token.id)?;
-            tx.record_certificate(&CertificateRow {
-                serial: signed.serial_hex,
-                host_id: identity.host_id.clone(),
-                site: identity.site.clone(),
-                ca_sha256: self.ca_sha256.clone(),
-                not_before_ms: unix_ms(not_before),
-                not_after_ms: unix_ms(not_after),
-                issued_ms: now_ms,
-                how: "enrolled",
-                token_id: Some(token.id.clone()),
-            })?;
-            Ok(IssuedCertificate {
-                certificate_pem: signed.cert_pem,
-                ca_bundle_pem: self.bundle_pem.clone(),
-                host_id: identity.host_id,
-                site: identity.site,
-                not_before_unix_ms: unix_ms(not_before),
-                not_after_unix_ms: unix_ms(not_after),
-            })
+            self.sign_and_record(
+                tx,
+                &identity,
+                &csr.public_key,
+                "enrolled",
+                Some(token.id.clone()),
+            )
         })
     }
 }

@@ -24,8 +24,14 @@ pub enum Refusal {
     BadHostId(String),
     #[error("the CSR asks for a name beyond one host and one site: {0}")]
     ExtraSan(String),
-    #[error("the CSR asks for site {asked:?}, the token is for site {token:?}")]
-    WrongSite { asked: String, token: String },
+    #[error("the CSR asks for site {asked:?}, not {expected:?}")]
+    WrongSite { asked: String, expected: String },
+    #[error("the CSR asks for host {asked:?}, the certificate presented is for {expected:?}")]
+    WrongHost { asked: String, expected: String },
+    #[error("the CSR is for the key of the certificate presented: renew with a new key")]
+    SameKey,
+    #[error("the certificate presented carries no host identity: {0}")]
+    Unauthenticated(String),
     #[error("the CSR asks for a CA certificate")]
     CaRequested,
     #[error("weak key: {0}")]
@@ -55,6 +61,9 @@ impl Refusal {
             Self::BadHostId(_) => "bad_host_id",
             Self::ExtraSan(_) => "extra_san",
             Self::WrongSite { .. } => "wrong_site",
+            Self::WrongHost { .. } => "wrong_host",
+            Self::SameKey => "same_key",
+            Self::Unauthenticated(_) => "unauthenticated",
             Self::CaRequested => "ca_requested",
             Self::WeakKey(_) => "weak_key",
             Self::UnsupportedKey(_) => "unsupported_key",
@@ -84,10 +93,13 @@ impl Refusal {
             | Self::BadHostId(_)
             | Self::ExtraSan(_)
             | Self::WrongSite { .. }
+            | Self::WrongHost { .. }
+            | Self::SameKey
             | Self::CaRequested
             | Self::WeakKey(_)
             | Self::UnsupportedKey(_) => tonic::Status::invalid_argument(msg),
             Self::HostTaken(_) => tonic::Status::already_exists(msg),
+            Self::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
             Self::Store(_) => tonic::Status::unavailable(msg),
             Self::Sign(_) => tonic::Status::internal(msg),
         }
@@ -110,7 +122,7 @@ mod tests {
             Refusal::ExtraSan(String::new()),
             Refusal::WrongSite {
                 asked: String::new(),
-                token: String::new(),
+                expected: String::new(),
             },
             Refusal::CaRequested,
             Refusal::WeakKey(String::new()),
@@ -133,5 +145,24 @@ mod tests {
             all.len() + 1,
             "and ok"
         );
+        let renewal = [
+            Refusal::WrongHost {
+                asked: String::new(),
+                expected: String::new(),
+            },
+            Refusal::SameKey,
+            Refusal::Unauthenticated(String::new()),
+        ];
+        for r in all.iter().chain(&renewal) {
+            // Token refusals and rate limits do not happen to renewals.
+            if r.is_token_failure() || matches!(r, Refusal::RateLimited | Refusal::HostTaken(_)) {
+                continue;
+            }
+            assert!(
+                crate::telemetry::RENEWAL_RESULTS.contains(&r.reason_label()),
+                "{}",
+                r.reason_label()
+            );
+        }
     }
 }

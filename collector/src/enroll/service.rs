@@ -1,10 +1,13 @@
 //! The Enrollment gRPC service, served only to connections that present
-//! no client certificate (`ingest::grpc_server` gives those nothing else).
+//! no client certificate (`ingest::grpc_server` gives those nothing else),
+//! and the Certificates service (renewal), served to agents over their own
+//! mTLS connection.
 
 use std::sync::Arc;
 
+use campanile_proto::v1::certificates_server::Certificates;
 use campanile_proto::v1::enrollment_server::Enrollment;
-use campanile_proto::v1::{EnrollRequest, EnrollResponse};
+use campanile_proto::v1::{EnrollRequest, EnrollResponse, RenewRequest, RenewResponse};
 use tonic::{Request, Response, Status};
 
 use super::Enroller;
@@ -40,6 +43,41 @@ impl Enrollment for EnrollmentService {
             .map_err(|e| Status::internal(format!("enrollment task failed: {e}")))?;
         match issued {
             Ok(certificate) => Ok(Response::new(EnrollResponse {
+                certificate: Some(certificate),
+            })),
+            Err(refusal) => Err(refusal.status()),
+        }
+    }
+}
+
+pub struct CertificatesService {
+    enroller: Arc<Enroller>,
+}
+
+impl CertificatesService {
+    pub fn new(enroller: Arc<Enroller>) -> Self {
+        Self { enroller }
+    }
+}
+
+#[tonic::async_trait]
+impl Certificates for CertificatesService {
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        let peer = request
+            .extensions()
+            .get::<PeerInfo>()
+            .cloned()
+            .ok_or_else(|| Status::internal("request without its connection's peer"))?;
+        let req = request.into_inner();
+        let enroller = self.enroller.clone();
+        let issued = tokio::task::spawn_blocking(move || enroller.renew(&peer, &req.csr_der))
+            .await
+            .map_err(|e| Status::internal(format!("renewal task failed: {e}")))?;
+        match issued {
+            Ok(certificate) => Ok(Response::new(RenewResponse {
                 certificate: Some(certificate),
             })),
             Err(refusal) => Err(refusal.status()),

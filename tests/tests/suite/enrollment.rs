@@ -614,3 +614,84 @@ async fn a_connection_without_a_certificate_can_do_nothing_but_enroll() -> Resul
     assert!(centre.c.running.store.inventory("intruder")?.is_none());
     Ok(())
 }
+
+// The agent runs as a process while the collector serves in this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_certificate_is_renewed_with_a_new_key_and_reports_go_on() -> Result<()> {
+    let centre = Centre::start("certificate_lifetime_secs = 20").await?;
+    let token = centre.new_token(SITE, &[])?;
+    let config = centre.agent_toml(
+        "pc",
+        &format!("[enrollment]\ntoken = \"{token}\"\n[identity]\nhost_id = \"ufficio-01\""),
+    )?;
+    let dir = config.parent().context("agent dir")?.to_owned();
+    let _agent = spawn_agent(&config)?;
+    let first = eventually(Duration::from_secs(30), "the first certificate", || async {
+        CertFacts::read(&dir.join("agent.pem")).ok()
+    })
+    .await?;
+    let first_key = std::fs::read(dir.join("agent.key"))?;
+    centre.reported("ufficio-01", SITE, ISTAT).await?;
+    // Due at half of its 22 s (20 s and 2 s backdated): within about 11 s.
+    let renewed = eventually(Duration::from_secs(30), "a renewed certificate", || async {
+        CertFacts::read(&dir.join("agent.pem"))
+            .ok()
+            .filter(|f| f.not_after_ms > first.not_after_ms)
+    })
+    .await?;
+    assert_eq!(renewed.identity, first.identity);
+    assert_ne!(
+        std::fs::read(dir.join("agent.key"))?,
+        first_key,
+        "a renewal brings a new key"
+    );
+    ensure!(
+        centre
+            .c
+            .metrics()
+            .await?
+            .contains("campanile_renewals_total{result=\"ok\"}")
+    );
+    let seq_at_renewal = centre
+        .c
+        .running
+        .store
+        .latest_delivery("ufficio-01")?
+        .map_or(0, |(_, seq)| seq);
+    // Reports go on over the new certificate, past the old one's expiry,
+    // with no report lost or sent twice: every seq up to the latest was
+    // accepted once.
+    eventually(
+        Duration::from_secs(40),
+        "reports past the first expiry",
+        || async {
+            let (_, seq) = centre
+                .c
+                .running
+                .store
+                .latest_delivery("ufficio-01")
+                .ok()??;
+            let expired = campanile_agent::now_ms() > first.not_after_ms + 2_000;
+            (expired && seq > seq_at_renewal + 5).then_some(())
+        },
+    )
+    .await?;
+    eventually(
+        Duration::from_secs(10),
+        "every report accepted once",
+        || async {
+            let text = centre.c.metrics().await.ok()?;
+            let (_, seq) = centre
+                .c
+                .running
+                .store
+                .latest_delivery("ufficio-01")
+                .ok()??;
+            let accepted = sample(&text, "campanile_ingest_reports_accepted_total");
+            let duplicates = sample(&text, "campanile_ingest_reports_duplicate_total");
+            (accepted == seq as f64 && duplicates == 0.0).then_some(())
+        },
+    )
+    .await?;
+    Ok(())
+}

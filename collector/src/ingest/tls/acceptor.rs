@@ -18,7 +18,7 @@ use crate::ingest::tls::admission::{Admission, AdmissionGauges, AdmissionLimits,
 use crate::ingest::tls::slots::Slots;
 use crate::ingest::tls::source::SourceKey;
 use crate::ingest::tls::stream::{
-    AuthenticatedStream, Counted, IdleTimer, InFlight, PeerInfo, identity_from_cert,
+    AuthenticatedStream, Counted, IdleTimer, InFlight, LeafFacts, PeerInfo, identity_from_cert,
 };
 use crate::telemetry::Telemetry;
 
@@ -221,9 +221,19 @@ impl Shared {
         let leaf = conn.peer_certificates().and_then(|c| c.first());
         // Only when enrollment is on does the handshake let such a peer in.
         let enrolling = leaf.is_none();
-        let (identity, cert_not_after_ms) = match leaf {
+        let LeafFacts {
+            identity,
+            not_after_ms: cert_not_after_ms,
+            serial: cert_serial,
+            key_sha256: cert_key_sha256,
+        } = match leaf {
             Some(leaf) => identity_from_cert(leaf),
-            None => (Err("no client certificate".into()), None),
+            None => LeafFacts {
+                identity: Err("no client certificate".into()),
+                not_after_ms: None,
+                serial: None,
+                key_sha256: None,
+            },
         };
         // A resumed session skips the chain check: its certificate was
         // valid when the session began, and must still be.
@@ -250,6 +260,8 @@ impl Shared {
                 identity,
                 cert_not_after_ms,
                 enrolling,
+                cert_serial,
+                cert_key_sha256,
             },
             idle: self
                 .accepting

@@ -28,6 +28,20 @@ pub struct PeerInfo {
     pub cert_not_after_ms: Option<i64>,
     /// The peer presented no certificate: it may only enroll.
     pub enrolling: bool,
+    /// The certificate's serial number (lower-case hex).
+    pub cert_serial: Option<String>,
+    /// SHA-256 of its public key (SubjectPublicKeyInfo DER): a renewal
+    /// must bring another.
+    pub cert_key_sha256: Option<[u8; 32]>,
+}
+
+/// What the collector reads of a verified leaf certificate.
+#[derive(Debug, Clone)]
+pub struct LeafFacts {
+    pub identity: Result<HostIdentity, String>,
+    pub not_after_ms: Option<i64>,
+    pub serial: Option<String>,
+    pub key_sha256: Option<[u8; 32]>,
 }
 
 /// A TLS connection whose handshake completed.
@@ -218,15 +232,24 @@ impl AsyncWrite for AuthenticatedStream {
     }
 }
 
-/// Reads the host identity and the expiry time from the leaf certificate
-/// rustls verified.
-pub fn identity_from_cert(der: &CertificateDer<'_>) -> (Result<HostIdentity, String>, Option<i64>) {
+/// Reads the host identity, the expiry time, the serial and the key of
+/// the leaf certificate rustls verified.
+pub fn identity_from_cert(der: &CertificateDer<'_>) -> LeafFacts {
     match x509_parser::parse_x509_certificate(der.as_ref()) {
-        Ok((_, cert)) => {
-            let not_after = cert.validity().not_after.timestamp().saturating_mul(1000);
-            (identity_of(&cert), Some(not_after))
-        }
-        Err(e) => (Err(format!("unparsable certificate: {e}")), None),
+        Ok((_, cert)) => LeafFacts {
+            identity: identity_of(&cert),
+            not_after_ms: Some(cert.validity().not_after.timestamp().saturating_mul(1000)),
+            serial: Some(campanile_proto::hex(cert.raw_serial())),
+            key_sha256: Some(campanile_proto::sha256(
+                cert.tbs_certificate.subject_pki.raw,
+            )),
+        },
+        Err(e) => LeafFacts {
+            identity: Err(format!("unparsable certificate: {e}")),
+            not_after_ms: None,
+            serial: None,
+            key_sha256: None,
+        },
     }
 }
 
