@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use campanile_proto::v1::certificates_server::Certificates;
 use campanile_proto::v1::enrollment_server::Enrollment;
-use campanile_proto::v1::{EnrollRequest, EnrollResponse, RenewRequest, RenewResponse};
+use campanile_proto::v1::{
+    EnrollRequest, EnrollResponse, IssuedCertificate, RenewRequest, RenewResponse,
+};
 use tonic::{Request, Response, Status};
 
-use super::Enroller;
+use super::{Enroller, Refusal};
 use crate::ingest::tls::PeerInfo;
 use crate::ingest::tls::source::SourceKey;
 
@@ -30,24 +32,35 @@ impl Enrollment for EnrollmentService {
         &self,
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
-        let source = request
-            .extensions()
-            .get::<PeerInfo>()
-            .map(|p| SourceKey::of(p.remote_addr.ip()))
-            .ok_or_else(|| Status::internal("request without its connection's peer"))?;
-        let req = request.into_inner();
-        let enroller = self.enroller.clone();
-        // A store transaction and a signature: off the async threads.
-        let issued = tokio::task::spawn_blocking(move || enroller.enroll(source, &req))
-            .await
-            .map_err(|e| Status::internal(format!("enrollment task failed: {e}")))?;
-        match issued {
-            Ok(certificate) => Ok(Response::new(EnrollResponse {
-                certificate: Some(certificate),
-            })),
-            Err(refusal) => Err(refusal.status()),
-        }
+        let certificate = off_thread(&self.enroller, request, |e, peer, req| {
+            e.enroll(SourceKey::of(peer.remote_addr.ip()), &req)
+        })
+        .await?;
+        Ok(Response::new(EnrollResponse {
+            certificate: Some(certificate),
+        }))
     }
+}
+
+/// Runs `work` (a store transaction and a signature) off the async
+/// threads with the request and its connection's peer; a refusal becomes
+/// its status.
+async fn off_thread<R: Send + 'static>(
+    enroller: &Arc<Enroller>,
+    request: Request<R>,
+    work: impl FnOnce(&Enroller, PeerInfo, R) -> Result<IssuedCertificate, Refusal> + Send + 'static,
+) -> Result<IssuedCertificate, Status> {
+    let peer = request
+        .extensions()
+        .get::<PeerInfo>()
+        .cloned()
+        .ok_or_else(|| Status::internal("request without its connection's peer"))?;
+    let req = request.into_inner();
+    let enroller = enroller.clone();
+    tokio::task::spawn_blocking(move || work(&enroller, peer, req))
+        .await
+        .map_err(|e| Status::internal(format!("certificate task failed: {e}")))?
+        .map_err(|refusal| refusal.status())
 }
 
 pub struct CertificatesService {
@@ -66,21 +79,12 @@ impl Certificates for CertificatesService {
         &self,
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
-        let peer = request
-            .extensions()
-            .get::<PeerInfo>()
-            .cloned()
-            .ok_or_else(|| Status::internal("request without its connection's peer"))?;
-        let req = request.into_inner();
-        let enroller = self.enroller.clone();
-        let issued = tokio::task::spawn_blocking(move || enroller.renew(&peer, &req.csr_der))
-            .await
-            .map_err(|e| Status::internal(format!("renewal task failed: {e}")))?;
-        match issued {
-            Ok(certificate) => Ok(Response::new(RenewResponse {
-                certificate: Some(certificate),
-            })),
-            Err(refusal) => Err(refusal.status()),
-        }
+        let certificate = off_thread(&self.enroller, request, |e, peer, req| {
+            e.renew(&peer, &req.csr_der)
+        })
+        .await?;
+        Ok(Response::new(RenewResponse {
+            certificate: Some(certificate),
+        }))
     }
 }
