@@ -157,6 +157,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip);
     let mut agent_routes = tonic::service::Routes::new(service);
+    let mut issuing = None;
     let enrolling = match cfg.enrollment.clone() {
         Some(e) => {
             let max_connections = e.max_connections;
@@ -167,6 +168,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
                 telemetry.enrollments.clone(),
                 telemetry.renewals.clone(),
             )?);
+            issuing = Some(Arc::new(enroller.issuing(grpc_addr)));
             agent_routes = agent_routes.add_service(
                 CertificatesServer::new(enroll::service::CertificatesService::new(
                     enroller.clone(),
@@ -231,6 +233,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         api: Arc::new(cfg.api.clone()),
         reach: reach.clone(),
         alerts: alerts.clone(),
+        enrollment: issuing,
     });
     let mut tasks = vec![
         reload::watch(territory.clone(), rx.clone()),

@@ -297,6 +297,7 @@ fn main() -> Result<()> {
             ),
         )?
         .0,
+        enrollment: None,
     };
 
     let (mut read_ms, mut eval_ms, mut render_ms, mut gaps_ms) = (vec![], vec![], vec![], vec![]);

@@ -10,7 +10,7 @@ use campanile_territory::register::Register;
 use super::token::{self, MAX_TOKEN_LIFETIME, MAX_TOKEN_USES, RandomFailed, TokenSpec};
 use crate::alerts::timefmt::rfc3339;
 use crate::store::StoreError;
-use crate::store::certificates::{AdminStore, TokenRow};
+use crate::store::certificates::{AdminStore, NewTokenRow, TokenRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -35,6 +35,32 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Random(#[from] RandomFailed),
+}
+
+/// What a token made by the running collector (the API) carries beside
+/// its terms: the CA fingerprint, and where agents dial.
+#[derive(Debug, Clone)]
+pub struct Issuing {
+    pub ca_sha256: [u8; 32],
+    pub endpoint: String,
+}
+
+/// Where a token is stored: the running collector's store, or the
+/// command line's.
+pub trait TokenStore {
+    fn create_enrollment_token(&self, t: &NewTokenRow) -> Result<(), StoreError>;
+}
+
+impl TokenStore for AdminStore {
+    fn create_enrollment_token(&self, t: &NewTokenRow) -> Result<(), StoreError> {
+        AdminStore::create_enrollment_token(self, t)
+    }
+}
+
+impl TokenStore for crate::store::Store {
+    fn create_enrollment_token(&self, t: &NewTokenRow) -> Result<(), StoreError> {
+        crate::store::Store::create_enrollment_token(self, t)
+    }
 }
 
 /// What `enroll new` asks for, as typed.
@@ -79,7 +105,7 @@ impl NewTokenArgs<'_> {
 /// Makes a token and stores its hash; the token itself is in the result
 /// only, to be shown once.
 pub fn create_token(
-    store: &AdminStore,
+    store: &impl TokenStore,
     spec: &TokenSpec,
     ca_sha256: [u8; 32],
     now_ms: i64,

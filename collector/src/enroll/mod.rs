@@ -43,6 +43,7 @@ pub use refusal::Refusal;
 pub struct Enroller {
     signer: Ca,
     ca_sha256: String,
+    ca_sha256_bytes: [u8; 32],
     /// Every CA the collector trusts, handed to each agent.
     bundle_pem: String,
     store: Arc<Store>,
@@ -63,7 +64,8 @@ impl Enroller {
         renewals: prometheus::IntCounterVec,
     ) -> Result<Self, PkiError> {
         let signer = Ca::load_signer(bundle_path, &cfg.ca_key_path)?;
-        let ca_sha256 = hex(&signer.sha256()?);
+        let ca_sha256_bytes = signer.sha256()?;
+        let ca_sha256 = hex(&ca_sha256_bytes);
         let bundle_pem = std::fs::read_to_string(bundle_path).map_err(|source| PkiError::Io {
             path: bundle_path.to_owned(),
             source,
@@ -71,6 +73,7 @@ impl Enroller {
         Ok(Self {
             signer,
             ca_sha256,
+            ca_sha256_bytes,
             bundle_pem,
             store,
             attempts: FailedAttempts::new(
@@ -81,6 +84,19 @@ impl Enroller {
             results,
             renewals,
         })
+    }
+
+    /// What tokens made by this collector carry: its signer's fingerprint,
+    /// and where agents dial (`advertised_endpoint`, else `listen`).
+    pub fn issuing(&self, listen: std::net::SocketAddr) -> admin::Issuing {
+        admin::Issuing {
+            ca_sha256: self.ca_sha256_bytes,
+            endpoint: self
+                .cfg
+                .advertised_endpoint
+                .clone()
+                .unwrap_or_else(|| listen.to_string()),
+        }
     }
 
     /// A new certificate for the identity `peer`'s certificate carries,

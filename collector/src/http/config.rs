@@ -36,6 +36,8 @@ pub enum Role {
     Read,
     /// Read, and set or end maintenance windows.
     Maintain,
+    /// Read, and make, list and end enrollment tokens.
+    Enroll,
 }
 
 #[derive(Debug, Clone)]
@@ -74,10 +76,11 @@ pub fn validate(
         let role = match t.role.as_str() {
             "read" => Role::Read,
             "maintain" => Role::Maintain,
+            "enroll" => Role::Enroll,
             other => {
                 return Err(invalid(
                     "api.tokens.role",
-                    format!("token {name}: role {other:?} is not one of: read, maintain"),
+                    format!("token {name}: role {other:?} is not one of: read, maintain, enroll"),
                 ));
             }
         };

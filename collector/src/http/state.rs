@@ -28,6 +28,8 @@ pub struct HttpState {
     pub api: Arc<ApiConfig>,
     pub reach: Arc<Reach>,
     pub alerts: Arc<Alerts>,
+    /// What making enrollment tokens needs; `None` when enrollment is off.
+    pub enrollment: Option<Arc<crate::enroll::admin::Issuing>>,
 }
 
 impl HttpState {

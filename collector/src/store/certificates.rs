@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::{BUSY_TIMEOUT, Store, StoreError, schema};
 
 /// A token as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TokenRow {
     pub id: String,
     pub site: String,

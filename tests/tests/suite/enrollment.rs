@@ -25,6 +25,7 @@ const SITE: &str = "municipio-a";
 const OTHER_SITE: &str = "municipio-b";
 const ISTAT: &str = "999001";
 const API_TOKEN: &str = "enrollment-test-token";
+const ENROLL_API_TOKEN: &str = "enrollment-test-installer";
 
 /// A collector with enrollment on, a register of two sites in two comuni,
 /// and its config written to a file for the command line.
@@ -73,10 +74,15 @@ impl Centre {
             [[api.tokens]]
             name = "test"
             sha256 = "{api}"
+            [[api.tokens]]
+            name = "installer"
+            sha256 = "{enroller}"
+            role = "enroll"
             "#,
             ca_key = pki.path().join("ca.key").display(),
             register = register.display(),
             api = campanile_proto::hex(&campanile_proto::sha256(API_TOKEN.as_bytes())),
+            enroller = campanile_proto::hex(&campanile_proto::sha256(ENROLL_API_TOKEN.as_bytes())),
         );
         let c = TestCollector::start_with(&pki, &sections).await?;
         // The command line reads the same config and store as the
@@ -693,5 +699,104 @@ async fn a_short_lived_certificate_is_renewed_with_a_new_key_and_reports_go_on()
         },
     )
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_api_makes_lists_and_ends_tokens_for_the_enroll_role_only() -> Result<()> {
+    let centre = Centre::start("").await?;
+    let url = centre.c.url("/api/v1/enrollment/tokens");
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({ "site": SITE, "uses": 2, "name": "via the API" });
+    // A read token may not.
+    let r = client
+        .post(&url)
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 403);
+    let r = client.get(&url).bearer_auth(API_TOKEN).send().await?;
+    assert_eq!(r.status().as_u16(), 403);
+    // A site the register does not have is refused.
+    let r = client
+        .post(&url)
+        .bearer_auth(ENROLL_API_TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "site": "nowhere" }).to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 422, "{}", r.text().await?);
+    let r = client
+        .post(&url)
+        .bearer_auth(ENROLL_API_TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let made: serde_json::Value = serde_json::from_str(&r.text().await?)?;
+    let token = EnrollmentToken::parse(made["token"].as_str().context("token")?)?;
+    assert!(
+        made["install"][0]["command"]
+            .as_str()
+            .is_some_and(|c| c.contains(&token.to_string())),
+        "{made}"
+    );
+    // It enrolls.
+    let ok = raw_enroll(
+        &centre.pki,
+        centre.grpc(),
+        "127.0.0.1".parse()?,
+        EnrollRequest {
+            token: token.credential(),
+            csr_der: csr(&["urn:campanile:host:api-made"], |_| {})?,
+            hostname: String::new(),
+        },
+    )
+    .await?;
+    ok.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let list: serde_json::Value = serde_json::from_str(
+        &client
+            .get(&url)
+            .bearer_auth(ENROLL_API_TOKEN)
+            .send()
+            .await?
+            .text()
+            .await?,
+    )?;
+    let row = list
+        .as_array()
+        .and_then(|l| l.iter().find(|t| t["id"] == token.id.as_str()))
+        .with_context(|| format!("{list}"))?;
+    assert_eq!(row["uses_left"], 1);
+    assert_eq!(row["state"], "in force");
+    assert!(
+        !list.to_string().contains(&token.secret),
+        "the list shows the secret"
+    );
+    // Ended, it enrolls nobody.
+    let r = client
+        .delete(format!("{url}/{}", token.id))
+        .bearer_auth(ENROLL_API_TOKEN)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    let refused = raw_enroll(
+        &centre.pki,
+        centre.grpc(),
+        "127.0.0.1".parse()?,
+        EnrollRequest {
+            token: token.credential(),
+            csr_der: csr(&["urn:campanile:host:api-made-2"], |_| {})?,
+            hostname: String::new(),
+        },
+    )
+    .await?;
+    assert_eq!(
+        refused.err().map(|s| s.code()),
+        Some(tonic::Code::PermissionDenied)
+    );
     Ok(())
 }

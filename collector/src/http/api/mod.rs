@@ -19,6 +19,7 @@ use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 
 mod alerts;
+mod enrollment;
 
 use crate::http::reply::not_found;
 use crate::http::state::HttpState;
@@ -40,6 +41,11 @@ pub fn routes() -> Router<HttpState> {
             get(alerts::windows).post(alerts::add_window),
         )
         .route("/maintenance/{id}", delete(alerts::delete_window))
+        .route(
+            "/enrollment/tokens",
+            get(enrollment::list).post(enrollment::create),
+        )
+        .route("/enrollment/tokens/{id}", delete(enrollment::revoke))
 }
 
 async fn comuni(State(s): State<HttpState>) -> Response {
