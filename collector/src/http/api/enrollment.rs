@@ -77,8 +77,8 @@ pub(super) async fn list(
         return r;
     }
     let store = s.store.clone();
-    match tokio::task::spawn_blocking(move || store.enrollment_tokens()).await {
-        Ok(Ok(rows)) => {
+    match on_store(move || store.enrollment_tokens()).await {
+        Ok(rows) => {
             let now = now_ms();
             let views: Vec<TokenView<'_>> = rows
                 .iter()
@@ -89,11 +89,21 @@ pub(super) async fn list(
                 .collect();
             Json(views).into_response()
         }
-        Ok(Err(e)) => crate::http::reply::store_error(e),
-        Err(e) => error(
+        Err(r) => r,
+    }
+}
+
+/// Runs a store call off the async threads; its failure becomes a 500.
+async fn on_store<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(crate::http::reply::store_error(e)),
+        Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("task failed: {e}"),
-        ),
+        )),
     }
 }
 
@@ -169,16 +179,12 @@ pub(super) async fn revoke(
     let store = s.store.clone();
     let now = now_ms();
     let id2 = id.clone();
-    match tokio::task::spawn_blocking(move || store.revoke_enrollment_token(&id2, now)).await {
-        Ok(Ok(true)) => {
+    match on_store(move || store.revoke_enrollment_token(&id2, now)).await {
+        Ok(true) => {
             tracing::info!(%id, by = %caller.token, "enrollment token revoked");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(Ok(false)) => not_found(AdminError::NoSuchToken(id).to_string()),
-        Ok(Err(e)) => crate::http::reply::store_error(e),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("task failed: {e}"),
-        ),
+        Ok(false) => not_found(AdminError::NoSuchToken(id).to_string()),
+        Err(r) => r,
     }
 }
