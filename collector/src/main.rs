@@ -227,9 +227,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::CheckConfig { config } => {
             let cfg = CollectorConfig::load(&config)?;
+            // The signing CA must load now, not at the first enrollment.
+            let enrollment = match &cfg.enrollment {
+                Some(e) => {
+                    let ca = pki::Ca::load_signer(&cfg.tls.ca_cert_path, &e.ca_key_path).map_err(
+                        |err| {
+                            ConfigError::invalid(&config, "enrollment.ca_key_path", err.to_string())
+                        },
+                    )?;
+                    format!(
+                        "; enrollment on, signing CA sha256:{}",
+                        campanile_proto::hex(&ca.sha256()?)
+                    )
+                }
+                None => String::new(),
+            };
             let t = Territory::load(cfg.territory, 0).map_err(ConfigError::from)?;
             println!(
-                "{}: ok (register: {})",
+                "{}: ok (register: {}{enrollment})",
                 config.display(),
                 t.current().register.summary()
             );

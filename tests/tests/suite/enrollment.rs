@@ -800,3 +800,29 @@ async fn the_api_makes_lists_and_ends_tokens_for_the_enroll_role_only() -> Resul
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_refuses_a_signing_key_of_no_trusted_ca() -> Result<()> {
+    let centre = Centre::start("").await?;
+    let ok = Command::new(collector_binary()?)
+        .arg("check-config")
+        .arg(&centre.config)
+        .output()?;
+    ensure!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("enrollment on, signing CA sha256:"));
+    // The server's key is no CA's.
+    let text = std::fs::read_to_string(&centre.config)?.replace("ca.key", "server.key");
+    let bad = centre.dir.path().join("bad.toml");
+    std::fs::write(&bad, text)?;
+    let out = Command::new(collector_binary()?)
+        .arg("check-config")
+        .arg(&bad)
+        .output()?;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("enrollment.ca_key_path") && err.contains("no CA certificate for the key"),
+        "{err}"
+    );
+    Ok(())
+}
