@@ -166,7 +166,8 @@ fn classify(status: &tonic::Status) -> SendError {
     }
 }
 
-fn source_suffix(status: &tonic::Status) -> String {
+/// What a status carries of its cause (a connection's error), as ` (...)`.
+pub(crate) fn source_suffix(status: &tonic::Status) -> String {
     use std::error::Error;
     status
         .source()

@@ -130,9 +130,7 @@ pub async fn enroll(e: &Enrollment, paths: &CertPaths) -> Result<CertFacts, Enro
             return Err(connect_err(format!(
                 "{}{}",
                 status.message(),
-                std::error::Error::source(&status)
-                    .map(|s| format!(": {}", error_chain(s)))
-                    .unwrap_or_default()
+                crate::transport::source_suffix(&status)
             )));
         }
         Err(status) => {
@@ -307,14 +305,4 @@ fn bundle_holds(bundle: &str, pin: &[u8; 32]) -> bool {
     CertificateDer::pem_slice_iter(bundle.as_bytes())
         .filter_map(Result::ok)
         .any(|c| campanile_proto::enrollment::certificate_sha256(c.as_ref()) == *pin)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
-    }
-    parts.join(": ")
 }

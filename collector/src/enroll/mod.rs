@@ -42,8 +42,8 @@ pub use refusal::Refusal;
 /// Signs agents' certificates for valid tokens.
 pub struct Enroller {
     signer: Ca,
-    ca_sha256: String,
-    ca_sha256_bytes: [u8; 32],
+    /// The signer's fingerprint, as tokens carry it.
+    ca_sha256: [u8; 32],
     /// Every CA the collector trusts, handed to each agent.
     bundle_pem: String,
     store: Arc<Store>,
@@ -64,8 +64,7 @@ impl Enroller {
         renewals: prometheus::IntCounterVec,
     ) -> Result<Self, PkiError> {
         let signer = Ca::load_signer(bundle_path, &cfg.ca_key_path)?;
-        let ca_sha256_bytes = signer.sha256()?;
-        let ca_sha256 = hex(&ca_sha256_bytes);
+        let ca_sha256 = signer.sha256()?;
         let bundle_pem = std::fs::read_to_string(bundle_path).map_err(|source| PkiError::Io {
             path: bundle_path.to_owned(),
             source,
@@ -73,7 +72,6 @@ impl Enroller {
         Ok(Self {
             signer,
             ca_sha256,
-            ca_sha256_bytes,
             bundle_pem,
             store,
             attempts: FailedAttempts::new(
@@ -90,7 +88,7 @@ impl Enroller {
     /// and where agents dial (`advertised_endpoint`, else `listen`).
     pub fn issuing(&self, listen: std::net::SocketAddr) -> admin::Issuing {
         admin::Issuing {
-            ca_sha256: self.ca_sha256_bytes,
+            ca_sha256: self.ca_sha256,
             endpoint: self
                 .cfg
                 .advertised_endpoint
@@ -172,7 +170,7 @@ impl Enroller {
             serial: signed.serial_hex,
             host_id: identity.host_id.clone(),
             site: identity.site.clone(),
-            ca_sha256: self.ca_sha256.clone(),
+            ca_sha256: hex(&self.ca_sha256),
             not_before_ms: unix_ms(not_before),
             not_after_ms: unix_ms(not_after),
             issued_ms: unix_ms(now),
