@@ -200,6 +200,8 @@ pub struct Agent {
     cert: enroll::cert_facts::CertFacts,
     /// Between failed renewals.
     renew_backoff: Backoff,
+    /// The collector asked for a renewal now (its CA changed).
+    renew_asked: bool,
     collector: HostCollector,
     builder: ReportBuilder,
     spool: Spool,
@@ -240,6 +242,7 @@ impl Agent {
             host_id,
             cert: facts,
             renew_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(600)),
+            renew_asked: false,
             spool,
             // Cap at one interval: a new report is waiting by then anyway.
             backoff: Backoff::new(
@@ -466,6 +469,10 @@ impl Agent {
     }
 
     fn apply(&mut self, d: Directives) {
+        if d.renew_certificate && !self.renew_asked {
+            tracing::info!("collector asked for a certificate renewal (its CA changed)");
+            self.renew_asked = true;
+        }
         if d.send_full_inventory {
             tracing::info!("collector asked for the full inventory");
             self.builder.resend_full_inventory();
@@ -544,6 +551,11 @@ impl Agent {
                     SendOutcome::More => Some(Instant::now()),
                     SendOutcome::RetryAfter(d) => Some(Instant::now() + d),
                 };
+            }
+            // Asked again after every report: a renewal that failed keeps
+            // its backoff rather than being retried each cycle.
+            if std::mem::take(&mut self.renew_asked) && self.renew_backoff.attempts() == 0 {
+                next_renewal = next_renewal.min(Instant::now());
             }
         }
         tracing::info!(spooled = self.spool.len(), "agent stopped");

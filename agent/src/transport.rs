@@ -160,9 +160,23 @@ fn classify(status: &tonic::Status) -> SendError {
             code: status.code(),
             message,
         },
-        _ => SendError::Retry {
-            message: format!("{message}{}", source_suffix(status)),
-        },
+        _ => {
+            let cause = source_suffix(status);
+            // rustls names the alert the collector sends a revoked
+            // certificate; no retry will ever get through.
+            if cause.contains("CertificateRevoked") {
+                return SendError::Refused {
+                    code: status.code(),
+                    message: format!(
+                        "the collector revoked this agent's certificate: enroll again \
+                         (campanile-agent enroll --token ...){cause}"
+                    ),
+                };
+            }
+            SendError::Retry {
+                message: format!("{message}{cause}"),
+            }
+        }
     }
 }
 
@@ -210,6 +224,11 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
         Duration::from_millis(fastrand::u64(0..=ms))
+    }
+
+    /// Delays handed out since the last reset.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
     }
 
     pub fn reset(&mut self) {

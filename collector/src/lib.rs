@@ -16,8 +16,11 @@ pub mod pki;
 pub mod reach;
 pub mod read;
 pub(crate) mod reload;
+pub mod revocation;
+pub mod rollover;
 pub mod store;
 pub mod telemetry;
+pub(crate) mod tls_reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,14 +108,23 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             })?
             .map_err(config::ConfigError::from)?,
     );
-    let tls_cfg = ingest::tls::server_config(
-        &cfg.tls.ca_cert_path,
-        &cfg.tls.cert_path,
-        &cfg.tls.key_path,
-        cfg.tls.session_resumption,
-        cfg.enrollment.is_some(),
-    )?;
-    let tls_cfg = Arc::new(tls_cfg);
+    // Read before the port opens: a restart never lets a revoked
+    // certificate in, not even for a moment.
+    let s = store.clone();
+    let (revocations_mark, revoked_serials) =
+        tokio::task::spawn_blocking(move || revocation::follow::load(&s))
+            .await
+            .map_err(|e| CollectorError::Serve {
+                what: "revocations",
+                message: e.to_string(),
+            })??;
+    let revoked = revocation::Revoked::new(revoked_serials);
+    let tls_inputs = tls_reload::TlsInputs {
+        tls: cfg.tls.clone(),
+        enrollment: cfg.enrollment.is_some(),
+        revoked: revoked.clone(),
+    };
+    let tls_cfg = ingest::tls::LiveConfig::new(tls_inputs.build()?);
 
     let (grpc_listener, grpc_addr) = bind(cfg.grpc.listen, cfg.grpc.listen_backlog, "gRPC").await?;
     let (http_listener, http_addr) = bind(cfg.http_listen, HTTP_BACKLOG, "HTTP").await?;
@@ -120,7 +132,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     let (shutdown, rx) = watch::channel(false);
     let (incoming, accept) = ingest::tls::incoming(
         grpc_listener,
-        tls_cfg,
+        tls_cfg.clone(),
         ingest::tls::Accepting {
             hello_timeout: cfg.grpc.client_hello_timeout,
             handshake_timeout: cfg.grpc.handshake_timeout,
@@ -137,6 +149,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             },
         },
         telemetry.clone(),
+        revoked.clone(),
     );
     let reach = Arc::new(reach::Reach::new(cfg.probes.clone()));
     let (committer, commit_thread) = store::commit::Committer::start(
@@ -145,11 +158,13 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
         telemetry.clone(),
         GROUP_COMMIT_MAX_REPORTS,
     );
+    let current_signer = Arc::new(pki::CurrentSigner::default());
     let service = IngestServer::new(ingest::service::IngestService::new(
         committer,
         cfg.limits.clone(),
         telemetry.clone(),
         reach.clone(),
+        current_signer.clone(),
     ))
     // The limit applies to the decompressed message, so gzip cannot smuggle
     // in more than max_message_bytes.
@@ -158,6 +173,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     .send_compressed(CompressionEncoding::Gzip);
     let mut agent_routes = tonic::service::Routes::new(service);
     let mut issuing = None;
+    let mut signer = None;
     let enrolling = match cfg.enrollment.clone() {
         Some(e) => {
             let max_connections = e.max_connections;
@@ -165,10 +181,12 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
                 e,
                 &cfg.tls.ca_cert_path,
                 store.clone(),
+                current_signer,
                 telemetry.enrollments.clone(),
                 telemetry.renewals.clone(),
             )?);
-            issuing = Some(Arc::new(enroller.issuing(grpc_addr)));
+            issuing = Some(Arc::new(enroller.issuing(grpc_addr, &cfg.tls.cert_path)));
+            signer = Some(enroller.clone());
             agent_routes = agent_routes.add_service(
                 CertificatesServer::new(enroll::service::CertificatesService::new(
                     enroller.clone(),
@@ -199,6 +217,7 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
             max_connections_per_identity: cfg.grpc.max_connections_per_identity,
         },
         telemetry.clone(),
+        revoked.clone(),
         rx.clone(),
     ));
     let mut alerts_cfg = cfg.alerts.clone();
@@ -237,6 +256,29 @@ pub async fn start(cfg: CollectorConfig) -> Result<Running, CollectorError> {
     });
     let mut tasks = vec![
         reload::watch(territory.clone(), rx.clone()),
+        rollover::gauge::spawn(
+            store.clone(),
+            telemetry.agent_certificates.clone(),
+            rollover::gauge::EVERY,
+            rx.clone(),
+        ),
+        tls_reload::spawn(
+            tls_inputs,
+            tls_cfg,
+            signer,
+            cfg.enrollment.as_ref().map(|e| e.ca_key_path.clone()),
+            telemetry.clone(),
+            tls_reload::EVERY,
+            rx.clone(),
+        ),
+        revocation::follow::spawn(
+            store.clone(),
+            revoked,
+            revocations_mark,
+            telemetry.revoked_certificates.clone(),
+            revocation::follow::EVERY,
+            rx.clone(),
+        ),
         reach::planner::spawn(
             reach.clone(),
             background,

@@ -8,8 +8,9 @@ use anyhow::Context;
 use campanile_collector::config::ConfigError;
 use campanile_collector::enroll::admin::{self, AdminError, NewTokenArgs};
 use campanile_collector::http::token::NewToken;
+use campanile_collector::revocation::{self, admin::Target};
 use campanile_collector::store::certificates::AdminStore;
-use campanile_collector::{CollectorConfig, CollectorError, pki};
+use campanile_collector::{CollectorConfig, CollectorError, pki, rollover};
 use campanile_proto::identity::HostIdentity;
 use campanile_territory::import;
 use campanile_territory::register::Register;
@@ -187,6 +188,69 @@ enum PkiCmd {
         #[arg(long, default_value_t = 825)]
         days: i64,
     },
+    /// Revoke a host's certificates, or one certificate by serial; the
+    /// running collector refuses them and closes their connections within
+    /// a second.
+    Revoke {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Every valid certificate the collector signed for this host id.
+        #[arg(long, required_unless_present = "serial", conflicts_with = "serial")]
+        host: Option<String>,
+        /// One certificate, as `openssl x509 -serial -noout` prints it
+        /// (also one issued by hand).
+        #[arg(long)]
+        serial: Option<String>,
+        /// Why, kept with the revocation.
+        #[arg(long, default_value = "revoked by the operator")]
+        reason: String,
+    },
+    /// Renew the collector's server certificate (same names, same key),
+    /// signed by the CA of --ca-key; a running collector reloads it
+    /// within seconds, without a restart.
+    RenewServer {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The CA's key (default: enrollment.ca_key_path).
+        #[arg(long)]
+        ca_key: Option<PathBuf>,
+        #[arg(long, default_value_t = 825)]
+        days: i64,
+    },
+    /// Start a CA rollover: a new CA, trusted beside the old one and
+    /// signing from now on; agents move to it as they renew (asked at
+    /// their next report).
+    RotateCa {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+    },
+    /// End the rollover: once no agent holds a certificate of the old CA,
+    /// the server certificate moves to the new one and the old CA is no
+    /// longer trusted. Refused while agents still depend on it.
+    RetireCa {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The new server certificate's lifetime.
+        #[arg(long, default_value_t = 825)]
+        server_days: i64,
+    },
+    /// Write the revocations as a standard CRL signed by the CA, for
+    /// other tools (the collector itself reads the store).
+    Crl {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The CA's key (default: enrollment.ca_key_path).
+        #[arg(long)]
+        ca_key: Option<PathBuf>,
+        /// Where to write it (PEM; replaced whole); default: stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Days until its next update: make a new one before then.
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -283,6 +347,131 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Enroll(cmd) => run_enroll(cmd),
+        Cmd::Pki(PkiCmd::RotateCa { config, days }) => {
+            let cfg = CollectorConfig::load(&config)?;
+            let enrollment = cfg.enrollment.as_ref().ok_or(AdminError::Disabled)?;
+            let r = rollover::rotate(
+                &cfg.tls.ca_cert_path,
+                &enrollment.ca_key_path,
+                days,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            println!(
+                "new CA {:?} sha256:{}\n  trusted beside the old CA sha256:{} (its key kept in {})\n  \
+                 signing agents' certificates from now on; agents renew at their next report\n\
+                 follow campanile_agent_certificates{{ca}}, then run `pki retire-ca`",
+                r.new_name,
+                campanile_proto::hex(&r.new_sha256),
+                campanile_proto::hex(&r.old_sha256),
+                r.old_key.display()
+            );
+            Ok(())
+        }
+        Cmd::Pki(PkiCmd::RetireCa {
+            config,
+            server_days,
+        }) => {
+            let cfg = CollectorConfig::load(&config)?;
+            let enrollment = cfg.enrollment.as_ref().ok_or(AdminError::Disabled)?;
+            let store = AdminStore::open(&cfg.store_path)?;
+            let r = rollover::retire(
+                &store,
+                &cfg.tls.ca_cert_path,
+                &enrollment.ca_key_path,
+                &cfg.tls.cert_path,
+                &cfg.tls.key_path,
+                server_days,
+                now_ms(),
+            )?;
+            let retired: Vec<String> = r
+                .retired
+                .iter()
+                .map(|s| format!("sha256:{}", campanile_proto::hex(s)))
+                .collect();
+            println!(
+                "retired {}; the server certificate is signed by the new CA until {}\n\
+                 enrollment tokens made before now pin the old CA: make new ones",
+                retired.join(", "),
+                r.server_not_after.date()
+            );
+            Ok(())
+        }
+        Cmd::Pki(PkiCmd::RenewServer {
+            config,
+            ca_key,
+            days,
+        }) => {
+            let cfg = CollectorConfig::load(&config)?;
+            if ca_key.is_none() && rollover::in_progress(&cfg.tls.ca_cert_path)? {
+                anyhow::bail!(
+                    "a CA rollover is under way: the server certificate moves to the new CA with \
+                     `pki retire-ca`; to renew it under its own CA now, give that CA's key with \
+                     --ca-key (rotate-ca kept it as ca-<fingerprint>.key)"
+                );
+            }
+            let ca = signing_ca(&cfg, ca_key)?;
+            let renewed = ca.renew_server(&cfg.tls.cert_path, &cfg.tls.key_path, days)?;
+            let mut names = renewed.names.clone();
+            names.extend(renewed.ips.iter().map(ToString::to_string));
+            println!(
+                "server certificate for {} renewed until {}: {}; a running collector reloads it \
+                 within 10 s (or at once on SIGHUP)",
+                names.join(", "),
+                renewed.not_after.date(),
+                cfg.tls.cert_path.display()
+            );
+            Ok(())
+        }
+        Cmd::Pki(PkiCmd::Crl {
+            config,
+            ca_key,
+            out,
+            days,
+        }) => {
+            let cfg = CollectorConfig::load(&config)?;
+            anyhow::ensure!((1..=366).contains(&days), "--days must be 1 to 366");
+            let ca = signing_ca(&cfg, ca_key)?;
+            let rows = AdminStore::open(&cfg.store_path)?.revocations_in_force(now_ms())?;
+            let pem = revocation::crl::build(
+                &ca,
+                &rows,
+                time::OffsetDateTime::now_utc(),
+                time::Duration::days(days),
+            )?;
+            match out {
+                Some(path) => {
+                    revocation::crl::write(&path, &pem)?;
+                    println!(
+                        "CRL of {} revocation(s), next update in {days} day(s): {}",
+                        rows.len(),
+                        path.display()
+                    );
+                }
+                None => print!("{pem}"),
+            }
+            Ok(())
+        }
+        Cmd::Pki(PkiCmd::Revoke {
+            config,
+            host,
+            serial,
+            reason,
+        }) => {
+            let cfg = CollectorConfig::load(&config)?;
+            let mut store = AdminStore::open(&cfg.store_path)?;
+            let target = match (host, serial) {
+                (Some(h), _) => Target::Host(h),
+                (None, Some(s)) => Target::Serial(s),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let serials = revocation::admin::revoke(&mut store, &target, &reason, now_ms())?;
+            println!(
+                "revoked {} certificate(s): {}; a running collector refuses them within a second",
+                serials.len(),
+                serials.join(", ")
+            );
+            Ok(())
+        }
         Cmd::Run { config } => {
             let cfg = CollectorConfig::load(&config)?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -327,10 +516,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn run_enroll(cmd: EnrollCmd) -> anyhow::Result<()> {
-    let now_ms = std::time::SystemTime::now()
+/// The CA of `ca_key` (default: `enrollment.ca_key_path`), found in the
+/// trusted bundle.
+fn signing_ca(cfg: &CollectorConfig, ca_key: Option<PathBuf>) -> anyhow::Result<pki::Ca> {
+    let key = ca_key
+        .or_else(|| cfg.enrollment.as_ref().map(|e| e.ca_key_path.clone()))
+        .context("no CA key: give --ca-key, or set enrollment.ca_key_path")?;
+    Ok(pki::Ca::load_signer(&cfg.tls.ca_cert_path, &key)?)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn run_enroll(cmd: EnrollCmd) -> anyhow::Result<()> {
+    let now_ms = now_ms();
     match cmd {
         EnrollCmd::New {
             config,
@@ -355,9 +557,12 @@ fn run_enroll(cmd: EnrollCmd) -> anyhow::Result<()> {
                 may_replace: replace,
             }
             .validated(register.as_ref().map(|(r, p)| (r, p.as_path())))?;
-            let ca = pki::Ca::load_signer(&cfg.tls.ca_cert_path, &enrollment.ca_key_path)?;
+            // The signing key must load; the token pins the CA of the
+            // server certificate (they differ during a CA rollover).
+            pki::Ca::load_signer(&cfg.tls.ca_cert_path, &enrollment.ca_key_path)?;
+            let pin = rollover::server_ca_sha256(&cfg.tls.ca_cert_path, &cfg.tls.cert_path)?;
             let store = AdminStore::open(&cfg.store_path)?;
-            let (token, row) = admin::create_token(&store, &spec, ca.sha256()?, now_ms)?;
+            let (token, row) = admin::create_token(&store, &spec, pin, now_ms)?;
             let endpoint = collector
                 .or_else(|| enrollment.advertised_endpoint.clone())
                 .unwrap_or_else(|| cfg.grpc.listen.to_string());

@@ -40,6 +40,25 @@ pub enum PkiError {
     NoCertificateForKey { key: PathBuf, bundle: PathBuf },
 }
 
+/// Which CA signs agents' certificates now, by the SHA-256 of its name
+/// (DER). The enroller sets it; the ingest service asks an agent whose
+/// certificate another CA signed to renew (a CA rollover).
+#[derive(Debug, Default)]
+pub struct CurrentSigner(std::sync::RwLock<Option<[u8; 32]>>);
+
+impl CurrentSigner {
+    pub fn set(&self, subject_sha256: [u8; 32]) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(subject_sha256);
+    }
+
+    /// Whether a certificate of this issuer should be renewed: it is known,
+    /// and not the CA that signs now.
+    pub fn wants_renewal(&self, issuer_sha256: Option<[u8; 32]>) -> bool {
+        let current = *self.0.read().unwrap_or_else(|p| p.into_inner());
+        matches!((current, issuer_sha256), (Some(c), Some(i)) if c != i)
+    }
+}
+
 /// A PEM certificate and its PEM private key.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -108,7 +127,7 @@ impl Ca {
         self.key.serialize_pem()
     }
 
-    fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, PkiError> {
+    pub(crate) fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, PkiError> {
         Ok(Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?)
     }
 
@@ -119,26 +138,72 @@ impl Ca {
         ips: &[IpAddr],
         days: i64,
     ) -> Result<Issued, PkiError> {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(names
-            .first()
-            .map(String::as_str)
-            .unwrap_or("campanile-collector"));
-        for n in names {
-            let s = rcgen::string::Ia5String::try_from(n.as_str())
-                .map_err(|_| PkiError::Name(n.clone()))?;
-            params.subject_alt_names.push(SanType::DnsName(s));
-        }
-        params
-            .subject_alt_names
-            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let params = server_params(names, ips)?;
         let now = OffsetDateTime::now_utc();
         self.sign(
             params,
             now - Duration::minutes(5),
             now + Duration::days(days),
         )
+    }
+
+    /// The server certificate at `cert_path` again, for the same names and
+    /// addresses and the key at `key_path`, signed by this CA for `days`
+    /// from now, written over it (by a rename: a collector reloading it
+    /// never reads half a file). Returns the names and the new expiry.
+    pub fn renew_server(
+        &self,
+        cert_path: &Path,
+        key_path: &Path,
+        days: i64,
+    ) -> Result<RenewedServer, PkiError> {
+        let pem = read(cert_path)?;
+        let der = CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| PkiError::Pem(format!("{}: {e}", cert_path.display())))?;
+        let (_, current) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| PkiError::Pem(format!("{}: {e}", cert_path.display())))?;
+        let (mut names, mut ips) = (Vec::new(), Vec::new());
+        if let Ok(Some(san)) = current.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    x509_parser::extensions::GeneralName::DNSName(n) => names.push((*n).to_owned()),
+                    x509_parser::extensions::GeneralName::IPAddress(b) => {
+                        if let Ok(v4) = <[u8; 4]>::try_from(*b) {
+                            ips.push(IpAddr::from(v4));
+                        } else if let Ok(v6) = <[u8; 16]>::try_from(*b) {
+                            ips.push(IpAddr::from(v6));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if names.is_empty() && ips.is_empty() {
+            return Err(PkiError::Pem(format!(
+                "{}: no DNS name or IP address to renew it for",
+                cert_path.display()
+            )));
+        }
+        let key = KeyPair::from_pem(&read(key_path)?).map_err(|e| PkiError::Key {
+            path: key_path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let now = OffsetDateTime::now_utc();
+        let not_after = now + Duration::days(days);
+        let mut params = server_params(&names, &ips)?;
+        stamp(
+            &mut params,
+            random_serial(),
+            now - Duration::minutes(5),
+            not_after,
+        );
+        let cert = params.signed_by(&key, &self.issuer()?)?;
+        write_file_atomically(cert_path, cert.pem().as_bytes(), 0o644)?;
+        Ok(RenewedServer {
+            names,
+            ips,
+            not_after,
+        })
     }
 
     /// An agent's client certificate carrying `identity`, valid between the
@@ -184,6 +249,18 @@ impl Ca {
         })
     }
 
+    /// SHA-256 of this CA's name (DER), as its certificates name their
+    /// issuer.
+    pub fn subject_sha256(&self) -> Result<[u8; 32], PkiError> {
+        let der = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .map_err(|e| PkiError::Pem(e.to_string()))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Pem(e.to_string()))?;
+        Ok(campanile_proto::sha256(
+            cert.tbs_certificate.subject.as_raw(),
+        ))
+    }
+
     /// SHA-256 of this CA's certificate (DER): the fingerprint tokens carry.
     pub fn sha256(&self) -> Result<[u8; 32], PkiError> {
         let der = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
@@ -213,6 +290,34 @@ pub struct SignedForKey {
     pub cert_pem: String,
     /// Lower-case hex of the serial number.
     pub serial_hex: String,
+}
+
+/// A renewed server certificate.
+#[derive(Debug, Clone)]
+pub struct RenewedServer {
+    pub names: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    pub not_after: OffsetDateTime,
+}
+
+/// What the collector's server certificate carries: its names and
+/// addresses, for server authentication only.
+fn server_params(names: &[String], ips: &[IpAddr]) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(names
+        .first()
+        .map(String::as_str)
+        .unwrap_or("campanile-collector"));
+    for n in names {
+        let s = rcgen::string::Ia5String::try_from(n.as_str())
+            .map_err(|_| PkiError::Name(n.clone()))?;
+        params.subject_alt_names.push(SanType::DnsName(s));
+    }
+    params
+        .subject_alt_names
+        .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    Ok(params)
 }
 
 /// What every agent certificate carries: the identity as URI SANs (and
@@ -262,8 +367,49 @@ fn random_serial() -> rcgen::SerialNumber {
     let mut bytes = [0u8; 16];
     // ring's system RNG; the serial only needs to be unique per CA.
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-    bytes[0] &= 0x7f; // keep the DER integer positive
+    // Positive, and with its top byte never zero: DER then writes the 16
+    // bytes as they are, and the serial a handshake reads back is the one
+    // the ledger records.
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
     rcgen::SerialNumber::from_slice(&bytes)
+}
+
+/// A certificate's serial as the store keys it: lower-case hex of the
+/// integer's bytes without leading zero bytes (DER adds one to keep an
+/// integer with its top bit set positive; tools print it or not).
+pub fn serial_hex(raw: &[u8]) -> String {
+    let first = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    campanile_proto::hex(&raw[first..])
+}
+
+/// A serial as an operator pastes it (`openssl x509 -serial` prints
+/// `serial=4A1B...`, other tools `4a:1b:...`), normalised as
+/// [`serial_hex`] writes it; `None` if it is not hex of at most 20 bytes
+/// (RFC 5280's bound).
+pub fn normalize_serial(input: &str) -> Option<String> {
+    let s = input.trim();
+    let s = s.strip_prefix("serial=").unwrap_or(s);
+    let digits: String = s
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digits = if digits.len() % 2 == 1 {
+        format!("0{digits}")
+    } else {
+        digits
+    };
+    let mut hex = digits.as_str();
+    while hex.len() > 2 && hex.starts_with("00") {
+        hex = &hex[2..];
+    }
+    (hex.len() <= 40).then(|| hex.to_owned())
 }
 
 fn dn(common_name: &str) -> DistinguishedName {
@@ -295,6 +441,20 @@ pub fn write_issued(
     write_file(&cert, issued.cert_pem.as_bytes(), 0o644)?;
     write_file(&key, issued.key_pem.as_bytes(), 0o600)?;
     Ok((cert, key))
+}
+
+/// Writes `contents` beside `path`, then renames it there: a reader (a
+/// collector reloading its certificates, a tool reading a CRL) never
+/// sees half a file.
+pub fn write_file_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_file(&tmp, contents, mode)?;
+    std::fs::rename(&tmp, path).map_err(|source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Writes a file created with `mode` from the start, so a private key is
@@ -393,5 +553,37 @@ mod tests {
         let ca = Ca::load(dir.path()).unwrap();
         ca.issue_agent(&HostIdentity::new("pc-1", "site-1").unwrap(), 1)
             .unwrap();
+    }
+
+    #[test]
+    fn a_serial_reads_back_from_the_certificate_as_the_ledger_records_it() {
+        let ca = Ca::generate("test CA", 1).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let identity = HostIdentity::new("pc-1", "site-1").unwrap();
+        let now = OffsetDateTime::now_utc();
+        for _ in 0..64 {
+            let signed = ca
+                .issue_agent_for_key(&identity, &key, now, now + Duration::days(1))
+                .unwrap();
+            let der = CertificateDer::from_pem_slice(signed.cert_pem.as_bytes()).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            assert_eq!(serial_hex(cert.raw_serial()), signed.serial_hex);
+            assert_eq!(
+                normalize_serial(&signed.serial_hex),
+                Some(signed.serial_hex)
+            );
+        }
+    }
+
+    #[test]
+    fn pasted_serials_are_normalised_and_nonsense_is_refused() {
+        assert_eq!(normalize_serial("serial=4A1B").as_deref(), Some("4a1b"));
+        assert_eq!(normalize_serial("00:c3:0f").as_deref(), Some("c30f"));
+        assert_eq!(normalize_serial("abc").as_deref(), Some("0abc"));
+        assert_eq!(normalize_serial("00").as_deref(), Some("00"));
+        assert_eq!(serial_hex(&[0, 0x80, 1]), "8001");
+        for bad in ["", "serial=", "xyz", "4a 1b", &"ab".repeat(21)] {
+            assert_eq!(normalize_serial(bad), None, "{bad:?}");
+        }
     }
 }

@@ -48,27 +48,27 @@ pub fn watch(territory: Arc<Territory>, mut shutdown: watch::Receiver<bool>) -> 
 }
 
 #[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
+pub(crate) type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
-type Hangup = ();
+pub(crate) type Hangup = ();
 
 #[cfg(unix)]
-fn hangup() -> Hangup {
+pub(crate) fn hangup() -> Hangup {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the register reloads on file change only");
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; files reload when they change only");
             None
         }
     }
 }
 
 #[cfg(not(unix))]
-fn hangup() -> Hangup {}
+pub(crate) fn hangup() -> Hangup {}
 
 #[cfg(unix)]
-async fn next_hangup(h: &mut Hangup) {
+pub(crate) async fn next_hangup(h: &mut Hangup) {
     match h {
         Some(s) => {
             s.recv().await;
@@ -78,6 +78,6 @@ async fn next_hangup(h: &mut Hangup) {
 }
 
 #[cfg(not(unix))]
-async fn next_hangup(_: &mut Hangup) {
+pub(crate) async fn next_hangup(_: &mut Hangup) {
     std::future::pending().await
 }

@@ -1,7 +1,9 @@
 //! The collector's own metrics: what it accepted, refused and how fast.
 //! Long-lived (counters), unlike the host series rendered at scrape time.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Telemetry {
     pub registry: Registry,
@@ -51,6 +53,16 @@ pub struct Telemetry {
     pub enrollments: IntCounterVec,
     /// `campanile_renewals_total{result}`.
     pub renewals: IntCounterVec,
+    /// Open connections closed because their certificate was revoked.
+    pub revoked_connections_closed: IntCounter,
+    /// Revoked certificates in force (not yet expired).
+    pub revoked_certificates: IntGauge,
+    /// When the gRPC port's certificate in force expires (Unix seconds).
+    pub server_certificate_expiry: IntGauge,
+    /// Reloads of the certificates, by result: `ok` or `failed`.
+    pub tls_reloads: IntCounterVec,
+    /// Agents holding a valid certificate, by CA.
+    pub agent_certificates: IntGaugeVec,
 }
 
 /// Reasons a request is refused; pre-registered so every series exists from
@@ -110,6 +122,7 @@ pub const RENEWAL_RESULTS: &[&str] = &[
     "weak_key",
     "unsupported_key",
     "same_key",
+    "revoked",
     "store_error",
     "signing_failed",
 ];
@@ -118,6 +131,7 @@ pub const HANDSHAKE_REASONS: &[&str] = &[
     "certificate_expired",
     "resumed_certificate_expired",
     "unknown_issuer",
+    "revoked",
     "invalid_certificate",
     "tls_error",
     "io_error",
@@ -210,6 +224,42 @@ impl Telemetry {
         let handshakes_prioritized = IntCounter::new(
             "campanile_tls_handshakes_prioritized_total",
             "Handshake slots given to a known source ahead of an unknown one that waited longer.",
+        )
+        .expect("valid metric");
+        let revoked_connections_closed = IntCounter::new(
+            "campanile_revoked_connections_closed_total",
+            "Open agent connections closed because their certificate was revoked.",
+        )
+        .expect("valid metric");
+        let revoked_certificates = IntGauge::new(
+            "campanile_revoked_certificates",
+            "Revoked certificates the gRPC port refuses (those not yet expired, or of unknown \
+             expiry).",
+        )
+        .expect("valid metric");
+        let server_certificate_expiry = IntGauge::new(
+            "campanile_server_certificate_expiry_timestamp_seconds",
+            "When the certificate the gRPC port presents expires.",
+        )
+        .expect("valid metric");
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "campanile_tls_reloads_total",
+                "Reloads of the gRPC port's certificates (SIGHUP or a changed file), by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for r in ["ok", "failed"] {
+            tls_reloads.with_label_values(&[r]);
+        }
+        let agent_certificates = IntGaugeVec::new(
+            Opts::new(
+                "campanile_agent_certificates",
+                "Agents holding a valid certificate, by the SHA-256 of the CA that signed it \
+                 (by_hand: issued by hand, not by enrollment).",
+            ),
+            &["ca"],
         )
         .expect("valid metric");
         let inflight_request_bytes = IntGauge::new(
@@ -392,6 +442,11 @@ impl Telemetry {
             Box::new(alert_evaluations.clone()),
             Box::new(enrollments.clone()),
             Box::new(renewals.clone()),
+            Box::new(revoked_connections_closed.clone()),
+            Box::new(revoked_certificates.clone()),
+            Box::new(server_certificate_expiry.clone()),
+            Box::new(tls_reloads.clone()),
+            Box::new(agent_certificates.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -426,6 +481,11 @@ impl Telemetry {
             alert_evaluations,
             enrollments,
             renewals,
+            revoked_connections_closed,
+            revoked_certificates,
+            server_certificate_expiry,
+            tls_reloads,
+            agent_certificates,
         }
     }
 }

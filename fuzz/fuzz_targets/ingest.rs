@@ -55,7 +55,13 @@ fn scratch() -> &'static Scratch {
         // The committer runs for the life of the process.
         std::mem::forget(thread);
         let reach = Arc::new(Reach::new(Default::default()));
-        let service = IngestService::new(committer, Limits::default(), telemetry, reach);
+        let service = IngestService::new(
+            committer,
+            Limits::default(),
+            telemetry,
+            reach,
+            Arc::new(Default::default()),
+        );
         Scratch {
             runtime,
             service,
@@ -87,6 +93,7 @@ fuzz_target!(|data: &[u8]| {
         enrolling: false,
         cert_serial: None,
         cert_key_sha256: None,
+        cert_issuer_sha256: None,
     });
     let _ = s.runtime.block_on(s.service.deliver(request));
     // What was stored reads back, whatever it was.

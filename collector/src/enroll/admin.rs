@@ -35,14 +35,27 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Random(#[from] RandomFailed),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
 }
 
 /// What a token made by the running collector (the API) carries beside
-/// its terms: the CA fingerprint, and where agents dial.
+/// its terms: the fingerprint of the CA of the server certificate, and
+/// where agents dial.
 #[derive(Debug, Clone)]
 pub struct Issuing {
-    pub ca_sha256: [u8; 32],
+    pub bundle_path: std::path::PathBuf,
+    pub cert_path: std::path::PathBuf,
     pub endpoint: String,
+}
+
+impl Issuing {
+    /// The CA a token pins: the one that signed the server certificate in
+    /// force (in a CA rollover, the old CA until `pki retire-ca`), read
+    /// from the files each time.
+    pub fn pin(&self) -> Result<[u8; 32], crate::pki::PkiError> {
+        crate::rollover::server_ca_sha256(&self.bundle_path, &self.cert_path)
+    }
 }
 
 /// Where a token is stored: the running collector's store, or the

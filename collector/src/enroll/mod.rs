@@ -20,7 +20,8 @@ pub mod refusal;
 pub mod service;
 pub mod token;
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use campanile_proto::enrollment::parse_credential;
@@ -32,7 +33,7 @@ use time::OffsetDateTime;
 
 use crate::ingest::tls::PeerInfo;
 use crate::ingest::tls::source::SourceKey;
-use crate::pki::{Ca, PkiError};
+use crate::pki::{Ca, CurrentSigner, PkiError};
 use crate::store::Store;
 use crate::store::certificates::{CertificateRow, CertificateTx};
 use attempts::FailedAttempts;
@@ -41,11 +42,11 @@ pub use refusal::Refusal;
 
 /// Signs agents' certificates for valid tokens.
 pub struct Enroller {
-    signer: Ca,
-    /// The signer's fingerprint, as tokens carry it.
-    ca_sha256: [u8; 32],
-    /// Every CA the collector trusts, handed to each agent.
-    bundle_pem: String,
+    /// Replaced whole by [`Self::reload`].
+    signing: RwLock<Arc<Signing>>,
+    /// Told which CA signs, so agents under another are asked to renew.
+    current: Arc<CurrentSigner>,
+    bundle_path: PathBuf,
     store: Arc<Store>,
     cfg: EnrollmentConfig,
     attempts: FailedAttempts,
@@ -60,19 +61,16 @@ impl Enroller {
         cfg: EnrollmentConfig,
         bundle_path: &std::path::Path,
         store: Arc<Store>,
+        current: Arc<CurrentSigner>,
         results: prometheus::IntCounterVec,
         renewals: prometheus::IntCounterVec,
     ) -> Result<Self, PkiError> {
-        let signer = Ca::load_signer(bundle_path, &cfg.ca_key_path)?;
-        let ca_sha256 = signer.sha256()?;
-        let bundle_pem = std::fs::read_to_string(bundle_path).map_err(|source| PkiError::Io {
-            path: bundle_path.to_owned(),
-            source,
-        })?;
+        let signing = Signing::load(bundle_path, &cfg.ca_key_path)?;
+        current.set(signing.subject_sha256);
         Ok(Self {
-            signer,
-            ca_sha256,
-            bundle_pem,
+            signing: RwLock::new(Arc::new(signing)),
+            current,
+            bundle_path: bundle_path.to_owned(),
             store,
             attempts: FailedAttempts::new(
                 cfg.max_failed_attempts_per_source,
@@ -84,11 +82,34 @@ impl Enroller {
         })
     }
 
+    fn signing(&self) -> Arc<Signing> {
+        // Nothing panics while holding it.
+        self.signing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the CA bundle and the signing key again; what is in force
+    /// stays if they do not load. True if the signer or the bundle
+    /// changed.
+    pub fn reload(&self) -> Result<bool, PkiError> {
+        let new = Signing::load(&self.bundle_path, &self.cfg.ca_key_path)?;
+        let mut held = self.signing.write().unwrap_or_else(|p| p.into_inner());
+        let changed = new.ca_sha256 != held.ca_sha256 || new.bundle_pem != held.bundle_pem;
+        if changed {
+            self.current.set(new.subject_sha256);
+            *held = Arc::new(new);
+        }
+        Ok(changed)
+    }
+
     /// What tokens made by this collector carry: its signer's fingerprint,
     /// and where agents dial (`advertised_endpoint`, else `listen`).
-    pub fn issuing(&self, listen: std::net::SocketAddr) -> admin::Issuing {
+    pub fn issuing(&self, listen: std::net::SocketAddr, server_cert: &Path) -> admin::Issuing {
         admin::Issuing {
-            ca_sha256: self.ca_sha256,
+            bundle_path: self.bundle_path.clone(),
+            cert_path: server_cert.to_owned(),
             endpoint: self
                 .cfg
                 .advertised_endpoint
@@ -140,6 +161,13 @@ impl Enroller {
             return Err(Refusal::SameKey);
         }
         self.store.certificates(|tx| {
+            // The store, not the set in memory: a revocation made a moment
+            // ago refuses the renewal before the collector has read it.
+            if let Some(serial) = &peer.cert_serial
+                && tx.is_revoked(serial)?
+            {
+                return Err(Refusal::Revoked);
+            }
             self.sign_and_record(tx, &identity, &csr.public_key, "renewed", None)
         })
     }
@@ -163,14 +191,15 @@ impl Enroller {
         let backdate: time::Duration = (lifetime / 10_i32).min(time::Duration::minutes(5));
         let not_before = now - backdate;
         let not_after = now + lifetime;
-        let signed = self
+        let signing = self.signing();
+        let signed = signing
             .signer
             .issue_agent_for_key(identity, key, not_before, not_after)?;
         tx.record_certificate(&CertificateRow {
             serial: signed.serial_hex,
             host_id: identity.host_id.clone(),
             site: identity.site.clone(),
-            ca_sha256: hex(&self.ca_sha256),
+            ca_sha256: hex(&signing.ca_sha256),
             not_before_ms: unix_ms(not_before),
             not_after_ms: unix_ms(not_after),
             issued_ms: unix_ms(now),
@@ -179,7 +208,7 @@ impl Enroller {
         })?;
         Ok(IssuedCertificate {
             certificate_pem: signed.cert_pem,
-            ca_bundle_pem: self.bundle_pem.clone(),
+            ca_bundle_pem: signing.bundle_pem.clone(),
             host_id: identity.host_id.clone(),
             site: identity.site.clone(),
             not_before_unix_ms: unix_ms(not_before),
@@ -272,7 +301,7 @@ impl Enroller {
                 return Err(Refusal::HostTaken(host_id));
             }
             for serial in &held {
-                tx.revoke_certificate(serial, now_ms, "replaced")?;
+                tx.revoke(serial, now_ms, "replaced")?;
             }
             tx.use_token(&token.id)?;
             self.sign_and_record(
@@ -282,6 +311,36 @@ impl Enroller {
                 "enrolled",
                 Some(token.id.clone()),
             )
+        })
+    }
+}
+
+/// The CA that signs, and what agents get with each certificate.
+struct Signing {
+    signer: Ca,
+    /// The signer's fingerprint, as tokens carry it.
+    ca_sha256: [u8; 32],
+    /// Every CA the collector trusts, handed to each agent.
+    bundle_pem: String,
+    /// SHA-256 of the signer's name, as its certificates name their issuer.
+    subject_sha256: [u8; 32],
+}
+
+impl Signing {
+    /// The CA of `key_path`, found among the trusted CAs of `bundle_path`
+    /// by its key.
+    fn load(bundle_path: &Path, key_path: &Path) -> Result<Self, PkiError> {
+        let signer = Ca::load_signer(bundle_path, key_path)?;
+        let ca_sha256 = signer.sha256()?;
+        let bundle_pem = std::fs::read_to_string(bundle_path).map_err(|source| PkiError::Io {
+            path: bundle_path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            subject_sha256: signer.subject_sha256()?,
+            signer,
+            ca_sha256,
+            bundle_pem,
         })
     }
 }

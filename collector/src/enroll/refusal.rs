@@ -30,6 +30,8 @@ pub enum Refusal {
     WrongHost { asked: String, expected: String },
     #[error("the CSR is for the key of the certificate presented: renew with a new key")]
     SameKey,
+    #[error("the certificate presented is revoked: it cannot renew; enroll again with a new token")]
+    Revoked,
     #[error("the certificate presented carries no host identity: {0}")]
     Unauthenticated(String),
     #[error("the CSR asks for a CA certificate")]
@@ -63,6 +65,7 @@ impl Refusal {
             Self::WrongSite { .. } => "wrong_site",
             Self::WrongHost { .. } => "wrong_host",
             Self::SameKey => "same_key",
+            Self::Revoked => "revoked",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::CaRequested => "ca_requested",
             Self::WeakKey(_) => "weak_key",
@@ -99,6 +102,7 @@ impl Refusal {
             | Self::WeakKey(_)
             | Self::UnsupportedKey(_) => tonic::Status::invalid_argument(msg),
             Self::HostTaken(_) => tonic::Status::already_exists(msg),
+            Self::Revoked => tonic::Status::permission_denied(msg),
             Self::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
             Self::Store(_) => tonic::Status::unavailable(msg),
             Self::Sign(_) => tonic::Status::internal(msg),
@@ -151,6 +155,7 @@ mod tests {
                 expected: String::new(),
             },
             Refusal::SameKey,
+            Refusal::Revoked,
             Refusal::Unauthenticated(String::new()),
         ];
         for r in all.iter().chain(&renewal) {

@@ -21,9 +21,10 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::codegen::Service;
 use tonic::service::Routes;
 
-use crate::ingest::identity_connections::IdentityConnections;
+use crate::ingest::identity_connections::{Closed, IdentityConnections};
 use crate::ingest::request_budget::{Budget, Held, LimitedBody, Pool};
 use crate::ingest::tls::AuthenticatedStream;
+use crate::revocation::Revoked;
 use crate::telemetry::Telemetry;
 
 /// HTTP/2 settings of the gRPC port.
@@ -79,6 +80,7 @@ pub async fn serve(
     enrolling: Option<EnrollingRoutes>,
     settings: Http2,
     telemetry: Arc<Telemetry>,
+    revoked: Arc<Revoked>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -100,6 +102,7 @@ pub async fn serve(
             .with_label_values(&["identity_limit"]),
     );
     let enrolling_open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut revocations = revoked.subscribe();
     let mut incoming = std::pin::pin!(incoming);
     let mut connections = JoinSet::new();
     // Each connection watches a receiver of its own.
@@ -109,6 +112,13 @@ pub async fn serve(
             _ = shutdown.wait_for(|stop| *stop) => break,
             // Reap finished connections so the set holds only live ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Ok(()) = revocations.changed() => {
+                let closed = identities.close_revoked(&revoked.snapshot());
+                if closed > 0 {
+                    telemetry.revoked_connections_closed.inc_by(closed as u64);
+                    tracing::info!(closed, "closing the connections of revoked certificates");
+                }
+            }
             next = incoming.next() => match next {
                 Some(Ok(stream)) => {
                     let peer = stream.peer().clone();
@@ -125,7 +135,14 @@ pub async fn serve(
                     } else {
                         // Connections whose certificate names no host are
                         // refused at their first request; they count together.
-                        (routes.clone(), Some(identities.register(registration_host(&peer))), None)
+                        let registration = identities.register(registration_host(&peer), peer.cert_serial.as_deref());
+                        // Revoked since the accept loop checked it: the
+                        // revocation's sweep may have missed it.
+                        if peer.cert_serial.as_deref().is_some_and(|s| revoked.contains(s)) {
+                            telemetry.revoked_connections_closed.inc();
+                            continue;
+                        }
+                        (routes.clone(), Some(registration), None)
                     };
                     let in_flight = stream.in_flight();
                     let (host, remote_addr) = (registration_host(&peer).to_owned(), peer.remote_addr);
@@ -167,9 +184,9 @@ pub async fn serve(
                     let mut stop = watch_each.clone();
                     connections.spawn(async move {
                         let _enrolling_slot = enrolling_slot;
-                        let replaced = async {
+                        let closed = async {
                             match &registration {
-                                Some(r) => r.replaced().await,
+                                Some(r) => r.closed().await,
                                 None => std::future::pending().await,
                             }
                         };
@@ -185,8 +202,11 @@ pub async fn serve(
                             r = conn.as_mut() => return log_end(r),
                             // Dropped: its requests are not acknowledged,
                             // and an agent's would be sent again.
-                            () = replaced => {
-                                tracing::info!(%host, peer = %remote_addr, "connection replaced by a newer one of the same certificate");
+                            why = closed => {
+                                match why {
+                                    Closed::Replaced => tracing::info!(%host, peer = %remote_addr, "connection replaced by a newer one of the same certificate"),
+                                    Closed::Revoked => tracing::info!(%host, peer = %remote_addr, "connection closed: its certificate is revoked"),
+                                }
                                 return;
                             }
                             () = lifetime => {

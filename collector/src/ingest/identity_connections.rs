@@ -2,8 +2,11 @@
 //! one, and one more while it reconnects before its old connection is
 //! seen dead. Beyond `max`, a new connection replaces the oldest, so a
 //! stolen or copied certificate cannot multiply what one host may hold.
+//! It also finds the connections of a certificate revoked while they are
+//! open, to close them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -17,8 +20,31 @@ pub struct IdentityConnections {
 #[derive(Default)]
 struct Inner {
     /// Each identity's connections, oldest first.
-    by_identity: HashMap<String, VecDeque<(u64, Arc<Notify>)>>,
+    by_identity: HashMap<String, VecDeque<Entry>>,
     next_id: u64,
+}
+
+struct Entry {
+    id: u64,
+    /// Of the certificate the connection came with.
+    serial: Option<String>,
+    closing: Arc<Closing>,
+}
+
+/// Tells a connection to close, and why.
+#[derive(Default)]
+struct Closing {
+    notify: Notify,
+    revoked: AtomicBool,
+}
+
+/// Why a connection was told to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// A newer connection of the same identity took its place.
+    Replaced,
+    /// Its certificate was revoked.
+    Revoked,
 }
 
 /// A connection's place among its identity's; dropped when it closes.
@@ -26,7 +52,7 @@ pub struct Registration {
     registry: Arc<IdentityConnections>,
     identity: String,
     id: u64,
-    replaced: Arc<Notify>,
+    closing: Arc<Closing>,
 }
 
 impl IdentityConnections {
@@ -44,37 +70,62 @@ impl IdentityConnections {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a new connection of `identity`, telling the oldest ones
-    /// beyond the bound to close.
-    pub fn register(self: &Arc<Self>, identity: &str) -> Registration {
+    /// Registers a new connection of `identity` (its certificate's
+    /// `serial`), telling the oldest ones beyond the bound to close.
+    pub fn register(self: &Arc<Self>, identity: &str, serial: Option<&str>) -> Registration {
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
         let conns = inner.by_identity.entry(identity.to_owned()).or_default();
         while conns.len() >= self.max {
-            let Some((_, oldest)) = conns.pop_front() else {
+            let Some(oldest) = conns.pop_front() else {
                 break;
             };
             // Stored if that connection is not waiting on it yet.
-            oldest.notify_one();
+            oldest.closing.notify.notify_one();
             self.replaced.inc();
         }
-        let replaced = Arc::new(Notify::new());
-        conns.push_back((id, replaced.clone()));
+        let closing = Arc::new(Closing::default());
+        conns.push_back(Entry {
+            id,
+            serial: serial.map(str::to_owned),
+            closing: closing.clone(),
+        });
         Registration {
             registry: self.clone(),
             identity: identity.to_owned(),
             id,
-            replaced,
+            closing,
         }
+    }
+
+    /// Tells every connection whose certificate's serial is in `revoked`
+    /// to close; returns how many.
+    pub fn close_revoked(&self, revoked: &HashSet<String>) -> usize {
+        let inner = self.lock();
+        let mut closed = 0;
+        for entry in inner.by_identity.values().flatten() {
+            if entry.serial.as_ref().is_some_and(|s| revoked.contains(s))
+                && !entry.closing.revoked.swap(true, Ordering::AcqRel)
+            {
+                entry.closing.notify.notify_one();
+                closed += 1;
+            }
+        }
+        closed
     }
 }
 
 impl Registration {
-    /// Completes when a newer connection of the same identity replaced
-    /// this one.
-    pub async fn replaced(&self) {
-        self.replaced.notified().await
+    /// Completes when the connection must close: a newer connection of
+    /// the same identity replaced it, or its certificate was revoked.
+    pub async fn closed(&self) -> Closed {
+        self.closing.notify.notified().await;
+        if self.closing.revoked.load(Ordering::Acquire) {
+            Closed::Revoked
+        } else {
+            Closed::Replaced
+        }
     }
 }
 
@@ -82,7 +133,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let mut inner = self.registry.lock();
         if let Some(conns) = inner.by_identity.get_mut(&self.identity) {
-            conns.retain(|(id, _)| *id != self.id);
+            conns.retain(|e| e.id != self.id);
             if conns.is_empty() {
                 inner.by_identity.remove(&self.identity);
             }
@@ -94,29 +145,50 @@ impl Drop for Registration {
 mod tests {
     use super::*;
 
-    fn replaced_now(r: &Registration) -> bool {
+    fn closed_now(r: &Registration) -> Option<Closed> {
         use std::future::Future;
-        let fut = std::pin::pin!(r.replaced());
-        fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-            .is_ready()
+        let fut = std::pin::pin!(r.closed());
+        match fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(why) => Some(why),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    fn replaced_now(r: &Registration) -> bool {
+        closed_now(r) == Some(Closed::Replaced)
     }
 
     #[test]
     fn a_third_connection_of_one_identity_replaces_the_oldest() {
         let reg = IdentityConnections::new(2, prometheus::IntCounter::new("r", "t").unwrap());
-        let first = reg.register("pc-001");
-        let second = reg.register("pc-001");
-        let other = reg.register("pc-002");
+        let first = reg.register("pc-001", None);
+        let second = reg.register("pc-001", None);
+        let other = reg.register("pc-002", None);
         assert!(!replaced_now(&first));
-        let third = reg.register("pc-001");
+        let third = reg.register("pc-001", None);
         assert!(replaced_now(&first), "the oldest goes");
         assert!(!replaced_now(&second) && !replaced_now(&third) && !replaced_now(&other));
         assert_eq!(reg.replaced.get(), 1);
         // A closed connection frees its place.
         drop(second);
-        let _fourth = reg.register("pc-001");
+        let _fourth = reg.register("pc-001", None);
         assert!(!replaced_now(&third));
         drop(first);
         assert_eq!(reg.lock().by_identity["pc-001"].len(), 2);
+    }
+
+    #[test]
+    fn a_revocation_closes_the_connections_of_that_certificate_only() {
+        let reg = IdentityConnections::new(2, prometheus::IntCounter::new("r", "t").unwrap());
+        let old = reg.register("pc-001", Some("4a01"));
+        let renewed = reg.register("pc-001", Some("4a02"));
+        let other = reg.register("pc-002", Some("4b01"));
+        let revoked: HashSet<String> = ["4a01".to_owned()].into();
+        assert_eq!(reg.close_revoked(&revoked), 1);
+        assert_eq!(closed_now(&old), Some(Closed::Revoked));
+        assert_eq!(closed_now(&renewed), None, "its new certificate holds");
+        assert_eq!(closed_now(&other), None);
+        assert_eq!(reg.close_revoked(&revoked), 0, "told once");
+        assert_eq!(reg.replaced.get(), 0);
     }
 }

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::clock::now_ms;
 use crate::ingest::tls::PeerInfo;
 use crate::ingest::validate::{self, Limits, Refusal};
+use crate::pki::CurrentSigner;
 use crate::reach::Reach;
 use crate::store::StoreError;
 use crate::store::commit::{self, CommitError, Committer};
@@ -23,6 +24,7 @@ pub struct IngestService {
     limits: Limits,
     telemetry: Arc<Telemetry>,
     reach: Arc<Reach>,
+    signer: Arc<CurrentSigner>,
 }
 
 impl IngestService {
@@ -31,12 +33,14 @@ impl IngestService {
         limits: Limits,
         telemetry: Arc<Telemetry>,
         reach: Arc<Reach>,
+        signer: Arc<CurrentSigner>,
     ) -> Self {
         Self {
             committer,
             limits,
             telemetry,
             reach,
+            signer,
         }
     }
 
@@ -170,6 +174,7 @@ impl Ingest for IngestService {
                 interval_secs: 0,
                 send_full_inventory: outcome.need_full_inventory,
                 probe_duty: plan.directive(&identity.host_id, &held_duty),
+                renew_certificate: self.signer.wants_renewal(peer.cert_issuer_sha256),
             }),
         };
         Ok(answer_compressed_if_large(answer))

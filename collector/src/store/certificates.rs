@@ -54,12 +54,12 @@ pub struct CertificateRow {
 
 /// The certificate work of one transaction; see [`Store::certificates`].
 pub struct CertificateTx<'a> {
-    tx: Transaction<'a>,
+    pub(super) tx: Transaction<'a>,
     path: &'a Path,
 }
 
 impl CertificateTx<'_> {
-    fn err(&self, source: rusqlite::Error) -> StoreError {
+    pub(super) fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.to_owned(),
             source,
@@ -108,13 +108,18 @@ impl CertificateTx<'_> {
             .map_err(|e| self.err(e))
     }
 
-    /// When the certificate the host last reported with expires, if it
-    /// reported at all: certificates issued by hand (`pki issue-agent`)
-    /// are known only this way.
+    /// When the certificate the host last reported with expires, if the
+    /// ledger does not know it: certificates issued by hand (`pki
+    /// issue-agent`) are known only this way. One the collector signed
+    /// (the same expiry, to the second a certificate holds) is for
+    /// [`Self::valid_serials`] to judge, revoked or not.
     pub fn reported_certificate_not_after(&self, host_id: &str) -> Result<Option<i64>, StoreError> {
         self.tx
             .query_row(
-                "SELECT cert_not_after_ms FROM hosts WHERE host_id = ?1",
+                "SELECT h.cert_not_after_ms FROM hosts h WHERE h.host_id = ?1
+                    AND NOT EXISTS (SELECT 1 FROM certificates c
+                                     WHERE c.host_id = h.host_id
+                                       AND c.not_after_ms / 1000 = h.cert_not_after_ms / 1000)",
                 [host_id],
                 |r| r.get::<_, Option<i64>>(0),
             )
@@ -142,24 +147,6 @@ impl CertificateTx<'_> {
                 ],
             )
             .map(drop)
-            .map_err(|e| self.err(e))
-    }
-
-    /// Marks a signed certificate revoked; false if it was unknown or
-    /// already revoked.
-    pub fn revoke_certificate(
-        &self,
-        serial: &str,
-        now_ms: i64,
-        reason: &str,
-    ) -> Result<bool, StoreError> {
-        self.tx
-            .execute(
-                "UPDATE certificates SET revoked_ms = ?2, revoked_reason = ?3
-                  WHERE serial = ?1 AND revoked_ms IS NULL",
-                params![serial, now_ms, reason],
-            )
-            .map(|n| n > 0)
             .map_err(|e| self.err(e))
     }
 }
@@ -325,6 +312,14 @@ impl AdminStore {
         revoke_token(&self.conn, &self.path, id, now_ms)
     }
 
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn certificates<T, E: From<StoreError>>(
         &mut self,
         f: impl FnOnce(&CertificateTx<'_>) -> Result<T, E>,
@@ -419,7 +414,7 @@ mod tests {
                 tx.record_certificate(&cert("01", 500))?;
                 tx.record_certificate(&cert("02", 5_000))?;
                 tx.record_certificate(&cert("03", 5_000))?;
-                assert!(tx.revoke_certificate("03", 100, "test")?);
+                assert!(tx.revoke("03", 100, "test")?);
                 tx.valid_serials("pc-01.site-a", 1_000)
             })
             .unwrap();

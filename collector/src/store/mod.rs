@@ -25,6 +25,8 @@ pub(crate) mod inventory_diff;
 mod plausible;
 mod probes;
 mod read;
+pub mod revocations;
+pub mod rollover;
 mod schema;
 mod wal;
 mod write;

@@ -153,6 +153,21 @@ pub fn migrations() -> Migrations<'static> {
              ) STRICT;
              CREATE INDEX certificates_by_host ON certificates(host_id, not_after_ms);",
         ),
+        // 9: every revoked certificate by serial, the collector's own and
+        // those issued by hand (not in the ledger: no expiry known).
+        M::up(
+            "CREATE TABLE revocations (
+                serial        TEXT PRIMARY KEY NOT NULL,  -- lower-case hex
+                host_id       TEXT,
+                revoked_ms    INTEGER NOT NULL,
+                reason        TEXT NOT NULL,
+                not_after_ms  INTEGER
+             ) STRICT;
+             CREATE INDEX revocations_by_host ON revocations(host_id, revoked_ms);
+             INSERT INTO revocations (serial, host_id, revoked_ms, reason, not_after_ms)
+                SELECT serial, host_id, revoked_ms, coalesce(revoked_reason, ''), not_after_ms
+                  FROM certificates WHERE revoked_ms IS NOT NULL;",
+        ),
     ])
 }
 

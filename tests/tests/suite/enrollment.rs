@@ -826,3 +826,521 @@ async fn check_config_refuses_a_signing_key_of_no_trusted_ca() -> Result<()> {
     );
     Ok(())
 }
+
+fn spawn_agent_logging(config: &Path, log: &Path) -> Result<ChildGuard> {
+    Ok(ChildGuard(
+        Command::new(agent_binary()?)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()?,
+    ))
+}
+
+/// A connection of the agent whose files are in `dir`, open now.
+async fn connect_as(dir: &Path, grpc: SocketAddr) -> Result<tonic::transport::Channel> {
+    connect_with(
+        &dir.join("ca.pem"),
+        &dir.join("agent.pem"),
+        &dir.join("agent.key"),
+        grpc,
+    )
+    .await
+}
+
+async fn connect_with(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    grpc: SocketAddr,
+) -> Result<tonic::transport::Channel> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(ca)?))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(
+            std::fs::read(cert)?,
+            std::fs::read(key)?,
+        ));
+    Ok(Endpoint::from_shared(format!("https://{grpc}"))?
+        .tls_config(tls)?
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?)
+}
+
+// The agents and the command line run as processes the test waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_host_is_cut_off_at_once_while_another_goes_on() -> Result<()> {
+    let centre = Centre::start("").await?;
+    let token = centre.new_token(SITE, &["--uses", "2"])?;
+    let agent = |name: &str| {
+        centre.agent_toml(
+            name,
+            &format!("[enrollment]\ntoken = \"{token}\"\n[identity]\nhost_id = \"{name}\""),
+        )
+    };
+    let (stolen, other) = (agent("ufficio-01")?, agent("ufficio-02")?);
+    let stolen_dir = stolen.parent().context("agent dir")?.to_owned();
+    let log = stolen_dir.join("agent.log");
+    let _stolen = spawn_agent_logging(&stolen, &log)?;
+    let _other = spawn_agent(&other)?;
+    centre.reported("ufficio-01", SITE, ISTAT).await?;
+    centre.reported("ufficio-02", SITE, ISTAT).await?;
+    // A connection of the stolen certificate, open before its revocation.
+    let open = connect_as(&stolen_dir, centre.grpc()).await?;
+
+    let out = Command::new(collector_binary()?)
+        .args(["pki", "revoke", "--config"])
+        .arg(&centre.config)
+        .args(["--host", "ufficio-01", "--reason", "stolen laptop"])
+        .output()?;
+    ensure!(out.status.success(), "pki revoke: {out:?}");
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("revoked 1 certificate(s)"),
+        "{out:?}"
+    );
+
+    // No renewal for it, on the connection it holds: refused by the
+    // service, or the connection is closed first.
+    let renewal = campanile_proto::v1::certificates_client::CertificatesClient::new(open)
+        .renew(campanile_proto::v1::RenewRequest {
+            csr_der: csr(&[], |_| {})?,
+        })
+        .await;
+    ensure!(renewal.is_err(), "a revoked certificate renewed");
+    if let Err(status) = &renewal
+        && status.code() == tonic::Code::PermissionDenied
+    {
+        ensure!(status.message().contains("revoked"), "{status:?}");
+    }
+
+    // Its open connection is closed, and its reconnections are refused.
+    eventually(Duration::from_secs(15), "the agent cut off", || async {
+        let text = centre.c.metrics().await.ok()?;
+        let closed = sample(&text, "campanile_revoked_connections_closed_total");
+        let refused = sample(
+            &text,
+            "campanile_tls_handshake_failures_total{reason=\"revoked\"}",
+        );
+        let in_force = sample(&text, "campanile_revoked_certificates");
+        (closed >= 1.0 && refused >= 1.0 && in_force == 1.0).then_some(())
+    })
+    .await?;
+    // The agent says what happened and what to do.
+    eventually(
+        Duration::from_secs(15),
+        "the agent's explanation",
+        || async {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.contains("revoked this agent's certificate")
+                .then_some(())
+        },
+    )
+    .await?;
+    let store = &centre.c.running.store;
+    let stopped = store.latest_delivery("ufficio-01")?;
+    let other_then = store.latest_delivery("ufficio-02")?.map_or(0, |(_, s)| s);
+    eventually(
+        Duration::from_secs(15),
+        "the other agent's reports",
+        || async {
+            let (_, seq) = store.latest_delivery("ufficio-02").ok()??;
+            (seq >= other_then + 3).then_some(())
+        },
+    )
+    .await?;
+    assert_eq!(
+        store.latest_delivery("ufficio-01")?,
+        stopped,
+        "a revoked agent still delivers"
+    );
+    let text = centre.c.metrics().await?;
+    assert_eq!(
+        sample(&text, "campanile_renewals_total{result=\"ok\"}"),
+        0.0
+    );
+
+    // Revoked first, the host id is free for a new enrollment: the
+    // replacement laptop takes it over openly.
+    let again = centre.new_token(SITE, &[])?;
+    let replacement = centre.agent_toml("replacement", "")?;
+    let out = Command::new(agent_binary()?)
+        .args(["enroll", "--config"])
+        .arg(&replacement)
+        .args(["--token", &again.to_string(), "--host-id", "ufficio-01"])
+        .output()?;
+    ensure!(out.status.success(), "re-enrollment: {out:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_issued_by_hand_is_revoked_by_serial_and_listed_in_a_crl() -> Result<()> {
+    let centre = Centre::start("").await?;
+    let (cert, key) = centre.pki.agent("pc-manuale", SITE)?;
+    let pem = std::fs::read(&cert)?;
+    let der = CertificateDer::from_pem_slice(&pem)?;
+    let serial = campanile_collector::ingest::tls::revoking_verifier::serial_of(&der)
+        .context("the certificate's serial")?;
+    // As `openssl x509 -serial` prints it: upper case, after `serial=`.
+    let pasted = format!("serial={}", serial.to_uppercase());
+    let revoke = |serial: &str| {
+        Command::new(collector_binary()?)
+            .args(["pki", "revoke", "--config"])
+            .arg(&centre.config)
+            .args(["--serial", serial])
+            .output()
+            .map_err(anyhow::Error::from)
+    };
+    let out = revoke(&pasted)?;
+    ensure!(out.status.success(), "pki revoke --serial: {out:?}");
+    // Twice, or nonsense: refused, and nothing changes.
+    let twice = revoke(&pasted)?;
+    ensure!(!twice.status.success());
+    ensure!(String::from_utf8_lossy(&twice.stderr).contains("revoked already"));
+    let nonsense = revoke("not-a-serial")?;
+    ensure!(!nonsense.status.success());
+    ensure!(String::from_utf8_lossy(&nonsense.stderr).contains("not a certificate serial"));
+
+    // The running collector refuses it within a second of the revocation.
+    eventually(
+        Duration::from_secs(10),
+        "the revocation in force",
+        || async {
+            let text = centre.c.metrics().await.ok()?;
+            (sample(&text, "campanile_revoked_certificates") == 1.0).then_some(())
+        },
+    )
+    .await?;
+    let ca = centre.pki.path().join("ca.pem");
+    let delivered = match connect_with(&ca, &cert, &key, centre.grpc()).await {
+        Err(_) => false,
+        Ok(channel) => campanile_proto::v1::ingest_client::IngestClient::new(channel)
+            .deliver(campanile_proto::v1::DeliverRequest {
+                reports: vec![campanile_tests::steady_report("pc-manuale").await],
+                agent_stats: None,
+                sent_unix_ms: campanile_agent::now_ms(),
+            })
+            .await
+            .is_ok(),
+    };
+    ensure!(!delivered, "a revoked certificate delivered");
+    ensure!(
+        centre
+            .c
+            .running
+            .store
+            .latest_delivery("pc-manuale")?
+            .is_none()
+    );
+
+    let crl = centre.dir.path().join("crl.pem");
+    let out = Command::new(collector_binary()?)
+        .args(["pki", "crl", "--config"])
+        .arg(&centre.config)
+        .arg("--out")
+        .arg(&crl)
+        .output()?;
+    ensure!(out.status.success(), "pki crl: {out:?}");
+    if which("openssl").is_none() {
+        campanile_tests::skipped("no openssl to read the CRL");
+        return Ok(());
+    }
+    let read = Command::new("openssl")
+        .args(["crl", "-noout", "-text", "-in"])
+        .arg(&crl)
+        .arg("-CAfile")
+        .arg(centre.pki.path().join("ca.pem"))
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&read.stdout),
+        String::from_utf8_lossy(&read.stderr)
+    );
+    ensure!(read.status.success(), "openssl crl: {text}");
+    ensure!(text.contains("verify OK"), "{text}");
+    let listed = format!("Serial Number: {}", serial.to_uppercase());
+    ensure!(text.contains(&listed), "{listed} not in: {text}");
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The serial of the certificate the collector presents now, read over
+/// a new connection.
+async fn server_serial(centre: &Centre) -> Result<String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(
+        centre.pki.path().join("ca.pem"),
+    )?)?;
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(centre.grpc()).await?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .context("no server certificate")?
+        .clone();
+    campanile_collector::ingest::tls::revoking_verifier::serial_of(&leaf)
+        .context("the server certificate's serial")
+}
+
+async fn deliver_over(channel: &tonic::transport::Channel, host: &str, seq: u64) -> Result<()> {
+    let mut report = campanile_tests::steady_report(host).await;
+    report.seq = seq;
+    campanile_proto::v1::ingest_client::IngestClient::new(channel.clone())
+        .deliver(campanile_proto::v1::DeliverRequest {
+            reports: vec![report],
+            agent_stats: None,
+            sent_unix_ms: campanile_agent::now_ms(),
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_server_certificate_is_served_without_a_restart() -> Result<()> {
+    let centre = Centre::start("").await?;
+    let (cert, key) = centre.pki.agent("pc-01", SITE)?;
+    let ca = centre.pki.path().join("ca.pem");
+    let open = connect_with(&ca, &cert, &key, centre.grpc()).await?;
+    deliver_over(&open, "pc-01", 1).await?;
+    let before = server_serial(&centre).await?;
+
+    let out = Command::new(collector_binary()?)
+        .args(["pki", "renew-server", "--config"])
+        .arg(&centre.config)
+        .args(["--days", "30"])
+        .output()?;
+    ensure!(out.status.success(), "pki renew-server: {out:?}");
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("localhost"),
+        "{out:?}"
+    );
+    // Picked up from the file within its 10 s look.
+    let after = eventually(
+        Duration::from_secs(30),
+        "the new certificate served",
+        || async { server_serial(&centre).await.ok().filter(|s| *s != before) },
+    )
+    .await?;
+    let text = centre.c.metrics().await?;
+    // At least: the SIGHUP test signals this whole process.
+    assert!(sample(&text, "campanile_tls_reloads_total{result=\"ok\"}") >= 1.0);
+    let expiry = sample(
+        &text,
+        "campanile_server_certificate_expiry_timestamp_seconds",
+    );
+    let in_30_days = (campanile_agent::now_ms() / 1000 + 30 * 86_400) as f64;
+    ensure!((expiry - in_30_days).abs() < 600.0, "expiry {expiry}");
+    // The connection open across the reload goes on.
+    deliver_over(&open, "pc-01", 2).await?;
+
+    // A broken file changes nothing but a counted failure.
+    std::fs::write(centre.pki.path().join("server.pem"), "not a certificate")?;
+    eventually(Duration::from_secs(30), "the failed reload", || async {
+        let text = centre.c.metrics().await.ok()?;
+        (sample(&text, "campanile_tls_reloads_total{result=\"failed\"}") >= 1.0).then_some(())
+    })
+    .await?;
+    assert_eq!(server_serial(&centre).await?, after);
+    let fresh = connect_with(&ca, &cert, &key, centre.grpc()).await?;
+    deliver_over(&fresh, "pc-01", 3).await?;
+    Ok(())
+}
+
+fn pki_cmd(centre: &Centre, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new(collector_binary()?)
+        .arg("pki")
+        .args(args)
+        .arg("--config")
+        .arg(&centre.config)
+        .output()?)
+}
+
+/// The SHA-256 (hex) of every CA in a PEM bundle.
+fn bundle_cas(path: &Path) -> Result<Vec<String>> {
+    CertificateDer::pem_file_iter(path)?
+        .map(|c| {
+            Ok(campanile_proto::hex(
+                &campanile_proto::enrollment::certificate_sha256(&c?),
+            ))
+        })
+        .collect()
+}
+
+/// Stops an agent as its service manager would, and waits for it.
+fn stop_agent(mut agent: ChildGuard) -> Result<()> {
+    campanile_tests::terminate(&agent.0)?;
+    agent.0.wait()?;
+    Ok(())
+}
+
+// Five agents run as processes while the collector serves in this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_agents_move_to_a_new_ca_and_the_old_one_is_retired_with_no_report_lost() -> Result<()>
+{
+    let centre = Centre::start("").await?;
+    let token = centre.new_token(SITE, &["--uses", "5"])?;
+    let names: Vec<String> = (1..=5).map(|i| format!("ufficio-{i:02}")).collect();
+    let configs = names
+        .iter()
+        .map(|n| {
+            centre.agent_toml(
+                n,
+                &format!("[enrollment]\ntoken = \"{token}\"\n[identity]\nhost_id = \"{n}\""),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut agents = configs
+        .iter()
+        .map(|c| spawn_agent(c))
+        .collect::<Result<Vec<_>>>()?;
+    for n in &names {
+        centre.reported(n, SITE, ISTAT).await?;
+    }
+    let bundle = centre.pki.path().join("ca.pem");
+    let old = bundle_cas(&bundle)?;
+    ensure!(old.len() == 1);
+    let store = &centre.c.running.store;
+    let now = campanile_agent::now_ms;
+    assert_eq!(store.hosts_by_ca(now())?, [(old[0].clone(), 5)]);
+
+    let early = pki_cmd(&centre, &["retire-ca"])?;
+    ensure!(!early.status.success(), "retired the only CA: {early:?}");
+    let out = pki_cmd(&centre, &["rotate-ca"])?;
+    ensure!(out.status.success(), "rotate-ca: {out:?}");
+    let both = bundle_cas(&bundle)?;
+    ensure!(both.len() == 2 && both[0] == old[0], "{both:?}");
+    let new = both[1].clone();
+    // Refused while the agents still hold the old CA's certificates.
+    let refused = pki_cmd(&centre, &["retire-ca"])?;
+    ensure!(!refused.status.success(), "{refused:?}");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        why.contains("still hold a certificate of the old CA"),
+        "{why}"
+    );
+    ensure!(
+        bundle_cas(&bundle)? == both,
+        "a refused retire changed the bundle"
+    );
+
+    // The collector reads the new files within 10 s, then asks each agent
+    // at its next report to renew; each gets a certificate of the new CA
+    // and the bundle with both.
+    eventually(
+        Duration::from_secs(60),
+        "every agent on the new CA",
+        || async { (store.hosts_by_ca(now()).ok()? == [(new.clone(), 5)]).then_some(()) },
+    )
+    .await?;
+    for c in &configs {
+        let dir = c.parent().context("agent dir")?;
+        ensure!(
+            bundle_cas(&dir.join("ca.pem"))? == both,
+            "{}",
+            dir.display()
+        );
+    }
+
+    let served_before = server_serial(&centre).await?;
+    let out = pki_cmd(&centre, &["retire-ca"])?;
+    ensure!(out.status.success(), "retire-ca: {out:?}");
+    ensure!(bundle_cas(&bundle)? == std::slice::from_ref(&new));
+    ensure!(
+        campanile_collector::rollover::server_ca_sha256(
+            &bundle,
+            &centre.pki.path().join("server.pem")
+        )
+        .map(|s| campanile_proto::hex(&s))?
+            == new,
+        "the server certificate is not the new CA's"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the new server certificate served",
+        || async {
+            server_serial(&centre)
+                .await
+                .ok()
+                .filter(|s| *s != served_before)
+        },
+    )
+    .await?;
+
+    // Started again, the agents connect afresh: they trust the server's
+    // new certificate, and the collector their new ones.
+    let mut restart_at = Vec::new();
+    for agent in agents.drain(..) {
+        stop_agent(agent)?;
+    }
+    for (n, c) in names.iter().zip(&configs) {
+        restart_at.push(store.latest_delivery(n)?.map_or(0, |(_, s)| s));
+        agents.push(spawn_agent(c)?);
+    }
+    eventually(
+        Duration::from_secs(30),
+        "reports after the restart",
+        || async {
+            names
+                .iter()
+                .zip(&restart_at)
+                .all(|(n, at)| {
+                    store
+                        .latest_delivery(n)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|(_, s)| s >= at + 3)
+                })
+                .then_some(())
+        },
+    )
+    .await?;
+    for agent in agents.drain(..) {
+        stop_agent(agent)?;
+    }
+    // No report lost or accepted twice: each host's reports 1..=seq were
+    // each accepted once.
+    let text = centre.c.metrics().await?;
+    let mut seqs = 0;
+    for n in &names {
+        seqs += store.latest_delivery(n)?.map_or(0, |(_, s)| s);
+    }
+    assert_eq!(
+        sample(&text, "campanile_ingest_reports_accepted_total"),
+        seqs as f64
+    );
+    assert_eq!(
+        sample(&text, "campanile_renewals_total{result=\"ok\"}"),
+        5.0
+    );
+    // Tokens made now pin the new CA.
+    ensure!(campanile_proto::hex(&centre.new_token(SITE, &[])?.ca_sha256) == new);
+    eventually(Duration::from_secs(40), "the gauge by CA", || async {
+        let text = centre.c.metrics().await.ok()?;
+        let on_new = sample(
+            &text,
+            &format!("campanile_agent_certificates{{ca=\"{new}\"}}"),
+        );
+        (on_new == 5.0 && !text.contains(&old[0])).then_some(())
+    })
+    .await?;
+    Ok(())
+}

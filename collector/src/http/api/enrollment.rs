@@ -136,7 +136,8 @@ pub(super) async fn create(
     let store = s.store.clone();
     let now = now_ms();
     let made = tokio::task::spawn_blocking(move || {
-        admin::create_token(&*store, &spec, issuing.ca_sha256, now).map(|t| (t, issuing))
+        let pin = issuing.pin().map_err(AdminError::from)?;
+        admin::create_token(&*store, &spec, pin, now).map(|t| (t, issuing))
     })
     .await;
     match made {

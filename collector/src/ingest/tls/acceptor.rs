@@ -15,11 +15,13 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::ingest::tls::admission::{Admission, AdmissionGauges, AdmissionLimits, Refused};
+use crate::ingest::tls::live::LiveConfig;
 use crate::ingest::tls::slots::Slots;
 use crate::ingest::tls::source::SourceKey;
 use crate::ingest::tls::stream::{
     AuthenticatedStream, Counted, IdleTimer, InFlight, LeafFacts, PeerInfo, identity_from_cert,
 };
+use crate::revocation::Revoked;
 use crate::telemetry::Telemetry;
 
 /// How the accept loop takes connections.
@@ -55,12 +57,13 @@ enum Ended {
 
 /// What each connection's task shares.
 struct Shared {
-    config: Arc<rustls::ServerConfig>,
+    config: Arc<LiveConfig>,
     accepting: Accepting,
     admission: Arc<Admission>,
     slots: Arc<Slots>,
     telemetry: Arc<Telemetry>,
     shed_log: Mutex<ShedLog>,
+    revoked: Arc<Revoked>,
 }
 
 /// Accepts TCP connections and completes TLS handshakes concurrently;
@@ -86,11 +89,16 @@ struct Shared {
 /// ClientHello, hold a socket for that long and no slot. Before, 256 of
 /// them filled every slot for the whole handshake timeout, and no agent
 /// got in.
+///
+/// `revoked` is checked once more after the handshake: a resumed session
+/// does not pass the verifier, and must not bring a certificate revoked
+/// since back.
 pub fn incoming(
     listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    config: Arc<LiveConfig>,
     accepting: Accepting,
     telemetry: Arc<Telemetry>,
+    revoked: Arc<Revoked>,
 ) -> (
     tokio_stream::wrappers::ReceiverStream<io::Result<AuthenticatedStream>>,
     tokio::task::JoinHandle<()>,
@@ -115,6 +123,7 @@ pub fn incoming(
         accepting,
         telemetry,
         shed_log: Mutex::new(ShedLog::default()),
+        revoked,
     });
     let task = tokio::spawn(async move {
         loop {
@@ -198,7 +207,7 @@ impl Shared {
             .ok_or(Ended::Shed("slot_wait"))?;
         let _in_progress = Counted::new(&self.telemetry.handshakes_in_progress);
         let accepted =
-            tokio::time::timeout(a.handshake_timeout, hello.into_stream(self.config.clone())).await;
+            tokio::time::timeout(a.handshake_timeout, hello.into_stream(self.config.get())).await;
         drop(slot);
         match accepted {
             Ok(Ok(tls)) => Ok(tls),
@@ -226,6 +235,7 @@ impl Shared {
             not_after_ms: cert_not_after_ms,
             serial: cert_serial,
             key_sha256: cert_key_sha256,
+            issuer_sha256: cert_issuer_sha256,
         } = match leaf {
             Some(leaf) => identity_from_cert(leaf),
             None => LeafFacts {
@@ -233,6 +243,7 @@ impl Shared {
                 not_after_ms: None,
                 serial: None,
                 key_sha256: None,
+                issuer_sha256: None,
             },
         };
         // A resumed session skips the chain check: its certificate was
@@ -243,6 +254,18 @@ impl Shared {
                 .with_label_values(&["resumed_certificate_expired"])
                 .inc();
             tracing::info!(peer = %remote_addr, "resumed TLS session refused: its certificate has expired");
+            return None;
+        }
+        if cert_serial
+            .as_deref()
+            .is_some_and(|s| self.revoked.contains(s))
+        {
+            telemetry
+                .handshake_failures
+                .with_label_values(&["revoked"])
+                .inc();
+            tracing::info!(peer = %remote_addr, resumed, serial = cert_serial.as_deref().unwrap_or(""),
+                "TLS session refused: its certificate is revoked");
             return None;
         }
         if identity.is_ok() {
@@ -262,6 +285,7 @@ impl Shared {
                 enrolling,
                 cert_serial,
                 cert_key_sha256,
+                cert_issuer_sha256,
             },
             idle: self
                 .accepting
@@ -326,6 +350,7 @@ fn handshake_failure_reason(e: &io::Error) -> &'static str {
         Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
             "unknown_issuer"
         }
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => "revoked",
         Some(rustls::Error::InvalidCertificate(_)) => "invalid_certificate",
         Some(_) => "tls_error",
         None => "io_error",
@@ -340,7 +365,7 @@ mod tests {
     use tokio::net::TcpStream;
     use tokio_stream::StreamExt;
 
-    use crate::ingest::tls::config::tests::test_configs;
+    use crate::ingest::tls::config::tests::test_configs_revoking;
 
     /// Polls `done` until it holds, failing after 10 s.
     async fn wait_for(what: &str, done: impl Fn() -> bool) {
@@ -368,14 +393,22 @@ mod tests {
 
     /// An accept loop of one handshake slot on a loopback port.
     async fn one_slot(slot_wait: Duration, hello_timeout: Duration) -> Loop {
+        one_slot_revoking(slot_wait, hello_timeout, Revoked::new(Default::default())).await
+    }
+
+    async fn one_slot_revoking(
+        slot_wait: Duration,
+        hello_timeout: Duration,
+        revoked: Arc<Revoked>,
+    ) -> Loop {
         let dir = tempfile::tempdir().unwrap();
-        let (server_cfg, client_cfg) = test_configs(dir.path());
+        let (server_cfg, client_cfg) = test_configs_revoking(dir.path(), revoked.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let telemetry = Arc::new(Telemetry::new());
         let (streams, accept) = incoming(
             listener,
-            Arc::new(server_cfg),
+            LiveConfig::new(server_cfg),
             Accepting {
                 hello_timeout,
                 handshake_timeout: Duration::from_secs(60),
@@ -390,6 +423,7 @@ mod tests {
                 },
             },
             telemetry.clone(),
+            revoked,
         );
         Loop {
             addr,
@@ -534,5 +568,76 @@ mod tests {
         })
         .await;
         assert_eq!(l.telemetry.known_sources.get(), 1, "the agent's address");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_certificate_is_refused_whether_its_session_is_new_or_resumed() {
+        let revoked = Revoked::new(Default::default());
+        let mut l = one_slot_revoking(
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            revoked.clone(),
+        )
+        .await;
+        let refused = |l: &Loop| {
+            l.telemetry
+                .handshake_failures
+                .with_label_values(&["revoked"])
+                .get()
+        };
+        // Accepted before its revocation; the agent keeps a session ticket,
+        // which comes before the first byte the collector sends.
+        let client = agent_connects(&l).await;
+        let mut server_side = tokio::time::timeout(Duration::from_secs(10), l.streams.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let mut agent = client.await.unwrap().unwrap();
+        let serial = server_side.peer().cert_serial.clone().expect("a serial");
+        server_side.write_all(b"x").await.unwrap();
+        server_side.flush().await.unwrap();
+        agent.read_exact(&mut [0u8; 1]).await.unwrap();
+        drop((agent, server_side));
+
+        revoked.replace([serial].into());
+        // The session resumes (the verifier is not asked) and is refused
+        // after the handshake.
+        let client = agent_connects(&l).await;
+        let mut agent = client.await.unwrap().expect("the handshake itself");
+        assert_eq!(
+            agent.get_ref().1.handshake_kind(),
+            Some(HandshakeKind::Resumed)
+        );
+        let read = tokio::time::timeout(Duration::from_secs(10), agent.read(&mut [0u8; 8]))
+            .await
+            .expect("closed in time");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        wait_for("the resumed refusal", || refused(&l) == 1).await;
+
+        // Without a ticket the handshake is full, and the verifier refuses.
+        let mut fresh = (*l.client_cfg).clone();
+        fresh.resumption = rustls::client::Resumption::disabled();
+        let tcp = TcpStream::connect(l.addr).await.unwrap();
+        let connected = tokio_rustls::TlsConnector::from(Arc::new(fresh))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await;
+        // TLS 1.3: the client may finish before the server refuses it; then
+        // the refusal comes as an alert on the first read.
+        let outcome = match connected {
+            Err(e) => e.to_string(),
+            Ok(mut agent) => match agent.read(&mut [0u8; 8]).await {
+                Err(e) => e.to_string(),
+                Ok(n) => format!("read {n} bytes"),
+            },
+        };
+        assert!(outcome.contains("CertificateRevoked"), "{outcome}");
+        wait_for("the full handshake's refusal", || refused(&l) == 2).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), l.streams.next())
+                .await
+                .is_err(),
+            "a revoked certificate got through"
+        );
     }
 }

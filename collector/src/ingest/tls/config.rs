@@ -13,6 +13,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::ingest::tls::revoking_verifier::RevokingVerifier;
+use crate::revocation::Revoked;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {message}")]
@@ -38,12 +41,16 @@ pub enum TlsError {
 /// gRPC server then serves them enrollment alone), and our chain carries
 /// the CAs, so an agent that knows only a CA's fingerprint (from its
 /// token) can verify us before it sends the token.
+///
+/// `revoked`: certificates with these serials are refused, though their
+/// chain holds.
 pub fn server_config(
     ca_cert_path: &Path,
     cert_path: &Path,
     key_path: &Path,
     session_resumption: bool,
     enrollment: bool,
+    revoked: Arc<Revoked>,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let mut provider = rustls::crypto::ring::default_provider();
     // AES-128-GCM with SHA-256 first, whatever the client prefers (rustls
@@ -70,9 +77,12 @@ pub fn server_config(
     if enrollment {
         verifier = verifier.allow_unauthenticated();
     }
-    let verifier = verifier
-        .build()
-        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(RevokingVerifier {
+        inner: verifier
+            .build()
+            .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?,
+        revoked,
+    });
     let mut certs = load_certs(cert_path)?;
     if enrollment {
         for ca in cas {
@@ -154,6 +164,14 @@ pub(crate) mod tests {
     /// The collector's server config and an agent's client config (ring,
     /// as the agent has it), from one test CA written into `dir`.
     pub(crate) fn test_configs(dir: &Path) -> (rustls::ServerConfig, rustls::ClientConfig) {
+        test_configs_revoking(dir, Revoked::new(Default::default()))
+    }
+
+    /// [`test_configs`] with its server refusing `revoked`.
+    pub(crate) fn test_configs_revoking(
+        dir: &Path,
+        revoked: Arc<Revoked>,
+    ) -> (rustls::ServerConfig, rustls::ClientConfig) {
         let ca = crate::pki::Ca::generate("Campanile test CA", 1).unwrap();
         let server = ca.issue_server(&["localhost".into()], &[], 1).unwrap();
         let identity = HostIdentity::new("pc-001", "site-a").unwrap();
@@ -169,6 +187,7 @@ pub(crate) mod tests {
             &file("server.key", &server.key_pem),
             true,
             false,
+            revoked,
         )
         .unwrap();
         let mut roots = RootCertStore::empty();

@@ -33,6 +33,9 @@ pub struct PeerInfo {
     /// SHA-256 of its public key (SubjectPublicKeyInfo DER): a renewal
     /// must bring another.
     pub cert_key_sha256: Option<[u8; 32]>,
+    /// SHA-256 of its issuer's name (DER): whether the CA that signs now
+    /// signed it (in a CA rollover, agents under the old one renew).
+    pub cert_issuer_sha256: Option<[u8; 32]>,
 }
 
 /// What the collector reads of a verified leaf certificate.
@@ -42,6 +45,7 @@ pub struct LeafFacts {
     pub not_after_ms: Option<i64>,
     pub serial: Option<String>,
     pub key_sha256: Option<[u8; 32]>,
+    pub issuer_sha256: Option<[u8; 32]>,
 }
 
 /// A TLS connection whose handshake completed.
@@ -239,9 +243,12 @@ pub fn identity_from_cert(der: &CertificateDer<'_>) -> LeafFacts {
         Ok((_, cert)) => LeafFacts {
             identity: identity_of(&cert),
             not_after_ms: Some(cert.validity().not_after.timestamp().saturating_mul(1000)),
-            serial: Some(campanile_proto::hex(cert.raw_serial())),
+            serial: Some(crate::pki::serial_hex(cert.raw_serial())),
             key_sha256: Some(campanile_proto::sha256(
                 cert.tbs_certificate.subject_pki.raw,
+            )),
+            issuer_sha256: Some(campanile_proto::sha256(
+                cert.tbs_certificate.issuer.as_raw(),
             )),
         },
         Err(e) => LeafFacts {
@@ -249,6 +256,7 @@ pub fn identity_from_cert(der: &CertificateDer<'_>) -> LeafFacts {
             not_after_ms: None,
             serial: None,
             key_sha256: None,
+            issuer_sha256: None,
         },
     }
 }
