@@ -28,11 +28,12 @@ test: test-deps
 test-deps:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
 		|| ! command -v prometheus-alertmanager >/dev/null \
-		|| ! command -v nft >/dev/null || ! command -v ip >/dev/null || ! command -v setpriv >/dev/null; then \
-		echo "installing test peers: prometheus (promtool and server), prometheus-alertmanager, nftables, iproute2, util-linux"; \
+		|| ! command -v nft >/dev/null || ! command -v ip >/dev/null || ! command -v setpriv >/dev/null \
+		|| ! command -v openssl >/dev/null; then \
+		echo "installing test peers: prometheus (promtool and server), prometheus-alertmanager, nftables, iproute2, util-linux, openssl"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			prometheus prometheus-alertmanager nftables iproute2 util-linux; \
+			prometheus prometheus-alertmanager nftables iproute2 util-linux openssl; \
 	fi
 
 ## fmt, clippy, and no two modules of a crate importing each other
