@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, default_value = "docs/benchmarks/make-bench.md")]
     out: PathBuf,
     /// Sections to run (footprint, ingest, capacity, agent-cost,
-    /// territory, delivery); default all.
+    /// territory, delivery, enrollment); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "10000,25000,50000")]
@@ -120,7 +120,7 @@ fn main() -> Result<()> {
     }
     // The single benchmarks run as processes of their own: each measures
     // its own peak memory, and none inherits the fleets' heap.
-    let tools: [(&str, &str, Vec<String>); 3] = [
+    let tools: [(&str, &str, Vec<String>); 4] = [
         (
             "agent-cost",
             "footprint",
@@ -135,6 +135,11 @@ fn main() -> Result<()> {
             "delivery",
             "delivery-bench",
             vec![bins.agent.display().to_string()],
+        ),
+        (
+            "enrollment",
+            "enroll-bench",
+            vec![if args.quick { "100" } else { "1000" }.to_owned()],
         ),
     ];
     for (section, tool, tool_args) in tools {
