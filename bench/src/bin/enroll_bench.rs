@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use campanile_agent::enroll::{CertPaths, Enrollment, enroll_until_done};
-use campanile_agent::transport::Transport;
+use campanile_agent::transport::{Backoff, SendError, Transport};
 use campanile_bench::harness::{Figure, Section};
 use campanile_bench::stats::quantile;
 use campanile_collector::enroll::admin::{self, NewTokenArgs};
@@ -89,20 +89,34 @@ async fn main() -> Result<()> {
                 pki.agent_config_with(&host, grpc, 60, &paths.ca_cert, &paths.cert, &paths.key)?;
             let mut report = steady_report(&host).await;
             report.seq = 1;
-            Transport::new(&cfg.collector)?
-                .deliver(vec![report], Default::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("{host}: first report: {e:?}"))?;
-            Ok::<_, anyhow::Error>((enrolled_at, started.elapsed()))
+            // As the agent's run loop: a transient failure (a connection
+            // shed while a thousand handshakes arrive at once) is sent again
+            // after the agent's own backoff at a 60 s interval.
+            let mut transport = Transport::new(&cfg.collector)?;
+            let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+            loop {
+                match transport
+                    .deliver(vec![report.clone()], Default::default())
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(SendError::Retry { .. }) if backoff.attempts() < 10 => {
+                        tokio::time::sleep(backoff.next_delay()).await;
+                    }
+                    Err(e) => anyhow::bail!("{host}: first report: {e:?}"),
+                }
+            }
+            Ok::<_, anyhow::Error>((enrolled_at, started.elapsed(), backoff.attempts()))
         });
     }
     let (mut enrolled, mut reported) = (Vec::new(), Vec::new());
-    let mut errors = Vec::new();
+    let (mut errors, mut resent) = (Vec::new(), 0u32);
     while let Some(r) = tasks.join_next().await {
         match r? {
-            Ok((e, d)) => {
+            Ok((e, d, retries)) => {
                 enrolled.push(e.as_secs_f64());
                 reported.push(d.as_secs_f64());
+                resent += retries;
             }
             Err(e) => errors.push(e.to_string()),
         }
@@ -115,11 +129,17 @@ async fn main() -> Result<()> {
         .filter(|l| l.starts_with("campanile_enrollments_total{") && !l.contains("result=\"ok\""))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
-    let shed = sample(
-        &text,
-        "campanile_grpc_connections_shed_total{reason=\"enrollment_limit\"}",
-    )
-    .unwrap_or(0.0);
+    let shed = campanile_tests::scrape::family_sum(&text, "campanile_grpc_connections_shed_total");
+    let shed_by_reason: Vec<String> = campanile_collector::telemetry::SHED_REASONS
+        .iter()
+        .filter_map(|r| {
+            let n = sample(
+                &text,
+                &format!("campanile_grpc_connections_shed_total{{reason=\"{r}\"}}"),
+            )?;
+            (n > 0.0).then(|| format!("{n} {r}"))
+        })
+        .collect();
     let accepted = sample(&text, "campanile_ingest_reports_accepted_total").unwrap_or(0.0);
     c.stop().await?;
     ensure!(
@@ -134,7 +154,11 @@ async fn main() -> Result<()> {
             "{agents} agents enroll at once with one token (`enroll-bench`, release build): each \
              makes its key, checks the collector's chain against the token's pin, sends a CSR and \
              writes its files (the agent's own code), then connects with its new certificate and \
-             delivers a report. The collector runs in the same process, its store on this disk."
+             delivers a report, sending it again after the agent's own backoff if the collector \
+             sheds the connection. All of them come from 127.0.0.1, harder than a territory whose \
+             town halls each have their own address: the collector's bound on unauthenticated \
+             connections per source then sheds some of the first reports. The collector runs in \
+             the same process, its store on this disk."
         ),
     );
     enrolled.sort_by(f64::total_cmp);
@@ -148,10 +172,6 @@ async fn main() -> Result<()> {
             none_failed,
         ),
         Figure::info(
-            "time until the last one reported",
-            format!("{all_secs:.1} s"),
-        ),
-        Figure::info(
             "enrolled after p50 / p99 / max",
             format!(
                 "{:.2} / {:.2} / {:.2} s",
@@ -161,10 +181,29 @@ async fn main() -> Result<()> {
             ),
         ),
         Figure::info(
-            "enrollments signed / refused / connections shed (enrollment_limit)",
-            format!("{ok} / {refused} / {shed}"),
+            "time until the last one reported",
+            format!("{all_secs:.1} s"),
+        ),
+        Figure::info(
+            "reported after p50 / p99 / max",
+            format!(
+                "{:.2} / {:.2} / {:.2} s",
+                quantile(&reported, 0.5).unwrap_or(0.0),
+                quantile(&reported, 0.99).unwrap_or(0.0),
+                reported.last().copied().unwrap_or(0.0)
+            ),
+        ),
+        Figure::info(
+            "enrollments signed / refused; connections shed; first reports sent again",
+            format!("{ok} / {refused}; {shed}; {resent}"),
         ),
     ];
+    if !shed_by_reason.is_empty() {
+        section.notes.push(format!(
+            "Connections shed, by reason: {}.",
+            shed_by_reason.join(", ")
+        ));
+    }
     if !errors.is_empty() {
         section.notes.push(format!(
             "{} agents failed; the first: {}",
