@@ -35,7 +35,8 @@ pub fn write_credentials(
 }
 
 /// Writes `path` through a temporary file beside it, created with mode
-/// 0600 (on Unix), synced, then renamed over `path`.
+/// 0600 on Unix (on Windows, a DACL for SYSTEM and Administrators only),
+/// synced, then renamed over `path` (a rename keeps the file's DACL).
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
     let err = |path: &Path| {
         let path = path.to_owned();
@@ -62,6 +63,9 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
         f.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(err(&tmp))?;
     }
+    // Before the contents: a key must never sit under the folder's ACL.
+    #[cfg(windows)]
+    crate::enroll::windows_acl::restrict_to_system_and_administrators(&tmp).map_err(err(&tmp))?;
     f.write_all(contents).map_err(err(&tmp))?;
     f.sync_all().map_err(err(&tmp))?;
     drop(f);
@@ -100,6 +104,32 @@ mod tests {
             for p in [&paths.key, &paths.cert, &paths.ca_cert] {
                 let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o600, "{}", p.display());
+            }
+        }
+        // Windows (the cross-built test, run under Wine): SYSTEM and
+        // Administrators only, not what the folder passes down to a file
+        // written plainly beside them. Real Windows reports exactly
+        // PRIVATE_DACL; Wine keeps no ACL of its own and reports the one it
+        // derives from the Unix mode it set from ours (SYSTEM and the file's
+        // owner), so the test asserts what both must show: nobody else.
+        #[cfg(windows)]
+        {
+            use crate::enroll::windows_acl::dacl_sddl;
+            let plain = dir.path().join("plain.txt");
+            std::fs::write(&plain, "x").unwrap();
+            let plain = dacl_sddl(&plain).unwrap();
+            for p in [&paths.key, &paths.cert, &paths.ca_cert] {
+                let dacl = dacl_sddl(p).unwrap();
+                assert!(dacl.starts_with("D:"), "{dacl}");
+                assert!(dacl.contains("(A;;FA;;;SY)"), "SYSTEM: {dacl}");
+                for broad in [";WD)", ";BU)", ";AU)", ";IU)"] {
+                    assert!(
+                        !dacl.contains(broad),
+                        "{broad} in {dacl} of {}",
+                        p.display()
+                    );
+                }
+                assert_ne!(dacl, plain, "the folder's ACL, not ours");
             }
         }
         let left: Vec<_> = std::fs::read_dir(dir.path().join("sub"))

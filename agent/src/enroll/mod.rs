@@ -9,6 +9,8 @@
 pub mod cert_facts;
 pub mod files;
 pub mod pinned;
+#[cfg(windows)]
+pub mod windows_acl;
 
 use std::sync::Arc;
 use std::time::Duration;
