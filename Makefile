@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Root installs directly; others through sudo when it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build demo test test-deps lint bench bench-deps fuzz cross-check release-size clean
+.PHONY: all build demo test test-deps lint bench bench-deps fuzz cross-check cross-test release-size clean
 
 all: build
 
@@ -76,6 +76,12 @@ bench-deps:
 cross-check:
 	bash scripts/cross-check.sh setup check
 	bash scripts/cross-check.sh check x86_64-pc-windows-gnu aarch64-unknown-linux-musl mips-unknown-linux-musl -- -p campanile-agent
+
+## The agent's library tests built for Windows and run under Wine (the
+## enrolled key's ACL among them); installs Wine on first use.
+cross-test:
+	bash scripts/cross-check.sh setup run
+	bash scripts/cross-check.sh test x86_64-pc-windows-gnu -- -p campanile-agent --lib
 
 ## Stripped size of the agent as it ships (profile `agent`: every crate
 ## it links built for size).
