@@ -98,3 +98,35 @@ async fn the_simulator_refuses_targets_off_loopback() -> Result<()> {
     assert!(err.to_string().contains("loopback"), "{err}");
     Ok(())
 }
+
+/// A fleet whose connections the collector closes once idle reconnects at
+/// each report as the real agent does: by resuming its TLS session, not
+/// with a full handshake (which costs both sides a signature).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_of_an_idle_closing_collector_resume_their_sessions() -> Result<()> {
+    let pki = TestPki::new()?;
+    let c = TestCollector::start_tuned(&pki, |c| {
+        c.grpc.idle_timeout = Some(Duration::from_millis(500));
+    })
+    .await?;
+    let fleet = Fleet::prepare(Layout::new(5, 3), pki.path())?;
+    let mut cfg = config(c.running.grpc_addr, 5, false);
+    cfg.interval = Duration::from_secs(2);
+    cfg.duration = Duration::from_secs(7);
+    let summary = fleet::run(&fleet, &cfg, false).await?;
+    assert!(summary.errors.is_empty(), "errors: {:?}", summary.errors);
+    let metrics = c.metrics().await?;
+    let full = sample(&metrics, r#"campanile_tls_handshakes_total{kind="full"}"#).unwrap_or(0.0);
+    let resumed = sample(
+        &metrics,
+        r#"campanile_tls_handshakes_total{kind="resumed"}"#,
+    )
+    .unwrap_or(0.0);
+    assert_eq!(full, 5.0, "one full handshake per agent:\n{metrics}");
+    assert!(
+        resumed >= 5.0,
+        "then resumptions, got {resumed}:\n{metrics}"
+    );
+    c.stop().await?;
+    Ok(())
+}

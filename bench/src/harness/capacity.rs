@@ -635,11 +635,11 @@ pub async fn run(bins: &Binaries, opts: &Options) -> Result<Vec<Section>> {
         let scrape_ms = median(st.scrapes.iter().map(|x| x.0).collect());
         s.figures.push(Figure::info(
             format!(
-                "{agents_label}: connections open (most seen) / TLS handshakes full, resumed / \
+                "{agents_label}: connections open (most seen); TLS handshakes; \
                  connections shed (overloaded)"
             ),
             format!(
-                "{:.0} / {:.0}, {:.0} / {:.0}",
+                "{:.0} open; {:.0} full, {:.0} resumed; {:.0} shed",
                 st.peak_connections, st.handshakes.0, st.handshakes.1, st.shed
             ),
         ));
