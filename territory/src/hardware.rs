@@ -138,9 +138,10 @@ fn root_filesystem(health: Option<&Health>) -> Option<u64> {
         .map(|f| f.size_bytes)
 }
 
-/// Windows 11 needs a 64-bit CPU of a supported generation, 4 GB of RAM and
-/// 64 GB of storage (plus TPM 2.0 and Secure Boot, which agents do not read
-/// yet). `None` when a criterion cannot be judged and none fails.
+/// Windows 11 needs a 64-bit CPU of a supported generation, 4 GB of RAM,
+/// 64 GB of storage, TPM 2.0 and UEFI firmware (for Secure Boot). `None`
+/// when a criterion cannot be judged and none fails. Hosts whose agent
+/// reads no firmware facts (older agents) are judged on the rest.
 fn windows_11(m: &Machine<'_>, a: &Assessment) -> Option<bool> {
     if m.os_version
         .is_some_and(|v| v.trim_start().starts_with("11"))
@@ -155,7 +156,15 @@ fn windows_11(m: &Machine<'_>, a: &Assessment) -> Option<bool> {
         .cpu_model
         .as_deref()
         .and_then(cpu_supports_windows_11);
-    (cpu_ok == Some(true) && a.memory_bytes.is_some() && a.system_disk_bytes.is_some())
+    let firmware_ok = m.facts.firmware.as_ref().is_none_or(|f| {
+        f.tpm_present == Some(true)
+            && f.tpm_version.as_deref() == Some("2.0")
+            && f.uefi_supported == Some(true)
+    });
+    (cpu_ok == Some(true)
+        && a.memory_bytes.is_some()
+        && a.system_disk_bytes.is_some()
+        && firmware_ok)
         .then_some(true)
 }
 
@@ -178,6 +187,17 @@ fn windows_11_blockers(m: &Machine<'_>, a: &Assessment) -> Vec<String> {
     }
     if a.system_disk_bytes.is_some_and(|b| b < 64_000_000_000) {
         out.push("less than 64 GB of storage".into());
+    }
+    if let Some(f) = &m.facts.firmware {
+        match (f.tpm_present, f.tpm_version.as_deref()) {
+            // A firmware TPM switched off is not seen by Windows either.
+            (Some(false), _) => out.push("no TPM found (it may be off in the firmware)".into()),
+            (Some(true), Some(v)) if v != "2.0" => out.push(format!("TPM {v}, not 2.0")),
+            _ => {}
+        }
+        if f.uefi_supported == Some(false) {
+            out.push("firmware without UEFI, so no Secure Boot".into());
+        }
     }
     out
 }
@@ -235,6 +255,7 @@ pub fn cpu_supports_windows_11(model: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::FirmwareFacts;
 
     fn date(y: i32, m: u8, d: u8) -> Date {
         Date::from_calendar_date(y, m.try_into().unwrap(), d).unwrap()
@@ -335,5 +356,66 @@ mod tests {
             None,
             "not judged for other systems"
         );
+    }
+
+    #[test]
+    fn the_firmware_decides_where_the_agent_reads_it() {
+        let ready = FirmwareFacts {
+            tpm_present: Some(true),
+            tpm_version: Some("2.0".into()),
+            uefi_supported: Some(true),
+            secure_boot: Some(false),
+        };
+        let judge = |firmware: Option<FirmwareFacts>| {
+            let facts = Facts {
+                memory_total_bytes: Some(8 << 30),
+                system_disk_bytes: Some(256_060_514_304),
+                cpu_model: Some("Intel(R) Core(TM) i5-10500 CPU @ 3.10GHz".into()),
+                firmware,
+                ..Default::default()
+            };
+            let m = Machine {
+                facts: &facts,
+                health: None,
+                first_seen: date(2026, 1, 1),
+                os_family: Some("windows"),
+                os_version: Some("10 (19045)"),
+                arch: Some("x86_64"),
+            };
+            let a = assess(&m, &thresholds(), date(2026, 11, 22));
+            let reason = a
+                .shortfalls
+                .iter()
+                .find(|s| s.0 == GapKind::NoWindows11)
+                .map(|s| s.1.clone());
+            (a.windows_11_capable, reason)
+        };
+        // Secure Boot merely off is switched on, not bought.
+        assert_eq!(judge(Some(ready.clone())), (Some(true), None));
+        let tpm_12 = FirmwareFacts {
+            tpm_version: Some("1.2".into()),
+            ..ready.clone()
+        };
+        let (capable, reason) = judge(Some(tpm_12));
+        assert_eq!(capable, Some(false));
+        assert!(reason.unwrap().contains("TPM 1.2, not 2.0"));
+        let no_tpm_no_uefi = FirmwareFacts {
+            tpm_present: Some(false),
+            tpm_version: None,
+            uefi_supported: Some(false),
+            ..ready.clone()
+        };
+        let reason = judge(Some(no_tpm_no_uefi)).1.unwrap();
+        assert!(reason.contains("no TPM found"), "{reason}");
+        assert!(reason.contains("without UEFI"), "{reason}");
+        // The TPM could not be queried: unknown, not ready.
+        let unread = FirmwareFacts {
+            tpm_present: None,
+            tpm_version: None,
+            ..ready
+        };
+        assert_eq!(judge(Some(unread)), (None, None));
+        // An agent that reads no firmware facts: judged on the rest.
+        assert_eq!(judge(None), (Some(true), None));
     }
 }

@@ -96,6 +96,22 @@ pub struct Facts {
     pub system_disk_bytes: Option<u64>,
     /// BIOS release date, ISO `YYYY-MM-DD`.
     pub bios_date: Option<String>,
+    /// What Windows 11 asks of the firmware, where the agent reads it
+    /// (Windows agents); `None` from agents that do not.
+    pub firmware: Option<FirmwareFacts>,
+}
+
+/// The firmware's part of Windows 11 readiness. Each field `None` when the
+/// agent could not read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirmwareFacts {
+    /// A TPM is there (enabled: a TPM off in the firmware is not seen).
+    pub tpm_present: Option<bool>,
+    /// "2.0", "1.2".
+    pub tpm_version: Option<String>,
+    /// The firmware can boot UEFI, so Secure Boot can be had.
+    pub uefi_supported: Option<bool>,
+    pub secure_boot: Option<bool>,
 }
 
 impl Facts {
@@ -118,13 +134,21 @@ impl Facts {
             model: dmi.product_name.filter(|v| !is_placeholder(v)),
             cpu_model: inv.cpu_model.clone(),
             cpu_cores: inv.cpu_cores,
-            memory_total_bytes: inv.memory_total_bytes,
+            // What is installed, where the agent reads it: the OS shows
+            // less (firmware, integrated graphics).
+            memory_total_bytes: inv.memory_installed_bytes.or(inv.memory_total_bytes),
             system_disk_bytes: inv
                 .disks
                 .iter()
                 .flat_map(|l| &l.items)
                 .find_map(|d| d.size_bytes.filter(|s| *s > 0)),
             bios_date: dmi.bios_date.as_deref().and_then(iso_date),
+            firmware: inv.firmware.as_ref().map(|f| FirmwareFacts {
+                tpm_present: f.tpm.as_ref().map(|t| t.present),
+                tpm_version: f.tpm.as_ref().and_then(|t| t.version.clone()),
+                uefi_supported: f.uefi_supported,
+                secure_boot: f.secure_boot,
+            }),
         }
     }
 }

@@ -134,6 +134,7 @@ impl Layout {
                 name: format!("package-{k:03}"),
                 version: format!("{}.{}.{}", k % 7, (k * 3 + version as usize) % 11, version),
                 arch: "amd64".into(),
+                ..Default::default()
             })
             .collect();
         Inventory {
@@ -196,6 +197,7 @@ impl Layout {
             }),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             os_edition: edition.map(Into::into),
+            ..Default::default()
         }
     }
 }

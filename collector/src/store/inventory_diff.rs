@@ -54,6 +54,43 @@ pub fn diff(old: &Inventory, new: &Inventory) -> Vec<Change> {
         n(new.memory_total_bytes),
     );
     scalar(
+        "memory_installed_bytes",
+        n(old.memory_installed_bytes),
+        n(new.memory_installed_bytes),
+    );
+    scalar(
+        "os_display_version",
+        s(&old.os_display_version),
+        s(&new.os_display_version),
+    );
+    // The build with its patch level: "22631.3880".
+    let build = |inv: &Inventory| {
+        inv.os_build.map(|b| match inv.os_build_revision {
+            Some(r) => format!("{b}.{r}"),
+            None => b.to_string(),
+        })
+    };
+    scalar("os_build", build(old), build(new));
+    let (of, nf) = (
+        old.firmware.clone().unwrap_or_default(),
+        new.firmware.clone().unwrap_or_default(),
+    );
+    let flag = |v: Option<bool>| v.map(|b| b.to_string());
+    scalar("firmware.boot_mode", of.boot_mode, nf.boot_mode);
+    scalar(
+        "firmware.secure_boot",
+        flag(of.secure_boot),
+        flag(nf.secure_boot),
+    );
+    let tpm = |t: Option<campanile_proto::v1::Tpm>| {
+        t.map(|t| match (t.present, t.version) {
+            (false, _) => "none".to_owned(),
+            (true, Some(v)) => v,
+            (true, None) => "present".to_owned(),
+        })
+    };
+    scalar("firmware.tpm", tpm(of.tpm), tpm(nf.tpm));
+    scalar(
         "agent_version",
         Some(old.agent_version.clone()),
         Some(new.agent_version.clone()),
@@ -157,6 +194,7 @@ mod tests {
                     name: (*n).into(),
                     version: (*v).into(),
                     arch: "amd64".into(),
+                    ..Default::default()
                 })
                 .collect(),
         })

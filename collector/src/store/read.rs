@@ -25,7 +25,8 @@ macro_rules! host_columns {
     interval_secs, agent_version, hostname, os_name, os_version, kernel, arch, health,
     agent_stats, os_edition, serial, macs, vendor, model, cpu_model, cpu_cores,
     memory_total_bytes, system_disk_bytes, bios_date, probes, probe_duty_sha256,
-    clock_offset_ms, cert_not_after_ms"
+    clock_offset_ms, cert_not_after_ms, firmware_read, tpm_present, tpm_version,
+    uefi_supported, secure_boot"
     };
 }
 
@@ -58,6 +59,13 @@ fn host_row(r: &Row<'_>) -> rusqlite::Result<HostRow> {
                 memory_total_bytes: r.get::<_, Option<i64>>(21)?.map(|b| b as u64),
                 system_disk_bytes: r.get::<_, Option<i64>>(22)?.map(|b| b as u64),
                 bios_date: r.get(23)?,
+                firmware: facts::firmware_from_columns(
+                    r.get(28)?,
+                    r.get(29)?,
+                    r.get(30)?,
+                    r.get(31)?,
+                    r.get(32)?,
+                ),
             },
             health: None,
             agent_stats: None,

@@ -168,6 +168,15 @@ pub fn migrations() -> Migrations<'static> {
                 SELECT serial, host_id, revoked_ms, coalesce(revoked_reason, ''), not_after_ms
                   FROM certificates WHERE revoked_ms IS NOT NULL;",
         ),
+        // 10: the firmware's part of Windows 11 readiness, from agents
+        // that read it (firmware_read = 1); NULL elsewhere, unknown.
+        M::up(
+            "ALTER TABLE hosts ADD COLUMN firmware_read INTEGER;
+             ALTER TABLE hosts ADD COLUMN tpm_present INTEGER;
+             ALTER TABLE hosts ADD COLUMN tpm_version TEXT;
+             ALTER TABLE hosts ADD COLUMN uefi_supported INTEGER;
+             ALTER TABLE hosts ADD COLUMN secure_boot INTEGER;",
+        ),
     ])
 }
 

@@ -211,6 +211,7 @@ async fn malformed_bytes_and_oversize_messages_get_an_error_and_the_server_keeps
                     name: format!("package-with-a-long-name-{i:06}"),
                     version: "1.0.0-1+deb12u1".into(),
                     arch: "amd64".into(),
+                    ..Default::default()
                 })
                 .collect(),
         }),
