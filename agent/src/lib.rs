@@ -7,10 +7,13 @@
 pub mod clock;
 pub mod collect;
 pub mod config;
+pub mod configure;
 pub mod dial;
 pub mod enroll;
 pub mod platform;
 pub mod report;
+#[cfg(windows)]
+pub mod service;
 pub mod spool;
 pub mod transport;
 
@@ -29,6 +32,11 @@ use spool::{Spool, SpoolError};
 use transport::{Backoff, SendError, Transport};
 
 pub use clock::{AGENT_VERSION, now_ms};
+
+/// How long a stop waits for the send in flight (a Windows service stop,
+/// SIGTERM): long enough for an answer over a slow rural link, short of
+/// what the SCM and systemd allow a stop.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -494,7 +502,8 @@ impl Agent {
 
     /// Runs until `shutdown` completes: collect every interval, send what
     /// is spooled, retry failed sends with backoff without delaying
-    /// collection. Whatever is unsent stays in the spool for the next start.
+    /// collection. Whatever is unsent stays in the spool for the next start;
+    /// a send under way at the shutdown gets [`SHUTDOWN_GRACE`] to finish.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         tracing::info!(
@@ -543,7 +552,12 @@ impl Agent {
                 let pass = self.send_until(Some(next_collect));
                 tokio::pin!(pass);
                 let outcome = tokio::select! {
-                    _ = &mut shutdown => break,
+                    _ = &mut shutdown => {
+                        // The call in flight is let finish, so the reports
+                        // it carries are marked delivered, not sent again.
+                        let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut pass).await;
+                        break;
+                    }
                     o = &mut pass => o,
                 };
                 next_send = match outcome {

@@ -30,6 +30,54 @@ enum Cmd {
     Once(OnceArgs),
     CheckConfig(CheckConfigArgs),
     Enroll(EnrollArgs),
+    Configure(ConfigureArgs),
+    #[cfg(windows)]
+    Service(ServiceArgs),
+}
+
+/// Install, remove or run the agent as a Windows service.
+#[cfg(windows)]
+#[derive(FromArgs)]
+#[argh(subcommand, name = "service")]
+struct ServiceArgs {
+    #[argh(subcommand)]
+    cmd: ServiceCmd,
+}
+
+#[cfg(windows)]
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum ServiceCmd {
+    Install(ServiceInstallArgs),
+    Uninstall(ServiceUninstallArgs),
+    Run(ServiceRunArgs),
+}
+
+/// Register the service (automatic start, LocalSystem) running this
+/// executable with the config given.
+#[cfg(windows)]
+#[derive(FromArgs)]
+#[argh(subcommand, name = "install")]
+struct ServiceInstallArgs {
+    /// the agent's config file (default: %ProgramData%\Campanile\agent.toml)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+/// Stop the service and remove it.
+#[cfg(windows)]
+#[derive(FromArgs)]
+#[argh(subcommand, name = "uninstall")]
+struct ServiceUninstallArgs {}
+
+/// Run under the Service Control Manager (the service's own command).
+#[cfg(windows)]
+#[derive(FromArgs)]
+#[argh(subcommand, name = "run")]
+struct ServiceRunArgs {
+    /// the agent's config file
+    #[argh(option, short = 'c')]
+    config: PathBuf,
 }
 
 /// Trade an enrollment token for this machine's certificate: the key is
@@ -52,6 +100,22 @@ struct EnrollArgs {
     /// the name the collector's certificate must carry (default: HOST)
     #[argh(option)]
     server_name: Option<String>,
+}
+
+/// Write a config for a collector and an enrollment token, unless one is
+/// there already (what an unattended install runs).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "configure")]
+struct ConfigureArgs {
+    /// the collector's gRPC port, HOST:PORT
+    #[argh(option)]
+    collector: String,
+    /// an enrollment token from `campanile-collector enroll new`
+    #[argh(option)]
+    token: Option<String>,
+    /// where to write it (default: agent.toml in the state directory)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
 }
 
 /// Where an unattended install puts the token when not in the config.
@@ -123,15 +187,53 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|v| v.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(Level::INFO));
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(filter)
-        .init();
     let cmd = match parse_args() {
         Ok(cmd) => cmd,
         Err(code) => return code,
     };
-    match run(cmd) {
+    // A service has no console: it logs to a file a day under
+    // %ProgramData%\Campanile\logs, the last week kept.
+    #[cfg(windows)]
+    if let Cmd::Service(ServiceArgs {
+        cmd: ServiceCmd::Run(_),
+    }) = &cmd
+    {
+        let logs = campanile_agent::config::state_dir().join("logs");
+        let appender = tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("agent")
+            .filename_suffix("log")
+            .max_log_files(7)
+            .build(&logs);
+        match appender {
+            Ok(file) => tracing_subscriber::registry()
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .with_writer(file),
+                )
+                .with(filter)
+                .init(),
+            Err(e) => {
+                eprintln!("campanile-agent: cannot log to {}: {e}", logs.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        let result = run(cmd);
+        if let Err(e) = &result {
+            tracing::error!(error = %format!("{e:#}"), "the service failed");
+        }
+        return exit_code(result);
+    }
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+    exit_code(run(cmd))
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("campanile-agent: {e:#}");
@@ -253,6 +355,24 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Configure(ConfigureArgs {
+            collector,
+            token,
+            config,
+        }) => {
+            let path =
+                config.unwrap_or_else(|| campanile_agent::config::state_dir().join("agent.toml"));
+            match campanile_agent::configure::write_if_missing(&path, &collector, token.as_deref())?
+            {
+                campanile_agent::configure::Outcome::Written(p) => {
+                    println!("{}: written (collector {collector})", p.display())
+                }
+                campanile_agent::configure::Outcome::Kept(p) => {
+                    println!("{}: already there, kept as it is", p.display())
+                }
+            }
+            Ok(())
+        }
         Cmd::Run(RunArgs { config }) => {
             let cfg = AgentConfig::load(&config)?;
             // One thread: the agent is small and mostly asleep; a single
@@ -261,43 +381,121 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(async move {
-                let shutdown = shutdown_signal();
-                tokio::pin!(shutdown);
-                if !cfg.collector.cert_path.exists() {
-                    let token = match cfg.enrollment_token.clone() {
-                        Some(t) => t,
-                        None => match std::env::var(TOKEN_ENV) {
-                            Ok(t) => EnrollmentToken::parse(&t).context(TOKEN_ENV)?,
-                            Err(_) => anyhow::bail!(
-                                "no certificate at {}: enroll this agent with `campanile-agent \
-                                 enroll --config {} --token TOKEN`, or set the token in \
-                                 [enrollment] token or {TOKEN_ENV}",
-                                cfg.collector.cert_path.display(),
-                                config.display()
-                            ),
-                        },
-                    };
-                    let (enrollment, paths) = campanile_agent::enrollment_from(&cfg, token, None);
-                    match campanile_agent::enroll::enroll_until_done(
-                        &enrollment,
-                        &paths,
-                        &mut shutdown,
-                    )
-                    .await?
-                    {
-                        Some(facts) => {
-                            tracing::info!(host = %facts.identity, "enrolled; starting")
-                        }
-                        None => return Ok(()),
-                    }
-                }
-                let agent = campanile_agent::Agent::new(cfg)?;
-                agent.run(shutdown).await;
+            rt.block_on(run_agent(cfg, &config, shutdown_signal()))
+        }
+        #[cfg(windows)]
+        Cmd::Service(ServiceArgs { cmd }) => match cmd {
+            ServiceCmd::Install(ServiceInstallArgs { config }) => {
+                let exe = std::env::current_exe().context("locating this executable")?;
+                let config = config
+                    .unwrap_or_else(|| campanile_agent::config::state_dir().join("agent.toml"));
+                campanile_agent::service::install(&exe, &config)?;
+                println!(
+                    "service {} installed: {} service run --config {}",
+                    campanile_agent::service::SERVICE_NAME,
+                    exe.display(),
+                    config.display()
+                );
                 Ok(())
-            })
+            }
+            ServiceCmd::Uninstall(ServiceUninstallArgs {}) => {
+                campanile_agent::service::uninstall()?;
+                println!("service {} removed", campanile_agent::service::SERVICE_NAME);
+                Ok(())
+            }
+            ServiceCmd::Run(ServiceRunArgs { config }) => {
+                campanile_agent::service::run(move |shutdown| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("starting the async runtime: {e}"))?;
+                    rt.block_on(async move {
+                        tokio::pin!(shutdown);
+                        let Some(cfg) = wait_until_configured(&config, &mut shutdown).await else {
+                            return Ok(());
+                        };
+                        run_agent(cfg, &config, shutdown).await
+                    })
+                    .map_err(|e| format!("{e:#}"))
+                })?;
+                Ok(())
+            }
+        },
+    }
+}
+
+/// A service installed before it was configured (an MSI without
+/// COLLECTOR) waits for a config it can start from, and says once what is
+/// missing, rather than failing until the SCM gives up on it. `None` when
+/// stopped meanwhile.
+#[cfg(windows)]
+async fn wait_until_configured(
+    config: &std::path::Path,
+    shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> Option<AgentConfig> {
+    let mut said = String::new();
+    loop {
+        let missing = match AgentConfig::load(config) {
+            Ok(cfg)
+                if cfg.collector.cert_path.exists()
+                    || cfg.enrollment_token.is_some()
+                    || std::env::var_os(TOKEN_ENV).is_some() =>
+            {
+                return Some(cfg);
+            }
+            Ok(cfg) => format!(
+                "no certificate at {} and no enrollment token in {}",
+                cfg.collector.cert_path.display(),
+                config.display()
+            ),
+            Err(e) => e.to_string(),
+        };
+        if missing != said {
+            tracing::warn!(
+                missing = %missing,
+                "waiting for a configuration: run `campanile-agent configure --collector HOST:PORT --token TOKEN`"
+            );
+            said = missing;
+        }
+        tokio::select! {
+            _ = &mut *shutdown => return None,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
         }
     }
+}
+
+/// `run`, from a console or as a service: enroll first if there is no
+/// certificate yet, then report until `shutdown`.
+async fn run_agent(
+    cfg: AgentConfig,
+    config: &std::path::Path,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    if !cfg.collector.cert_path.exists() {
+        let token = match cfg.enrollment_token.clone() {
+            Some(t) => t,
+            None => match std::env::var(TOKEN_ENV) {
+                Ok(t) => EnrollmentToken::parse(&t).context(TOKEN_ENV)?,
+                Err(_) => anyhow::bail!(
+                    "no certificate at {}: enroll this agent with `campanile-agent \
+                     enroll --config {} --token TOKEN`, or set the token in \
+                     [enrollment] token or {TOKEN_ENV}",
+                    cfg.collector.cert_path.display(),
+                    config.display()
+                ),
+            },
+        };
+        let (enrollment, paths) = campanile_agent::enrollment_from(&cfg, token, None);
+        match campanile_agent::enroll::enroll_until_done(&enrollment, &paths, &mut shutdown).await?
+        {
+            Some(facts) => tracing::info!(host = %facts.identity, "enrolled; starting"),
+            None => return Ok(()),
+        }
+    }
+    let agent = campanile_agent::Agent::new(cfg)?;
+    agent.run(shutdown).await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,11 +1,18 @@
-//! What the machine is: OS, CPU, memory, disks, NICs, DMI, packages.
-//! The package list is re-read only when its database changed on disk.
+//! What the machine is: OS, CPU, memory, disks, NICs, DMI, firmware,
+//! packages. The package list is re-read only when its database changed;
+//! the hardware sources (SMBIOS, disks, firmware) once an hour, since
+//! they change with a screwdriver, not between two reports.
 
-use campanile_proto::v1::{Inventory, Nic, NicList, PackageList};
+use std::time::{Duration, Instant};
+
+use campanile_proto::v1::{DiskList, Dmi, Firmware, Inventory, Nic, NicList, PackageList};
 use sysinfo::{Networks, System};
 
 use crate::config::CollectConfig;
 use crate::platform;
+
+/// How long hardware facts are kept before they are read again.
+const HARDWARE_REFRESH: Duration = Duration::from_secs(3600);
 
 /// The machine's hostname, as the inventory reports it and enrollment
 /// names the host by.
@@ -19,6 +26,27 @@ pub fn hostname() -> Option<String> {
 #[derive(Default)]
 pub struct InventoryCache {
     packages: Option<((u64, u64), Option<PackageList>)>,
+    hardware: Option<(Instant, Hardware)>,
+}
+
+/// The sources read on the slow schedule.
+#[derive(Clone)]
+struct Hardware {
+    dmi: Option<Dmi>,
+    disks: Option<DiskList>,
+    firmware: Option<Firmware>,
+    memory_installed_bytes: Option<u64>,
+}
+
+impl Hardware {
+    fn read() -> Self {
+        Self {
+            dmi: platform::dmi(),
+            disks: platform::disks(),
+            firmware: platform::firmware(),
+            memory_installed_bytes: platform::memory_installed_bytes(),
+        }
+    }
 }
 
 impl InventoryCache {
@@ -28,20 +56,30 @@ impl InventoryCache {
                 .map(|s: String| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
         };
+        let hw = self.hardware();
+        let release = platform::os_release().unwrap_or_default();
         let mut inv = Inventory {
             hostname: hostname(),
             machine_id: platform::machine_id(),
-            os_name: ok(System::name()),
-            os_version: ok(System::os_version()),
+            os_name: Some(release.name)
+                .filter(|n| !n.is_empty())
+                .or_else(|| ok(System::name())),
+            os_version: release.version.or_else(|| ok(System::os_version())),
             kernel_version: ok(System::kernel_version()),
-            os_edition: platform::os_edition(),
+            os_edition: release.edition,
+            os_display_version: release.display_version,
+            os_build: release.build,
+            os_build_revision: release.build_revision,
+            os_install_time_seconds: release.install_time_seconds,
             arch: Some(System::cpu_arch()).filter(|a| !a.is_empty() && a != "unknown"),
             cpu_cores: System::physical_core_count()
                 .ok()
                 .and_then(|n| u32::try_from(n).ok()),
-            disks: platform::disks(),
-            nics: nics(cfg),
-            dmi: platform::dmi(),
+            disks: hw.disks,
+            nics: platform::nics(cfg.include_virtual_interfaces).or_else(|| nics(cfg)),
+            dmi: hw.dmi,
+            firmware: hw.firmware,
+            memory_installed_bytes: hw.memory_installed_bytes,
             packages: if cfg.packages { self.packages() } else { None },
             agent_version: crate::clock::AGENT_VERSION.to_owned(),
             ..Default::default()
@@ -60,6 +98,17 @@ impl InventoryCache {
             inv.memory_total_bytes = Some(sys.total_memory()).filter(|m| *m > 0);
         }
         inv
+    }
+
+    fn hardware(&mut self) -> Hardware {
+        match &self.hardware {
+            Some((at, hw)) if at.elapsed() < HARDWARE_REFRESH => hw.clone(),
+            _ => {
+                let hw = Hardware::read();
+                self.hardware = Some((Instant::now(), hw.clone()));
+                hw
+            }
+        }
     }
 
     fn packages(&mut self) -> Option<PackageList> {

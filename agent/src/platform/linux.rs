@@ -27,11 +27,6 @@ pub fn machine_id() -> Option<String> {
 /// DMI/SMBIOS from sysfs. The directory is missing on machines without DMI
 /// (many VMs, ARM boards): then the whole message is absent. Serials are
 /// root-only: an unreadable file leaves just that field absent.
-/// Linux distributions have no editions in the Windows sense.
-pub fn os_edition() -> Option<String> {
-    None
-}
-
 pub fn dmi() -> Option<Dmi> {
     let dir = Path::new("/sys/class/dmi/id");
     if !dir.is_dir() {
@@ -92,6 +87,7 @@ pub fn packages() -> Option<PackageList> {
                     name: it.next()?.to_owned(),
                     version: it.next()?.to_owned(),
                     arch: it.next().unwrap_or_default().to_owned(),
+                    ..Default::default()
                 })
             })
             .collect();
@@ -125,6 +121,7 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
                 name: name.to_owned(),
                 version: version.to_owned(),
                 arch: arch.to_owned(),
+                ..Default::default()
             });
         }
     }
@@ -270,6 +267,21 @@ pub fn dns_resolvers() -> Option<Vec<campanile_probe::Address>> {
         return Some(netconf::resolv_conf_nameservers(&t));
     }
     Some(etc)
+}
+
+/// sysinfo reads /etc/os-release, which is all there is to say.
+pub fn os_release() -> Option<super::release::OsRelease> {
+    None
+}
+pub fn memory_installed_bytes() -> Option<u64> {
+    None
+}
+pub fn firmware() -> Option<campanile_proto::v1::Firmware> {
+    None
+}
+/// NICs come from sysinfo, which reads the same sysfs.
+pub fn nics(_include_virtual: bool) -> Option<campanile_proto::v1::NicList> {
+    None
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! sources lives below here; collectors call these functions and treat
 //! `None` as "not collected on this platform".
 //!
-//! Linux reads /proc, /sys and the package databases directly. Other
-//! platforms get what sysinfo covers (in the collectors) and `None` here
-//! until their own sources (Windows registry, SMBIOS) are implemented.
+//! Linux reads /proc, /sys and the package databases directly; Windows
+//! the registry, SMBIOS and the IP helper. Other platforms get what
+//! sysinfo covers (in the collectors) and `None` here.
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -12,10 +12,19 @@ mod linux;
 pub use linux::*;
 
 pub mod netconf;
+pub mod release;
+pub mod smbios;
 
-#[cfg(not(target_os = "linux"))]
+/// Windows sources. The mapping of what Windows returns (registry values,
+/// SMBIOS, adapter lists) is compiled and tested on every platform; the
+/// calls into Windows only on Windows.
+mod windows;
+#[cfg(windows)]
+pub use windows::api::*;
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod other;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 pub use other::*;
 
 /// Filesystem types that hold no user data: never reported.

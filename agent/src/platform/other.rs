@@ -1,22 +1,10 @@
-//! Platforms without their own sources yet (Windows, macOS, BSD): everything
-//! here is "not collected"; sysinfo fills what it covers in the collectors.
+//! Platforms without their own sources (macOS, BSD): everything here is
+//! "not collected"; sysinfo fills what it covers in the collectors.
 
 use campanile_proto::v1::{DiskList, Dmi, FailedUnits, NetInterface, PackageList};
 
 pub fn machine_id() -> Option<String> {
     None
-}
-/// Windows names its edition in the long version ("Windows 10 Pro");
-/// elsewhere there is no edition to report.
-pub fn os_edition() -> Option<String> {
-    if cfg!(windows) {
-        sysinfo::System::long_os_version()
-            .ok()
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    } else {
-        None
-    }
 }
 pub fn dmi() -> Option<Dmi> {
     None
@@ -48,5 +36,20 @@ pub fn default_gateways() -> Option<super::netconf::Gateways> {
     None
 }
 pub fn dns_resolvers() -> Option<Vec<campanile_probe::Address>> {
+    None
+}
+
+/// What sysinfo says of the OS is all there is here.
+pub fn os_release() -> Option<super::release::OsRelease> {
+    None
+}
+pub fn memory_installed_bytes() -> Option<u64> {
+    None
+}
+pub fn firmware() -> Option<campanile_proto::v1::Firmware> {
+    None
+}
+/// NICs come from sysinfo here.
+pub fn nics(_include_virtual: bool) -> Option<campanile_proto::v1::NicList> {
     None
 }
