@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Root installs directly; others through sudo when it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build demo test test-deps lint bench bench-deps fuzz cross-check cross-test release-size clean
+.PHONY: all build demo test test-deps lint bench bench-deps fuzz cross-check cross-test msi release-size clean
 
 all: build
 
@@ -82,6 +82,13 @@ cross-check:
 cross-test:
 	bash scripts/cross-check.sh setup run
 	bash scripts/cross-check.sh test x86_64-pc-windows-gnu -- -p campanile-agent --lib
+
+## The Windows agent as it ships and its MSI, built on Linux with wixl:
+## dist/campanile-agent-VERSION-x64.msi (scripts/msi.sh; installs wixl,
+## msitools and the cross toolchain on first use).
+msi:
+	bash scripts/cross-check.sh setup run
+	bash scripts/msi.sh dist
 
 ## Stripped size of the agent as it ships (profile `agent`: every crate
 ## it links built for size).

@@ -96,6 +96,9 @@ C
   x86_64-w64-mingw32-gcc -O2 -shared -o "$dir/bcryptprimitives.dll" "$dir/prng.c" -ladvapi32
   [ -d "$WINEPREFIX/drive_c/windows/system32" ] || wineboot --init >/dev/null 2>&1 || true
   cp "$dir/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
+  # Wine 8 plays Windows 7 by default (its registry too); the territory's
+  # PCs run 10 and 11.
+  wine winecfg /v win10 >/dev/null 2>&1 || true
 }
 
 # Exports what cargo needs for every target; cheap, so done for all at once.
@@ -138,7 +141,8 @@ cargo_for() {
       ;;
   esac
   local release=()
-  case $mode in build|run) release=(--release) ;; esac
+  # `-- --profile agent` builds as the agent ships; otherwise release.
+  case $mode in build|run) [[ " $* " == *" --profile "* ]] || release=(--release) ;; esac
   local envs=()
   if [ -n "$flags" ]; then
     # RUSTFLAGS, when set, overrides the per-target variable: extend it instead.

@@ -128,6 +128,10 @@ struct RawSpool {
 /// systemd unit's StateDirectory, or ProgramData on Windows. Enrollment
 /// writes the certificate there, and the spool lives there.
 pub fn state_dir() -> PathBuf {
+    #[cfg(windows)]
+    if let Some(base) = crate::platform::program_data_dir() {
+        return base.join("Campanile");
+    }
     if cfg!(windows) {
         let base = std::env::var_os("ProgramData").unwrap_or_else(|| r"C:\ProgramData".into());
         PathBuf::from(base).join("Campanile")

@@ -23,7 +23,7 @@ pub struct HostCollector {
     /// `None` where sysinfo does not support this OS: everything it would
     /// give is then reported as not collected.
     sys: Option<System>,
-    cpu_primed: bool,
+    cpu: cpu::CpuUsage,
     inventory: InventoryCache,
 }
 
@@ -38,28 +38,20 @@ impl HostCollector {
         Self {
             cfg,
             sys,
-            cpu_primed: false,
+            cpu: cpu::CpuUsage::default(),
             inventory: InventoryCache::default(),
         }
     }
 
     /// Takes the first CPU sample, so the first real cycle has a rate.
     pub fn prime(&mut self) {
-        if let Some(sys) = &mut self.sys {
-            cpu::prime(sys);
-            self.cpu_primed = true;
-        }
+        self.cpu.prime(self.sys.as_mut());
     }
 
     pub fn health(&mut self) -> Health {
         let mut h = Health::default();
+        self.cpu.usage(self.sys.as_mut(), &mut h);
         if let Some(sys) = &mut self.sys {
-            if self.cpu_primed {
-                cpu::usage(sys, &mut h);
-            } else {
-                cpu::prime(sys);
-                self.cpu_primed = true;
-            }
             memory::collect(sys, &mut h);
         }
         cpu::load(&mut h);

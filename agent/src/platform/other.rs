@@ -53,3 +53,7 @@ pub fn firmware() -> Option<campanile_proto::v1::Firmware> {
 pub fn nics(_include_virtual: bool) -> Option<campanile_proto::v1::NicList> {
     None
 }
+/// CPU time counters come from sysinfo here.
+pub fn cpu_times() -> Option<(u64, u64)> {
+    None
+}

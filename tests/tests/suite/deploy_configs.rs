@@ -34,6 +34,23 @@ fn example_collector_config_parses() -> Result<()> {
 }
 
 #[test]
+fn example_windows_agent_config_parses() -> Result<()> {
+    let a = AgentConfig::load(&deploy("windows/agent.toml"))?;
+    assert_eq!(a.collector.server_name, "collector.cst.example");
+    assert!(a.collect.packages && a.probes.enabled && a.probes.auto_gateway);
+    // Windows paths (relative to the file when read elsewhere).
+    assert!(
+        a.collector
+            .key_path
+            .to_string_lossy()
+            .ends_with(r"C:\ProgramData\Campanile\agent.key"),
+        "{}",
+        a.collector.key_path.display()
+    );
+    Ok(())
+}
+
+#[test]
 fn example_agent_config_parses() -> Result<()> {
     let a = AgentConfig::load(&deploy("agent.toml"))?;
     assert_eq!(a.collector.server_name, "collector.cst.example");

@@ -20,3 +20,4 @@ mod reconnect;
 mod refusals;
 mod sighup;
 mod territory;
+mod windows;

@@ -23,6 +23,14 @@ use crate::platform::release::OsRelease;
 use crate::platform::smbios;
 
 const MACHINE_GUID_KEY: &str = r"SOFTWARE\Microsoft\Cryptography";
+const PROFILE_LIST_KEY: &str = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion\ProfileList";
+
+/// `%ProgramData%` as the profile service defines it, not as this
+/// process's environment says: a service under Wine gets another.
+pub fn program_data_dir() -> Option<std::path::PathBuf> {
+    let raw = registry::key_values(PROFILE_LIST_KEY)?.string("ProgramData")?;
+    Some(super::values::expand_env(&raw, |name| std::env::var(name).ok()).into())
+}
 
 /// Says once per source that it was not collected, and why.
 fn not_collected(source: &'static str, why: &str) {
@@ -76,8 +84,9 @@ pub fn firmware() -> Option<Firmware> {
     if let firmware::TpmAnswer::Failed(rc) = tpm {
         not_collected("tpm", &format!("Tbsi_GetDeviceInfo failed: 0x{rc:08x}"));
     }
+    let boot = registry::key_values(firmware::CONTROL_KEY).and_then(|v| v.dword("PEFirmwareType"));
     Some(firmware::firmware(
-        firmware::read::firmware_type(),
+        boot,
         secure_boot.as_ref(),
         tpm,
         smbios().and_then(|f| f.uefi_supported),
@@ -185,4 +194,24 @@ pub fn default_gateways() -> Option<Gateways> {
 
 pub fn dns_resolvers() -> Option<Vec<Address>> {
     adapters().map(|a| adapters::dns_servers(&a))
+}
+
+/// (busy, total) CPU time of every core since boot, in 100 ns units:
+/// `GetSystemTimes`, whose kernel time includes the idle time.
+#[allow(unsafe_code)]
+pub fn cpu_times() -> Option<(u64, u64)> {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::GetSystemTimes;
+    let (mut idle, mut kernel, mut user) = (
+        FILETIME::default(),
+        FILETIME::default(),
+        FILETIME::default(),
+    );
+    // SAFETY: three FILETIMEs for the call to fill.
+    if unsafe { GetSystemTimes(&mut idle, &mut kernel, &mut user) } == 0 {
+        return None;
+    }
+    let t = |f: FILETIME| (u64::from(f.dwHighDateTime) << 32) | u64::from(f.dwLowDateTime);
+    let total = t(kernel) + t(user);
+    Some((total.saturating_sub(t(idle)), total))
 }

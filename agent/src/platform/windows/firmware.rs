@@ -1,6 +1,7 @@
 //! How the machine boots and what Windows 11 asks of it: UEFI or legacy
-//! boot (`GetFirmwareType`), Secure Boot (the registry's
-//! `SecureBoot\State`), and the TPM and its version (TPM Base Services,
+//! boot (the registry's `PEFirmwareType`, which the boot loader sets; not
+//! `GetFirmwareType`, which Windows 7 lacks and Wine only stubs), Secure
+//! Boot (the registry's `SecureBoot\State`), and the TPM and its version (TPM Base Services,
 //! which any user may ask, where WMI's `Win32_Tpm` needs an
 //! administrator). What could not be read stays absent: a PC is never
 //! judged unready on a guess.
@@ -10,10 +11,12 @@ use campanile_proto::v1::{Firmware, Tpm};
 use super::values::Values;
 
 pub const SECURE_BOOT_KEY: &str = r"SYSTEM\CurrentControlSet\Control\SecureBoot\State";
+/// Holds `PEFirmwareType`.
+pub const CONTROL_KEY: &str = r"SYSTEM\CurrentControlSet\Control";
 
-/// `GetFirmwareType`'s answer (FIRMWARE_TYPE).
-const FIRMWARE_TYPE_BIOS: i32 = 1;
-const FIRMWARE_TYPE_UEFI: i32 = 2;
+/// `PEFirmwareType` (as FIRMWARE_TYPE).
+const FIRMWARE_TYPE_BIOS: u32 = 1;
+const FIRMWARE_TYPE_UEFI: u32 = 2;
 /// `TPM_DEVICE_INFO.tpmVersion`.
 const TPM_VERSION_12: u32 = 1;
 const TPM_VERSION_20: u32 = 2;
@@ -30,7 +33,7 @@ pub enum TpmAnswer {
 }
 
 pub fn firmware(
-    firmware_type: Option<i32>,
+    firmware_type: Option<u32>,
     secure_boot: Option<&Values>,
     tpm: TpmAnswer,
     uefi_supported: Option<bool>,
@@ -84,18 +87,10 @@ pub mod read {
     //! The three calls.
     use super::TpmAnswer;
     use windows_sys::Win32::Foundation::TBS_E_TPM_NOT_FOUND;
-    use windows_sys::Win32::System::SystemInformation::{
-        FIRMWARE_TYPE, GetFirmwareType, GetSystemFirmwareTable, RSMB,
-    };
+    use windows_sys::Win32::System::SystemInformation::{GetSystemFirmwareTable, RSMB};
     use windows_sys::Win32::System::TpmBaseServices::{
         TBS_SUCCESS, TPM_DEVICE_INFO, Tbsi_GetDeviceInfo,
     };
-
-    pub fn firmware_type() -> Option<i32> {
-        let mut t: FIRMWARE_TYPE = 0;
-        // SAFETY: writes one FIRMWARE_TYPE to the pointer given.
-        (unsafe { GetFirmwareType(&mut t) } != 0).then_some(t)
-    }
 
     pub fn tpm() -> TpmAnswer {
         let mut info = TPM_DEVICE_INFO::default();

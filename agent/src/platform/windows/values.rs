@@ -47,6 +47,56 @@ impl Values {
     }
 }
 
+/// Expands the `%NAME%` references of a REG_EXPAND_SZ with `var`; a
+/// reference it cannot resolve is left as it is. `%SystemDrive%` falls
+/// back to `C:`, which it is on every Windows the agent runs on.
+pub fn expand_env(s: &str, var: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find('%') {
+        let after = &rest[start + 1..];
+        let Some(len) = after.find('%') else {
+            break;
+        };
+        let name = &after[..len];
+        out.push_str(&rest[..start]);
+        match var(name).or_else(|| {
+            name.eq_ignore_ascii_case("SystemDrive")
+                .then(|| "C:".into())
+        }) {
+            Some(v) => out.push_str(&v),
+            None => {
+                out.push('%');
+                out.push_str(name);
+                out.push('%');
+            }
+        }
+        rest = &after[len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod expand_tests {
+    use super::expand_env;
+
+    #[test]
+    fn references_are_expanded_and_unknown_ones_kept() {
+        let env = |n: &str| (n == "SystemDrive").then(|| "D:".to_owned());
+        assert_eq!(
+            expand_env(r"%SystemDrive%\ProgramData", env),
+            r"D:\ProgramData"
+        );
+        assert_eq!(
+            expand_env(r"%SystemDrive%\ProgramData", |_| None),
+            r"C:\ProgramData"
+        );
+        assert_eq!(expand_env(r"%Nope%\x", |_| None), r"%Nope%\x");
+        assert_eq!(expand_env("100% sure", |_| None), "100% sure");
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     //! Recorded registry contents in the text `reg query KEY /s` prints on
