@@ -276,6 +276,26 @@ pub fn agent_binary() -> Result<PathBuf> {
     workspace_binary("campanile-agent")
 }
 
+/// `campanile-collector enroll new --config CONFIG --site SITE MORE...`:
+/// the token it printed, and all it printed.
+pub fn enroll_new(config: &Path, site: &str, more: &[&str]) -> Result<(String, String)> {
+    let out = Command::new(collector_binary()?)
+        .args(["enroll", "new", "--config"])
+        .arg(config)
+        .args(["--site", site])
+        .args(more)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "enroll new: {out:?}");
+    let text = String::from_utf8(out.stdout)?;
+    let token = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("cmp1."))
+        .with_context(|| format!("no token in: {text}"))?
+        .to_owned();
+    Ok((token, text))
+}
+
 /// The collector binary of this build (kill -9 tests need a process).
 pub fn collector_binary() -> Result<PathBuf> {
     workspace_binary("campanile-collector")
@@ -413,6 +433,19 @@ impl TestCollector {
             db,
             _dir: Some(dir),
         })
+    }
+
+    /// Writes this collector's config (with `extra`, as it was started)
+    /// to `path`, for the command line to work on its store.
+    pub fn write_config(&self, pki: &TestPki, extra: &str, path: &Path) -> Result<()> {
+        let text = pki.collector_toml(
+            &self.db,
+            self.running.grpc_addr.port(),
+            self.running.http_addr.port(),
+            extra,
+        );
+        std::fs::write(path, text)?;
+        Ok(())
     }
 
     pub fn url(&self, path: &str) -> String {

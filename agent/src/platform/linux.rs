@@ -269,26 +269,6 @@ pub fn dns_resolvers() -> Option<Vec<campanile_probe::Address>> {
     Some(etc)
 }
 
-/// sysinfo reads /etc/os-release, which is all there is to say.
-pub fn os_release() -> Option<super::release::OsRelease> {
-    None
-}
-pub fn memory_installed_bytes() -> Option<u64> {
-    None
-}
-pub fn firmware() -> Option<campanile_proto::v1::Firmware> {
-    None
-}
-/// NICs come from sysinfo, which reads the same sysfs.
-pub fn nics(_include_virtual: bool) -> Option<campanile_proto::v1::NicList> {
-    None
-}
-
-/// sysinfo reads /proc/stat, which is all there is.
-pub fn cpu_times() -> Option<(u64, u64)> {
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

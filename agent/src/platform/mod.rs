@@ -21,6 +21,10 @@ pub mod smbios;
 mod windows;
 #[cfg(windows)]
 pub use windows::api::*;
+#[cfg(not(windows))]
+mod sysinfo_only;
+#[cfg(not(windows))]
+pub use sysinfo_only::*;
 
 #[cfg(not(any(target_os = "linux", windows)))]
 mod other;

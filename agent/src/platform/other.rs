@@ -38,22 +38,3 @@ pub fn default_gateways() -> Option<super::netconf::Gateways> {
 pub fn dns_resolvers() -> Option<Vec<campanile_probe::Address>> {
     None
 }
-
-/// What sysinfo says of the OS is all there is here.
-pub fn os_release() -> Option<super::release::OsRelease> {
-    None
-}
-pub fn memory_installed_bytes() -> Option<u64> {
-    None
-}
-pub fn firmware() -> Option<campanile_proto::v1::Firmware> {
-    None
-}
-/// NICs come from sysinfo here.
-pub fn nics(_include_virtual: bool) -> Option<campanile_proto::v1::NicList> {
-    None
-}
-/// CPU time counters come from sysinfo here.
-pub fn cpu_times() -> Option<(u64, u64)> {
-    None
-}

@@ -88,15 +88,7 @@ impl Centre {
         // The command line reads the same config and store as the
         // running collector.
         let config = dir.path().join("collector.toml");
-        std::fs::write(
-            &config,
-            pki.collector_toml(
-                &c.db,
-                c.running.grpc_addr.port(),
-                c.running.http_addr.port(),
-                &sections,
-            ),
-        )?;
+        c.write_config(&pki, &sections, &config)?;
         Ok(Self {
             pki,
             c,
@@ -111,24 +103,12 @@ impl Centre {
 
     /// `campanile-collector enroll new`, its token read from what it prints.
     fn new_token(&self, site: &str, more: &[&str]) -> Result<EnrollmentToken> {
-        let out = Command::new(collector_binary()?)
-            .args(["enroll", "new", "--config"])
-            .arg(&self.config)
-            .args(["--site", site])
-            .args(more)
-            .output()?;
-        ensure!(out.status.success(), "enroll new: {out:?}");
-        let text = String::from_utf8(out.stdout)?;
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("cmp1."))
-            .with_context(|| format!("no token in: {text}"))?;
+        let (line, text) = campanile_tests::enroll_new(&self.config, site, more)?;
         ensure!(
             text.contains("campanile-agent enroll --collector"),
             "no install command in: {text}"
         );
-        Ok(EnrollmentToken::parse(line)?)
+        Ok(EnrollmentToken::parse(&line)?)
     }
 
     fn enroll_cmd(&self, args: &[&str]) -> Result<std::process::Output> {

@@ -26,21 +26,28 @@ fn built(var: &str, file: &str) -> PathBuf {
     })
 }
 
+/// A file `make msi` builds, with the tool that runs it, or `None`
+/// (skipped) when either is missing.
+fn built_with(var: &str, file: &str, tool: &str) -> Option<PathBuf> {
+    let path = built(var, file);
+    if !path.is_file() {
+        skipped(&format!("{} is not built (make msi)", path.display()));
+        return None;
+    }
+    if Command::new(tool).arg("--version").output().is_err() {
+        skipped(&format!("{tool} is not installed"));
+        return None;
+    }
+    Some(path)
+}
+
 /// The Windows agent, or `None` (skipped) when not built or no Wine.
 fn windows_agent() -> Option<PathBuf> {
-    let exe = built(
+    built_with(
         "CAMPANILE_WINDOWS_AGENT",
         "campanile-agent-VERSION-x86_64-windows.exe",
-    );
-    if !exe.is_file() {
-        skipped(&format!("{} is not built (make msi)", exe.display()));
-        return None;
-    }
-    if Command::new("wine").arg("--version").output().is_err() {
-        skipped("wine is not installed");
-        return None;
-    }
-    Some(exe)
+        "wine",
+    )
 }
 
 /// The Wine prefix the cross-check script prepared (it holds the
@@ -417,16 +424,11 @@ async fn the_service_installs_starts_delivers_and_stops_under_wine() -> Result<(
 }
 
 fn msi() -> Option<PathBuf> {
-    let msi = built("CAMPANILE_WINDOWS_MSI", "campanile-agent-VERSION-x64.msi");
-    if !msi.is_file() {
-        skipped(&format!("{} is not built (make msi)", msi.display()));
-        return None;
-    }
-    if Command::new("msiinfo").arg("--version").output().is_err() {
-        skipped("msiinfo (msitools) is not installed");
-        return None;
-    }
-    Some(msi)
+    built_with(
+        "CAMPANILE_WINDOWS_MSI",
+        "campanile-agent-VERSION-x64.msi",
+        "msiinfo",
+    )
 }
 
 fn msi_table(msi: &Path, table: &str) -> Result<String> {
@@ -575,28 +577,8 @@ kind = "town_hall"
     );
     let c = TestCollector::start_with(&pki, &sections).await?;
     let config = dir.path().join("collector.toml");
-    std::fs::write(
-        &config,
-        pki.collector_toml(
-            &c.db,
-            c.running.grpc_addr.port(),
-            c.running.http_addr.port(),
-            &sections,
-        ),
-    )?;
-    let out = Command::new(campanile_tests::collector_binary()?)
-        .args(["enroll", "new", "--config"])
-        .arg(&config)
-        .args(["--site", MSI_SITE, "--uses", "2"])
-        .output()?;
-    anyhow::ensure!(out.status.success(), "enroll new: {out:?}");
-    let printed = String::from_utf8(out.stdout)?;
-    let token = printed
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("cmp1."))
-        .with_context(|| format!("no token in {printed}"))?
-        .to_owned();
+    c.write_config(&pki, &sections, &config)?;
+    let (token, _) = campanile_tests::enroll_new(&config, MSI_SITE, &["--uses", "2"])?;
 
     let mut installed = InstalledMsis(vec![msi.clone()]);
     // Installed as a GPO would: quiet, with the collector and the token.
