@@ -56,7 +56,14 @@ pub fn os_release() -> Option<OsRelease> {
     registry::key_values(CURRENT_VERSION_KEY).map(|v| os_release::from_values(&v))
 }
 
+/// The SMBIOS table, read and decoded once: the firmware writes it at
+/// boot, and DMI, memory and UEFI support all come from it.
 fn smbios() -> Option<smbios::SmbiosFacts> {
+    static TABLE: std::sync::OnceLock<Option<smbios::SmbiosFacts>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(read_smbios).clone()
+}
+
+fn read_smbios() -> Option<smbios::SmbiosFacts> {
     let Some(raw) = firmware::read::smbios() else {
         not_collected("smbios", "GetSystemFirmwareTable('RSMB') returned nothing");
         return None;
