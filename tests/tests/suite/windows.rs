@@ -488,6 +488,15 @@ fn the_msi_installs_the_agent_its_service_and_takes_collector_and_token() -> Res
     );
     let seq = msi_row(&msi, "InstallExecuteSequence", "WriteConfig")?;
     assert_eq!(seq[1], "COLLECTOR AND NOT REMOVE");
+    // Once the agent is installed, before the service starts.
+    let at = |action: &str| -> Result<u32> {
+        Ok(msi_row(&msi, "InstallExecuteSequence", action)?[2].parse()?)
+    };
+    let write = at("WriteConfig")?;
+    assert!(
+        at("InstallFiles")? < write && write < at("StartServices")?,
+        "{seq:?}"
+    );
     // Properties an unattended install may set, the token kept out of logs.
     let secure = msi_row(&msi, "Property", "SecureCustomProperties")?;
     assert!(secure[1].split(';').any(|p| p == "COLLECTOR"), "{secure:?}");
